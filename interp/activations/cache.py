@@ -1,0 +1,165 @@
+"""Activation cache: run a model over packed text once and keep its activations on disk.
+
+Layout of a cache directory (see DESIGN.md, "Activation cache"):
+
+    manifest.json                  what is cached and which shards are complete (with checksums)
+    tokens.npy doc_ids.npy         [N, S] int64 token ids and provenance, row-aligned with the
+    char_start.npy char_end.npy    activations (char offsets are -1 for BOS/separator tokens)
+    acts/<site>.npy                [N, S, D] activations, one pre-allocated .npy per site
+
+A *shard* is a range of rows ``[start, end)`` of every site's file. The manifest lists a shard only
+after its rows are written and flushed, with a CRC32 per site, and the manifest itself is replaced
+atomically, so an interrupted run never leaves a listed shard incomplete. Running the same command
+again verifies the listed shards, recomputes any that are missing or damaged, and finishes.
+One model pass fills every requested site, and the pass stops after the deepest site's block.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import interp
+from interp._io import read_json, write_json_atomic
+from interp.activations.format import (
+    FORMAT, TOKEN_FILES, ActivationCache, site_file, storage_dtype, to_storage,
+)
+from interp.models import LoadedModel, load, site_width, stop_layer
+
+
+def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def _request(model: LoadedModel, text_spec: str, sites: list[str], n_tokens: int, seq_len: int,
+             dtype: str, shuffle_seed: int | None) -> dict:
+    return {
+        "model": model.spec, "sites": sites, "text": text_spec, "n_tokens_requested": n_tokens,
+        "seq_len": seq_len, "dtype": dtype, "shuffle_seed": shuffle_seed,
+    }
+
+
+def _check_same_request(manifest: dict, request: dict, out: Path) -> None:
+    diff = {k: (manifest.get(k), v) for k, v in request.items() if manifest.get(k) != v}
+    if diff:
+        lines = "; ".join(f"{k}: cached {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"{out} already holds a different activation cache ({lines}). "
+                         f"Choose another output directory, or delete this one to rebuild it.")
+
+
+def _start(model: LoadedModel, request: dict, out: Path, shard_tokens: int) -> dict:
+    """Tokenise, write token files and pre-allocated activation files, then the manifest."""
+    from interp.data import load_text, tokenize
+
+    text = load_text(request["text"], shuffle_seed=request["shuffle_seed"])
+    toks = tokenize(text, model.tokenizer, request["seq_len"], request["n_tokens_requested"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "acts").mkdir(exist_ok=True)
+    for name in TOKEN_FILES:
+        _save_npy_atomic(out / f"{name}.npy", getattr(toks, name))
+    n, s = toks.tokens.shape
+    widths = {site: site_width(model, site) for site in request["sites"]}
+    for site, d in widths.items():
+        np.lib.format.open_memmap(out / site_file(site), mode="w+", dtype=storage_dtype(request["dtype"]),
+                                  shape=(n, s, d)).flush()
+    rows = max(1, shard_tokens // s)
+    manifest = {
+        "format": FORMAT, **request, "model_name": model.name, "code_version": interp.__version__,
+        "n_seqs": n, "n_tokens": n * s, "bos_id": toks.bos_id,
+        "pad_id": model.tokenizer.pad_token_id,
+        "sites_info": {site: {"width": d, "file": site_file(site)} for site, d in widths.items()},
+        "shard_ranges": [[a, min(a + rows, n)] for a in range(0, n, rows)],
+        "shards": [], "complete": False,
+    }
+    write_json_atomic(out / "manifest.json", manifest)
+    return manifest
+
+
+@torch.inference_mode()
+def _run_sites(model: LoadedModel, tokens: torch.Tensor, sites: list[str]) -> dict[str, torch.Tensor]:
+    """One forward pass (stopping after the deepest site) returning each site as [B, S, D]."""
+    got: dict[str, torch.Tensor] = {}
+
+    def grabber(site: str):
+        def grab(act: torch.Tensor, hook: Any) -> None:
+            got[site] = act.detach()
+        return grab
+
+    model.bridge.run_with_hooks(
+        tokens.to(model.device), fwd_hooks=[(s, grabber(s)) for s in sites],
+        stop_at_layer=stop_layer(sites), output_attentions=False,
+    )
+    return {s: got[s].reshape(*tokens.shape, -1) for s in sites}
+
+
+def _fill_shard(model: LoadedModel, cache: ActivationCache, start: int, end: int,
+                batch_size: int, bar: tqdm) -> dict[str, str]:
+    sites = list(cache.manifest["sites_info"])
+    arrays = {s: cache.writable(s) for s in sites}
+    tokens = torch.from_numpy(np.array(cache.token_array("tokens")[start:end]))
+    for a in range(0, end - start, batch_size):
+        batch = tokens[a:a + batch_size]
+        for site, act in _run_sites(model, batch, sites).items():
+            arrays[site][start + a:start + a + len(batch)] = to_storage(act, cache.manifest["dtype"])
+        bar.update(batch.numel())
+    sums = {}
+    for site, arr in arrays.items():
+        arr.flush()
+        sums[site] = f"{zlib.crc32(memoryview(np.ascontiguousarray(arr[start:end])).cast('B')):08x}"
+    return sums
+
+
+def cache_activations(
+    model: LoadedModel | str,
+    text_spec: str,
+    sites: str | Sequence[str],
+    n_tokens: int,
+    out_dir: str | Path,
+    seq_len: int = 128,
+    batch_size: int = 16,
+    dtype: str = "float32",
+    shard_tokens: int = 1 << 16,
+    shuffle_seed: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Cache ``sites`` of ``model`` over ``n_tokens`` tokens of ``text_spec`` into ``out_dir``.
+
+    Resumable: call it again with the same arguments after an interruption (or after damage to a
+    shard) and it completes the cache; the result equals an uninterrupted run. ``dtype`` is the
+    storage dtype (float32, float16 or bfloat16). Returns the cache path.
+    """
+    out = Path(out_dir)
+    sites = [sites] if isinstance(sites, str) else list(sites)
+    if not sites:
+        raise ValueError("give at least one hook site to cache")
+    storage_dtype(dtype)  # validates
+    model = load(model) if isinstance(model, str) else model
+    for site in sites:
+        model.validate_site(site)
+    request = _request(model, text_spec, sites, int(n_tokens), int(seq_len), dtype, shuffle_seed)
+    if (out / "manifest.json").exists():
+        manifest = read_json(out / "manifest.json", "activation cache manifest")
+        _check_same_request(manifest, request, out)
+    else:
+        manifest = _start(model, request, out, shard_tokens)
+    cache = ActivationCache(out, check=False)
+    cache.repair()
+    todo = cache.missing_shards()
+    done_tokens = cache.manifest["n_tokens"] - sum(b - a for a, b in todo) * seq_len
+    with tqdm(total=cache.manifest["n_tokens"], initial=done_tokens, unit="tok", disable=not progress,
+              desc=f"caching {len(sites)} site(s) of {model.name}") as bar:
+        for start, end in todo:
+            sums = _fill_shard(model, cache, start, end, batch_size, bar)
+            cache.record_shard(start, end, sums)
+    cache.finish()
+    return out

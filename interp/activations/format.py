@@ -1,0 +1,201 @@
+"""The on-disk activation cache: reading it, checking it, and streaming shuffled batches from it.
+
+``ActivationCache(path)`` opens a directory written by ``cache_activations`` (layout in
+``interp.activations.cache``). Arrays are memory-mapped, never loaded whole; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+
+from interp._io import read_json, write_json_atomic
+
+FORMAT = "interp-activations/1"
+TOKEN_FILES = ("tokens", "doc_ids", "char_start", "char_end")
+_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}  # bf16 as raw bits
+_REQUIRED = ("format", "model", "sites_info", "n_seqs", "seq_len", "dtype", "shard_ranges", "shards")
+
+
+def storage_dtype(name: str) -> np.dtype:
+    if name not in _DTYPES:
+        raise ValueError(f"unknown cache dtype {name!r}; choose one of {', '.join(_DTYPES)}")
+    return np.dtype(_DTYPES[name])
+
+
+def site_file(site: str) -> str:
+    return f"acts/{site}.npy"
+
+
+def to_storage(act: torch.Tensor, dtype: str) -> np.ndarray:
+    """A [..., D] tensor as a numpy array in the cache's storage dtype."""
+    act = act.detach().cpu()
+    if dtype == "bfloat16":
+        return act.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    return act.to(getattr(torch, dtype)).numpy()
+
+
+def from_storage(arr: np.ndarray, dtype: str) -> torch.Tensor:
+    t = torch.from_numpy(arr)
+    return t.view(torch.int16).view(torch.bfloat16) if dtype == "bfloat16" else t
+
+
+def _npy_data_offset(path: Path) -> int:
+    with open(path, "rb") as f:
+        major, _ = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        read(f)
+        return f.tell()
+
+
+class ActivationCache:
+    """A cache directory: ``.manifest``, ``.tokens()``, ``.activations(site)``, ``.batches(...)``."""
+
+    def __init__(self, path: str | Path, check: bool = True):
+        self.path = Path(path)
+        self.manifest = read_json(self.path / "manifest.json", "activation cache manifest")
+        missing = [k for k in _REQUIRED if k not in self.manifest]
+        if missing or self.manifest["format"] != FORMAT:
+            raise ValueError(f"activation cache manifest {self.path / 'manifest.json'} is corrupted "
+                             f"(missing {missing} or unknown format); delete the directory and re-cache")
+        if check:
+            self._check_complete()
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def sites(self) -> list[str]:
+        return list(self.manifest["sites_info"])
+
+    @property
+    def n_tokens(self) -> int:
+        return self.manifest["n_seqs"] * self.manifest["seq_len"]
+
+    def width(self, site: str) -> int:
+        return self._site_info(site)["width"]
+
+    def _site_info(self, site: str) -> dict:
+        if site not in self.manifest["sites_info"]:
+            raise ValueError(f"site {site!r} is not in the cache at {self.path}; it has {self.sites}")
+        return self.manifest["sites_info"][site]
+
+    def _expected_bytes(self, site: str) -> int:
+        m = self.manifest
+        return m["n_seqs"] * m["seq_len"] * self.width(site) * storage_dtype(m["dtype"]).itemsize
+
+    def _truncated(self, site: str) -> tuple[int, int] | None:
+        """(bytes present, bytes expected) if the site's data file is short, else None."""
+        path = self.path / self._site_info(site)["file"]
+        if not path.exists():
+            return (0, self._expected_bytes(site))
+        have = path.stat().st_size - _npy_data_offset(path)
+        want = self._expected_bytes(site)
+        return (have, want) if have < want else None
+
+    def _check_complete(self) -> None:
+        for site in self.sites:
+            if (t := self._truncated(site)) is not None:
+                raise ValueError(
+                    f"activation file for {site} in {self.path} is truncated ({t[0]} of {t[1]} bytes). "
+                    f"Re-run the same cache command to recompute the damaged shards.")
+        if not self.manifest.get("complete"):
+            done, total = len(self.manifest["shards"]), len(self.manifest["shard_ranges"])
+            raise ValueError(f"activation cache {self.path} is incomplete ({done} of {total} shards); "
+                             f"re-run the same cache command to finish it")
+
+    # -- arrays ------------------------------------------------------------------------------
+    def token_array(self, name: str = "tokens") -> np.ndarray:
+        try:
+            return np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{name}.npy in {self.path} is missing or damaged ({e}); "
+                             f"delete the directory and re-cache") from e
+
+    def tokens(self) -> Int[torch.Tensor, "N S"]:
+        return torch.from_numpy(np.array(self.token_array("tokens")))
+
+    def special_mask(self) -> np.ndarray:
+        """[N, S] bool: BOS/separator tokens (char offset -1) and padding."""
+        mask = np.asarray(self.token_array("char_start")) < 0
+        pad = self.manifest.get("pad_id")
+        if pad is not None:
+            mask |= np.asarray(self.token_array("tokens")) == pad
+        return mask
+
+    def _raw(self, site: str, mode: str = "r") -> np.memmap:
+        return np.load(self.path / self._site_info(site)["file"], mmap_mode=mode, allow_pickle=False)
+
+    def activations(self, site: str) -> Float[torch.Tensor, "N S D"]:
+        """Memory-mapped activations, row-aligned with ``tokens()``."""
+        import warnings
+
+        with warnings.catch_warnings():  # read-only memmap: torch warns it is not writable
+            warnings.simplefilter("ignore", UserWarning)
+            return from_storage(self._raw(site), self.manifest["dtype"])
+
+    def writable(self, site: str) -> np.memmap:
+        return self._raw(site, mode="r+")
+
+    # -- shard bookkeeping (used by cache_activations) ---------------------------------------
+    def _crc(self, site: str, start: int, end: int) -> str:
+        rows = np.ascontiguousarray(self._raw(site)[start:end])
+        return f"{zlib.crc32(memoryview(rows).cast('B')):08x}"
+
+    def repair(self) -> None:
+        """Restore truncated files to full size and forget shards whose data is damaged."""
+        for site in self.sites:
+            if self._truncated(site) is not None:
+                path = self.path / self._site_info(site)["file"]
+                if not path.exists():
+                    self.manifest["shards"] = []
+                    np.lib.format.open_memmap(path, mode="w+", dtype=storage_dtype(self.manifest["dtype"]),
+                                              shape=(self.manifest["n_seqs"], self.manifest["seq_len"],
+                                                     self.width(site))).flush()
+                else:
+                    with open(path, "r+b") as f:
+                        f.truncate(_npy_data_offset(path) + self._expected_bytes(site))
+        good = [s for s in self.manifest["shards"]
+                if all(self._crc(site, s["start"], s["end"]) == s["crc32"].get(site) for site in self.sites)]
+        if len(good) != len(self.manifest["shards"]):
+            self.manifest["shards"] = good
+            self.manifest["complete"] = False
+            write_json_atomic(self.path / "manifest.json", self.manifest)
+
+    def missing_shards(self) -> list[tuple[int, int]]:
+        done = {(s["start"], s["end"]) for s in self.manifest["shards"]}
+        return [(a, b) for a, b in self.manifest["shard_ranges"] if (a, b) not in done]
+
+    def record_shard(self, start: int, end: int, sums: dict[str, str]) -> None:
+        self.manifest["shards"].append({"start": start, "end": end, "crc32": sums})
+        write_json_atomic(self.path / "manifest.json", self.manifest)
+
+    def finish(self) -> None:
+        if not self.missing_shards() and not self.manifest["complete"]:
+            self.manifest["complete"] = True
+            write_json_atomic(self.path / "manifest.json", self.manifest)
+
+    # -- streaming -----------------------------------------------------------------------------
+    def batches(
+        self, site: str, batch_size: int, shuffle: bool = True, *, seed: int = 0,
+        exclude_special: bool = False, epochs: int | None = 1, skip: int = 0,
+        drop_last: bool = False, buffer_tokens: int = 1 << 18, dtype: torch.dtype = torch.float32,
+    ) -> Iterator[Float[torch.Tensor, "B D"]]:
+        """Yield ``[B, D]`` batches of one site's activations.
+
+        Shuffling permutes sequences, then tokens within a buffer of ``buffer_tokens`` tokens, so
+        reads stay local. ``epochs=None`` streams forever (a new permutation each epoch);
+        ``skip`` drops the first batches without reading them (exact resume); ``exclude_special``
+        leaves out BOS/separator and pad tokens.
+        """
+        from interp.activations.order import batch_indices
+
+        keep = ~self.special_mask() if exclude_special else np.ones(
+            (self.manifest["n_seqs"], self.manifest["seq_len"]), dtype=bool)
+        flat = self._raw(site).reshape(-1, self.width(site))
+        for idx in batch_indices(keep, batch_size, shuffle, seed, epochs, skip, drop_last, buffer_tokens):
+            rows = flat[np.sort(idx)]
+            yield from_storage(rows, self.manifest["dtype"]).to(dtype)

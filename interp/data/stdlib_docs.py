@@ -1,0 +1,126 @@
+"""The built-in corpus ``builtin:stdlib-docs``: the Python standard library's own documentation.
+
+Present on every Python install, so nothing needs the network. Documents, in a fixed order:
+first the topics of ``pydoc_data.topics`` (sorted by key), then one document per public stdlib
+module, built from the docstrings (module, classes, functions) found by parsing its *source*
+with ``ast`` (modules are never imported: some have side effects). About 1.8 M characters.
+
+Parsing takes ~10 s, so the document list is cached once per Python minor version as JSON lines
+(``{"text": ...}`` per line) at ``$INTERP_CACHE/corpora/stdlib-docs-py{major}.{minor}.jsonl``
+(default ``~/.cache/interp``). The first iteration generates documents lazily and writes the
+cache file atomically only when it ran to the end; a consumer that stops early (a small token
+request) therefore only pays for the documents it read.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+NAME = "stdlib-docs"
+MIN_DOCSTRING_CHARS = 40
+SKIP_NAMES = {
+    "idlelib", "lib2to3", "site-packages", "dist-packages", "turtledemo", "ensurepip", "tkinter",
+    "pydoc_data", "__pycache__",
+}
+
+
+def cache_path() -> Path:
+    """Where the document list of this Python version is cached."""
+    root = Path(os.environ.get("INTERP_CACHE", "~/.cache/interp")).expanduser()
+    major, minor = sys.version_info[:2]
+    return root / "corpora" / f"{NAME}-py{major}.{minor}.jsonl"
+
+
+def iter_texts() -> Iterator[str]:
+    """Yield the corpus documents in canonical order (from the cache when it exists)."""
+    path = cache_path()
+    if path.is_file():
+        yield from _read_cache(path)
+    else:
+        yield from _build_and_cache(path)
+
+
+def _read_cache(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)["text"]
+
+
+def _build_and_cache(path: Path) -> Iterator[str]:
+    """Generate the documents, writing them to a temp file that replaces ``path`` at the end."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    done = False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for text in _generate():
+                f.write(json.dumps({"text": text}) + "\n")
+                yield text
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        done = True
+    finally:
+        if not done and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _generate() -> Iterator[str]:
+    yield from _topic_texts()
+    for file in _module_files(Path(sysconfig.get_paths()["stdlib"])):
+        text = _module_text(file)
+        if text:
+            yield text
+
+
+def _topic_texts() -> Iterator[str]:
+    from pydoc_data import topics
+
+    for key in sorted(topics.topics):
+        text = topics.topics[key]
+        if text.strip():
+            yield text
+
+
+def _skipped(name: str) -> bool:
+    return (
+        name in SKIP_NAMES or name.startswith("test") or name.startswith("config-")
+        or (name.startswith("_") and name != "__init__.py")
+    )
+
+
+def _module_files(root: Path) -> Iterator[Path]:
+    """Public stdlib ``.py`` files under ``root``, recursively, in sorted path order."""
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if _skipped(entry.name):
+            continue
+        if entry.is_dir():
+            yield from _module_files(entry)
+        elif entry.suffix == ".py" and entry.is_file():
+            yield entry
+
+
+def _module_text(file: Path) -> str:
+    """Docstrings (> 40 chars) of a module, its classes and functions, in source order."""
+    try:
+        tree = ast.parse(file.read_bytes(), filename=str(file))
+    except (SyntaxError, ValueError, OSError):
+        return ""
+    docs = [ast.get_docstring(node) for node in _documented_nodes(tree)]
+    return "\n\n".join(d for d in docs if d and len(d) > MIN_DOCSTRING_CHARS)
+
+
+def _documented_nodes(node: ast.AST) -> Iterator[ast.AST]:
+    """The module, class and function nodes under ``node``, depth first in source order."""
+    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        yield node
+    for child in ast.iter_child_nodes(node):
+        yield from _documented_nodes(child)

@@ -1,0 +1,61 @@
+"""TopK sparse autoencoder (Gao et al., "Scaling and evaluating sparse autoencoders", 2024).
+
+Each token keeps its k largest pre-activations (ReLU after the selection), the decoder has unit-
+norm rows, and an auxiliary loss (AuxK) lets the top ``aux_k`` dead latents reconstruct the
+residual error, scaled by ``aux_alpha``. As in the paper, the residual target is detached and
+both losses are normalised by the variance of the target (so MSE terms read as FVU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+
+from interp.decomposers.base import register
+from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
+from interp.decomposers.sae.ops import gather_encode, sparse_decode
+
+
+@dataclass(frozen=True)
+class TopKConfig(SAEConfig):
+    method: str = "topk"
+    k: int = 32
+    aux_k: int = 512  # dead latents used by the auxiliary loss (capped at the number dead)
+    aux_alpha: float = 1 / 32
+
+
+def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Squared error over squared deviation from the batch mean (the batch FVU)."""
+    return (x_hat - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+
+
+@register("topk")
+class TopKSAE(SAE):
+    config_cls = TopKConfig
+
+    def select(self, pre):
+        return pre.topk(self.cfg.k, dim=1, sorted=False)
+
+    def _aux_loss(self, xn, pre, dead, err) -> torch.Tensor:
+        k_aux = min(self.cfg.aux_k, int(dead.sum()))
+        _, idx = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=1, sorted=False)
+        vals = torch.relu(gather_encode(xn, self.b_dec, self.W_enc, self.b_enc, pre, idx))
+        return normalized_mse(sparse_decode(vals, idx, self.W_dec), err)
+
+    def step(self, xn: Float[torch.Tensor, "B D"], dead: torch.Tensor | None) -> StepOutput:
+        with torch.no_grad():
+            pre = self.pre_acts(xn)
+            _, idx = self.select(pre)
+        vals = torch.relu(gather_encode(xn, self.b_dec, self.W_enc, self.b_enc, pre, idx))
+        x_hat = self.decode_sparse(vals, idx)
+        fvu = normalized_mse(x_hat, xn)
+        terms = {"fvu": fvu}
+        loss = fvu
+        if dead is not None and dead.any() and self.cfg.aux_alpha > 0:
+            aux = self._aux_loss(xn, pre, dead, (xn - x_hat).detach())
+            terms["aux"] = aux
+            loss = loss + self.cfg.aux_alpha * aux
+        fired = idx[vals > 0].unique()
+        return StepOutput(loss=loss, terms=terms, x_hat=x_hat.detach(), fired=fired)

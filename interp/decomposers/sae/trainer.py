@@ -1,0 +1,227 @@
+"""The one SAE training loop, shared by every variant.
+
+Adam with linear warm-up and a linear decay over the last ``decay_frac`` of steps; decoder rows
+kept at unit norm with the parallel gradient component removed; ``b_dec`` initialised from the
+data mean; inputs scaled by a norm-scaling factor estimated up front; dead latents tracked in
+tokens since last activation and handed to the variant (for AuxK). Checkpoints (weights, Adam
+state, step, dead statistics) are written atomically to ``out/checkpoint`` every
+``checkpoint_every`` steps and on Ctrl-C; calling ``train`` again with the same ``out`` resumes
+exactly, because the data order is a pure function of (seed, step). wandb logs offline by default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from interp._io import read_json, write_json_atomic
+from interp.activations import norm_scale, stream
+from interp.decomposers.base import REGISTRY, config_from, load
+from interp.decomposers.sae.base import SAE, SAEConfig
+
+
+def _make_config(config: Any) -> SAEConfig:
+    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    method = fields.get("method", "topk")
+    if method not in REGISTRY or not issubclass(REGISTRY[method], SAE):
+        sae_methods = sorted(m for m, c in REGISTRY.items() if issubclass(c, SAE))
+        raise ValueError(f"unknown SAE method {method!r}; choose one of {sae_methods}")
+    return config_from(REGISTRY[method].config_cls, fields)
+
+
+def _lr_factor(step: int, n_steps: int, cfg: SAEConfig) -> float:
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    decay_start = int(n_steps * (1 - cfg.decay_frac))
+    decay = 1.0 if step < decay_start else max(0.0, (n_steps - step) / max(1, n_steps - decay_start))
+    return warm * decay
+
+
+def _data_meta(data: Any, cfg: SAEConfig) -> dict:
+    manifest = getattr(data, "manifest", None)
+    if manifest is None:
+        return {"model": cfg.model, "site": cfg.site}
+    site = cfg.site or (manifest["sites"][0] if len(manifest["sites"]) == 1 else None)
+    return {"model": manifest["model"], "site": site}
+
+
+class _Checkpoint:
+    """Atomic checkpoint directory: state.safetensors (weights + Adam) and state.json."""
+
+    def __init__(self, out: Path | None):
+        self.dir = out / "checkpoint" if out else None
+
+    def exists(self) -> bool:
+        return bool(self.dir) and (self.dir / "state.json").exists()
+
+    def save(self, sae: SAE, opt: torch.optim.Adam, step: int, since_fired: torch.Tensor) -> None:
+        if not self.dir:
+            return
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}
+        for name, p in sae.named_parameters():
+            for key, val in opt.state.get(p, {}).items():
+                tensors[f"adam.{name}.{key}"] = val.detach().cpu().reshape(val.shape).contiguous()
+        tensors["since_fired"] = since_fired.cpu()
+        tmp = self.dir.with_name(".checkpoint.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(tensors, str(tmp / "state.safetensors"))
+        write_json_atomic(tmp / "state.json", {"step": step})
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        tmp.rename(self.dir)
+
+    def restore(self, sae: SAE, opt: torch.optim.Adam) -> tuple[int, torch.Tensor]:
+        step = read_json(self.dir / "state.json", "checkpoint state")["step"]
+        tensors = load_file(str(self.dir / "state.safetensors"), device=str(sae.W_enc.device))
+        sae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        for name, p in sae.named_parameters():
+            state = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"adam.{name}.")}
+            if state:
+                opt.state[p] = state
+        return step, tensors["since_fired"]
+
+
+def _setup(cfg: SAEConfig, data: Any, device: torch.device) -> tuple[SAE, SAEConfig]:
+    """Resolve the config from the data and build a freshly initialised SAE."""
+    probe = stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed + 1,
+                   exclude_special=cfg.exclude_special)
+    first = next(iter(probe), None)
+    if first is None or first.ndim != 2:
+        raise ValueError("the training data yielded no [B, D] batch")
+    cfg = cfg.resolved(first.shape[1])
+    sae = REGISTRY[cfg.method](cfg).to(device)
+    if cfg.normalize:
+        sample = stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed + 1,
+                        exclude_special=cfg.exclude_special)
+        sae.norm_scale.fill_(norm_scale(sample, cfg.norm_scale_tokens))
+    sae.init_from_data(first.to(device) * sae.norm_scale)
+    return sae, cfg
+
+
+def train(config: Any, data: Any, out: str | Path | None = None, progress: bool = True) -> SAE:
+    """Train an SAE on ``data`` (a cache, cache path, live store, tensor or iterable of [B, D]).
+
+    With ``out`` the artifact is written there, and an interrupted run resumes from
+    ``out/checkpoint``; a finished ``out`` is loaded and returned as it is.
+    """
+    cfg = _make_config(config)
+    out = Path(out) if out else None
+    if out and (out / "weights.safetensors").exists() and not (out / "checkpoint").exists():
+        print(f"interp: {out} already holds a trained SAE; loading it")
+        return load(out)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(cfg.seed)
+    sae, cfg = _setup(cfg, data, device)
+    sae.cfg = cfg
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    ckpt = _Checkpoint(out)
+    step, since_fired = 0, torch.zeros(cfg.d_sae, dtype=torch.long)
+    if ckpt.exists():
+        step, since_fired = ckpt.restore(sae, opt)
+    since_fired = since_fired.to(device)
+    n_steps = max(1, cfg.n_tokens // cfg.batch_size)
+    batches = stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed, skip=step,
+                     exclude_special=cfg.exclude_special)
+    run = _wandb(cfg, out)
+    bar = tqdm(total=n_steps, initial=step, disable=not progress, desc=f"training {cfg.method} SAE",
+               unit="step")
+    terms: dict[str, float] = {}
+    stop = _InterruptFlag()
+    try:
+        while step < n_steps:
+            if stop.raised:
+                raise KeyboardInterrupt
+            x = next(batches, None)
+            if x is None:
+                break
+            terms = _train_step(sae, opt, x.to(device), since_fired, step, n_steps, cfg)
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == n_steps:
+                terms["dead_frac"] = (since_fired >= cfg.dead_tokens).float().mean().item()
+                bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()})
+                if run:
+                    run.log(terms, step=step)
+            if step % cfg.checkpoint_every == 0 and step < n_steps:
+                ckpt.save(sae, opt, step, since_fired)
+    except KeyboardInterrupt:
+        ckpt.save(sae, opt, step, since_fired)
+        print(f"\ninterp: interrupted at step {step}; checkpoint saved, run the same command to resume")
+        raise
+    finally:
+        stop.restore()
+        bar.close()
+        if run:
+            run.finish()
+    meta = {"steps": step, "tokens_seen": step * cfg.batch_size, "final": terms,
+            **_data_meta(data, cfg), "dead_frac": (since_fired >= cfg.dead_tokens).float().mean().item()}
+    if out:
+        sae.save(out, meta)
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    sae.meta = meta
+    return sae.eval()
+
+
+class _InterruptFlag:
+    """Defer Ctrl-C to the next step boundary so a checkpoint never holds half a step."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.raised = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, *_: Any) -> None:
+        if self.raised:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def restore(self) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, since_fired: torch.Tensor,
+                step: int, n_steps: int, cfg: SAEConfig) -> dict[str, float]:
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * _lr_factor(step, n_steps, cfg)
+    dead = since_fired >= cfg.dead_tokens
+    result = sae.step(x.to(sae.W_enc.dtype) * sae.norm_scale, dead)
+    if not torch.isfinite(result.loss):
+        raise FloatingPointError(
+            f"SAE loss became {result.loss.item()} at step {step} (lr {cfg.lr:.3g}). Lower lr or check "
+            f"the data for inf/NaN; the last checkpoint (if any) is intact and resumable.")
+    opt.zero_grad(set_to_none=True)
+    result.loss.backward()
+    sae.constrain_decoder_grad()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+    opt.step()
+    sae.normalize_decoder()
+    since_fired += len(x)
+    since_fired[result.fired] = 0
+    return {k: v.item() for k, v in result.terms.items()} | {"loss": result.loss.item()}
+
+
+def _wandb(cfg: SAEConfig, out: Path | None) -> Any:
+    if cfg.wandb == "disabled":
+        return None
+    import os
+
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(project=cfg.wandb_project, mode=cfg.wandb, config=dataclasses.asdict(cfg),
+                      dir=str(out) if out else None, reinit="finish_previous")

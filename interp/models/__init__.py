@@ -1,0 +1,9 @@
+"""Models: load a language model as a TransformerLens bridge; hook-site table and validation."""
+
+from interp.models.loader import BUILTIN_ALIASES, LoadedModel, cache_root, load
+from interp.models.sites import site_layer, site_width, stop_layer, valid_sites, validate_site
+
+__all__ = [
+    "BUILTIN_ALIASES", "LoadedModel", "cache_root", "load", "site_layer", "site_width",
+    "stop_layer", "valid_sites", "validate_site",
+]
