@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 
 from interp.decomposers.base import Decomposer
 from interp.decomposers.sae.ops import gather_encode, sparse_decode
@@ -68,7 +68,7 @@ class StepOutput:
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]  # named loss terms, logged as they are
     x_hat: Float[torch.Tensor, "B D"]
-    fired: Int[torch.Tensor, "N"]  # ids of latents active in this batch (for dead tracking)
+    fired: Bool[torch.Tensor, "F"]  # latents active in this batch (for dead tracking)
 
 
 class SAE(Decomposer):

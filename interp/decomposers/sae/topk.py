@@ -57,5 +57,6 @@ class TopKSAE(SAE):
             aux = self._aux_loss(xn, pre, dead, (xn - x_hat).detach())
             terms["aux"] = aux
             loss = loss + self.cfg.aux_alpha * aux
-        fired = idx[vals > 0].unique()
+        fired = torch.zeros(self.cfg.d_sae, dtype=torch.bool, device=idx.device)
+        fired[idx[vals > 0]] = True  # a mask, not .unique(): no sort on the hot path
         return StepOutput(loss=loss, terms=terms, x_hat=x_hat.detach(), fired=fired)
