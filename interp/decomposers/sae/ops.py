@@ -1,10 +1,13 @@
 """Sparse kernels shared by the k-sparse SAE family.
 
-With a k-sparse code only the encoder's forward matmul is dense. ``gather_encode`` returns the
-selected pre-activations and, in backward, forms the encoder gradients from the k active entries
-per token (a sparse CSR product instead of a second dense matmul). ``sparse_decode`` is an
-``embedding_bag`` over the active decoder rows, never materialising ``[B, k, D]``.
-Follows the fused-encoder idea of EleutherAI's sparsify.
+With a k-sparse code only the encoder's forward matmul is dense (the top-k needs every
+pre-activation). Everything else touches only the k active entries per token:
+- ``gather_encode`` returns the selected pre-activations; its backward forms the encoder gradients
+  as a sparse ``[F, B] @ [B, D]`` product (CSR) instead of a second dense matmul;
+- ``sparse_decode`` sums the active decoder rows (``embedding_bag``); its backward gets the code
+  gradients by a sampled dense-dense product and the decoder gradient by the same CSR product.
+So one training step costs about one dense matmul (a dense-autograd TopK SAE costs five).
+Follows the fused-encoder idea of EleutherAI's sparsify; the CSR/SDDMM backward is ours.
 """
 
 from __future__ import annotations
@@ -16,43 +19,100 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 
 
+def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False)
+
+
+class Pattern:
+    """The active (token, latent) pairs of a batch, sorted by latent once and shared by the
+    encoder and decoder backward passes."""
+
+    def __init__(self, idx: Int[torch.Tensor, "B K"], n_feat: int):
+        self.idx, self.n_feat = idx, n_feat
+        self._sorted: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def by_feature(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """CSR row pointers over latents, the token of each entry, and the sorting order."""
+        if self._sorted is None:
+            flat = self.idx.reshape(-1)
+            order = torch.sort(flat.to(torch.int32), stable=True).indices  # int32 sorts far faster
+            crow = torch.zeros(self.n_feat + 1, dtype=torch.long, device=flat.device)
+            crow[1:] = torch.bincount(flat, minlength=self.n_feat).cumsum(0)
+            self._sorted = (crow, order // self.idx.shape[1], order)
+        return self._sorted
+
+    def t_matmul(self, vals: Float[torch.Tensor, "B K"], dense: Float[torch.Tensor, "B D"]) -> Float[torch.Tensor, "F D"]:
+        """G^T @ dense, where G [B, F] holds ``vals`` at ``idx`` (zeros elsewhere)."""
+        crow, tokens, order = self.by_feature()
+        g_t = _csr(crow, tokens, vals.reshape(-1)[order].to(dense.dtype), (self.n_feat, self.idx.shape[0]))
+        return torch.sparse.mm(g_t, dense)
+
+
 class _GatherEncode(torch.autograd.Function):
     """vals[b, j] = ((x - b_dec) @ W_enc + b_enc)[b, idx[b, j]], with a k-sparse backward."""
 
     @staticmethod
-    def forward(ctx, x, b_dec, W_enc, b_enc, pre_vals, idx):  # type: ignore[override]
-        ctx.save_for_backward(x, b_dec, W_enc, idx)
+    def forward(ctx, x, b_dec, W_enc, b_enc, pre_vals, pattern):  # type: ignore[override]
+        ctx.save_for_backward(x, b_dec, W_enc)
+        ctx.pattern = pattern
         return pre_vals.clone()
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        x, b_dec, W_enc, idx = ctx.saved_tensors
-        B, m = idx.shape
-        n_feat = W_enc.shape[1]
-        flat_idx, flat_grad = idx.reshape(-1), grad.reshape(-1).to(W_enc.dtype)
+        x, b_dec, W_enc = ctx.saved_tensors
+        idx, n_feat = ctx.pattern.idx, W_enc.shape[1]
+        grad = grad.to(W_enc.dtype)
         grad_b_enc = torch.zeros(n_feat, dtype=W_enc.dtype, device=W_enc.device)
-        grad_b_enc.index_add_(0, flat_idx, flat_grad)
+        grad_b_enc.index_add_(0, idx.reshape(-1), grad.reshape(-1))
         grad_W = None
         if ctx.needs_input_grad[2]:
-            crow = torch.arange(0, B * m + 1, m, device=idx.device)
-            with torch.sparse.check_sparse_tensor_invariants(False), warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-                g = torch.sparse_csr_tensor(crow, flat_idx, flat_grad, (B, n_feat))
-                grad_W = torch.sparse.mm(g.t().to_sparse_csr(), (x - b_dec).to(W_enc.dtype)).t()
+            grad_W = ctx.pattern.t_matmul(grad, (x - b_dec).to(W_enc.dtype)).t()
         grad_b_dec = -(W_enc @ grad_b_enc) if ctx.needs_input_grad[1] else None
         return None, grad_b_dec, grad_W, grad_b_enc, None, None
 
 
+class _SparseDecode(torch.autograd.Function):
+    """x_hat[b] = sum_j vals[b, j] * W_dec[idx[b, j]]."""
+
+    @staticmethod
+    def forward(ctx, vals, pattern, W_dec):  # type: ignore[override]
+        ctx.save_for_backward(vals, W_dec)
+        ctx.pattern = pattern
+        idx = pattern.idx
+        return F.embedding_bag(idx, W_dec, per_sample_weights=vals.to(W_dec.dtype), mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        vals, W_dec = ctx.saved_tensors
+        idx = ctx.pattern.idx
+        B, k = idx.shape
+        grad = grad.to(W_dec.dtype).contiguous()
+        grad_vals = grad_W = None
+        if ctx.needs_input_grad[0]:  # grad_vals[b, j] = grad[b] . W_dec[idx[b, j]]  (SDDMM)
+            crow = torch.arange(0, B * k + 1, k, device=idx.device)
+            pattern = _csr(crow, idx.reshape(-1), torch.zeros(B * k, dtype=grad.dtype, device=grad.device),
+                           (B, W_dec.shape[0]))
+            grad_vals = torch.sparse.sampled_addmm(pattern, grad, W_dec.t(), beta=0.0).values()
+            grad_vals = grad_vals.reshape(B, k).to(vals.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_W = ctx.pattern.t_matmul(vals, grad)
+        return grad_vals, None, grad_W
+
+
 def gather_encode(
     x: Float[torch.Tensor, "B D"], b_dec: Float[torch.Tensor, "D"], W_enc: Float[torch.Tensor, "D F"],
-    b_enc: Float[torch.Tensor, "F"], pre: Float[torch.Tensor, "B F"], idx: Int[torch.Tensor, "B K"],
+    b_enc: Float[torch.Tensor, "F"], pre: Float[torch.Tensor, "B F"], idx: Int[torch.Tensor, "B K"] | Pattern,
 ) -> Float[torch.Tensor, "B K"]:
     """Differentiable gather of the pre-activations ``pre`` (computed without grad) at ``idx``."""
-    return _GatherEncode.apply(x, b_dec, W_enc, b_enc, pre.gather(1, idx), idx)
+    pattern = idx if isinstance(idx, Pattern) else Pattern(idx, W_enc.shape[1])
+    return _GatherEncode.apply(x, b_dec, W_enc, b_enc, pre.gather(1, pattern.idx), pattern)
 
 
 def sparse_decode(
-    vals: Float[torch.Tensor, "B K"], idx: Int[torch.Tensor, "B K"], W_dec: Float[torch.Tensor, "F D"],
+    vals: Float[torch.Tensor, "B K"], idx: Int[torch.Tensor, "B K"] | Pattern, W_dec: Float[torch.Tensor, "F D"],
 ) -> Float[torch.Tensor, "B D"]:
     """sum_j vals[b, j] * W_dec[idx[b, j]] without materialising the gathered rows."""
-    return F.embedding_bag(idx, W_dec, per_sample_weights=vals.to(W_dec.dtype), mode="sum")
+    pattern = idx if isinstance(idx, Pattern) else Pattern(idx, W_dec.shape[0])
+    return _SparseDecode.apply(vals, pattern, W_dec)

@@ -15,7 +15,7 @@ from jaxtyping import Float
 
 from interp.decomposers.base import register
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
-from interp.decomposers.sae.ops import gather_encode, sparse_decode
+from interp.decomposers.sae.ops import Pattern, gather_encode, sparse_decode
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class TopKSAE(SAE):
         with torch.no_grad():
             pre = self.pre_acts(xn)
             _, idx = self.select(pre)
-        vals = torch.relu(gather_encode(xn, self.b_dec, self.W_enc, self.b_enc, pre, idx))
-        x_hat = self.decode_sparse(vals, idx)
+        pattern = Pattern(idx, self.cfg.d_sae)  # sorted once, shared by both backward passes
+        vals = torch.relu(gather_encode(xn, self.b_dec, self.W_enc, self.b_enc, pre, pattern))
+        x_hat = sparse_decode(vals, pattern, self.W_dec) + self.b_dec
         fvu = normalized_mse(x_hat, xn)
         terms = {"fvu": fvu}
         loss = fvu
