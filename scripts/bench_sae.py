@@ -54,6 +54,7 @@ def dense_topk_train(x_train: torch.Tensor, d_sae: int, k: int, batch: int, lr: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--cache", default="runs/bench/smollm2-L15")
     ap.add_argument("--site", default="blocks.15.hook_resid_post")
     ap.add_argument("--n-tokens", type=int, default=200_000)
@@ -64,7 +65,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4096)
     args = ap.parse_args()
     if not (Path(args.cache) / "manifest.json").exists():
-        cache_activations("smollm2-135m", "builtin:stdlib-docs", [args.site],
+        cache_activations(args.model, "builtin:stdlib-docs", [args.site],
                           args.n_tokens + args.held_out, args.cache, batch_size=16)
     cache = ActivationCache(args.cache)
     site = cache.sites[0]
@@ -84,9 +85,9 @@ def main() -> None:
     if args.device == "cuda":
         torch.cuda.synchronize()
     t_ours = time.perf_counter() - t
+    t_ref, ref = dense_topk_train(x_train * scale, d_sae, args.k, args.batch, lr, args.device)
     with torch.no_grad():
         fvu_ours = fvu(x_test, sae.reconstruct(x_test.to(args.device)).cpu())
-        t_ref, ref = dense_topk_train(x_train * scale, d_sae, args.k, args.batch, lr, args.device)
         fvu_ref = fvu(x_test, (ref(x_test.to(args.device) * scale) / scale).cpu())
     n = (len(x_train) // args.batch) * args.batch
     ours, dense = n / t_ours, n / t_ref

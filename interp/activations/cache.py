@@ -17,7 +17,9 @@ One model pass fills every requested site, and the pass stops after the deepest 
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
+import threading
 import zlib
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,7 +31,7 @@ from tqdm.auto import tqdm
 import interp
 from interp._io import read_json, write_json_atomic
 from interp.activations.format import (
-    FORMAT, TOKEN_FILES, ActivationCache, site_file, storage_dtype, to_storage,
+    FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, site_file, storage_dtype,
 )
 from interp.models import LoadedModel, load, site_width, stop_layer
 
@@ -102,21 +104,70 @@ def _run_sites(model: LoadedModel, tokens: torch.Tensor, sites: list[str]) -> di
     return {s: got[s].reshape(*tokens.shape, -1) for s in sites}
 
 
+class _ShardWriter:
+    """Writes activations into the memory maps on a background thread, so the next forward pass
+    runs while the last batch is copied off the device, stored and checksummed (running CRC32)."""
+
+    def __init__(self, arrays: dict[str, np.memmap], dtype: str):
+        self.arrays, self.dtype = arrays, dtype
+        self.crc = {site: 0 for site in arrays}
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def put(self, site: str, row: int, act: torch.Tensor) -> None:
+        """Queue ``act [b, S, D]`` for rows ``row:row+b`` (device copy is asynchronous)."""
+        store = act.to(STORAGE_TORCH[self.dtype])
+        host = torch.empty(store.shape, dtype=store.dtype, pin_memory=store.is_cuda)
+        host.copy_(store, non_blocking=store.is_cuda)
+        event = torch.cuda.Event() if store.is_cuda else None
+        if event is not None:
+            event.record()
+        self._check()
+        self.queue.put((site, row, host, event))
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            try:
+                if self.error is None:
+                    site, row, host, event = item
+                    if event is not None:
+                        event.synchronize()
+                    data = host.view(torch.int16).numpy().view(np.uint16) if self.dtype == "bfloat16" else host.numpy()
+                    self.arrays[site][row:row + len(data)] = data
+                    self.crc[site] = zlib.crc32(memoryview(np.ascontiguousarray(data)).cast("B"), self.crc[site])
+            except BaseException as e:  # surfaced in the main thread by _check
+                self.error = e
+            finally:
+                self.queue.task_done()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"writing activations failed: {self.error}") from self.error
+
+    def finish(self) -> dict[str, str]:
+        """Wait for every queued batch; flush; return the shard's CRC32 per site."""
+        self.queue.join()
+        self.queue.put(None)
+        self.thread.join()
+        self._check()
+        for arr in self.arrays.values():
+            arr.flush()
+        return {site: f"{crc:08x}" for site, crc in self.crc.items()}
+
+
 def _fill_shard(model: LoadedModel, cache: ActivationCache, start: int, end: int,
                 batch_size: int, bar: tqdm) -> dict[str, str]:
     sites = list(cache.manifest["sites_info"])
-    arrays = {s: cache.writable(s) for s in sites}
+    writer = _ShardWriter({s: cache.writable(s) for s in sites}, cache.manifest["dtype"])
     tokens = torch.from_numpy(np.array(cache.token_array("tokens")[start:end]))
     for a in range(0, end - start, batch_size):
         batch = tokens[a:a + batch_size]
         for site, act in _run_sites(model, batch, sites).items():
-            arrays[site][start + a:start + a + len(batch)] = to_storage(act, cache.manifest["dtype"])
+            writer.put(site, start + a, act)
         bar.update(batch.numel())
-    sums = {}
-    for site, arr in arrays.items():
-        arr.flush()
-        sums[site] = f"{zlib.crc32(memoryview(np.ascontiguousarray(arr[start:end])).cast('B')):08x}"
-    return sums
+    return writer.finish()
 
 
 def cache_activations(

@@ -19,6 +19,7 @@ from interp._io import read_json, write_json_atomic
 FORMAT = "interp-activations/1"
 TOKEN_FILES = ("tokens", "doc_ids", "char_start", "char_end")
 _DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}  # bf16 as raw bits
+STORAGE_TORCH = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _REQUIRED = ("format", "model", "sites_info", "n_seqs", "seq_len", "dtype", "shard_ranges", "shards")
 
 
@@ -30,14 +31,6 @@ def storage_dtype(name: str) -> np.dtype:
 
 def site_file(site: str) -> str:
     return f"acts/{site}.npy"
-
-
-def to_storage(act: torch.Tensor, dtype: str) -> np.ndarray:
-    """A [..., D] tensor as a numpy array in the cache's storage dtype."""
-    act = act.detach().cpu()
-    if dtype == "bfloat16":
-        return act.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    return act.to(getattr(torch, dtype)).numpy()
 
 
 def from_storage(arr: np.ndarray, dtype: str) -> torch.Tensor:
