@@ -132,7 +132,8 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
     run = _wandb(cfg, out)
     bar = tqdm(total=n_steps, initial=step, disable=not progress, desc=f"training {cfg.method} SAE",
                unit="step")
-    terms: dict[str, float] = {}
+    terms: dict[str, torch.Tensor] = {}
+    logged: dict[str, float] = {}
     stop = _InterruptFlag()
     try:
         while step < n_steps:
@@ -141,17 +142,21 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
             x = next(batches, None)
             if x is None:
                 break
-            terms = _train_step(sae, opt, x.to(device), since_fired, step, n_steps, cfg)
+            terms = _train_step(sae, opt, x.to(device, non_blocking=True), since_fired, step, n_steps, cfg)
             step += 1
             bar.update(1)
-            if step % cfg.log_every == 0 or step == n_steps:
-                terms["dead_frac"] = (since_fired >= cfg.dead_tokens).float().mean().item()
-                bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()})
+            checkpoint = step % cfg.checkpoint_every == 0 and step < n_steps
+            if step % cfg.log_every == 0 or step == n_steps or checkpoint:  # the only host syncs
+                logged = _scalars(terms, step, cfg, since_fired)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items()})
                 if run:
-                    run.log(terms, step=step)
-            if step % cfg.checkpoint_every == 0 and step < n_steps:
+                    run.log(logged, step=step)
+            if checkpoint:
                 ckpt.save(sae, opt, step, since_fired)
+        logged = _scalars(terms, step, cfg, since_fired) if terms else logged
     except KeyboardInterrupt:
+        if terms:
+            _scalars(terms, step, cfg, since_fired)  # never checkpoint a diverged state
         ckpt.save(sae, opt, step, since_fired)
         print(f"\ninterp: interrupted at step {step}; checkpoint saved, run the same command to resume")
         raise
@@ -160,8 +165,8 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
         bar.close()
         if run:
             run.finish()
-    meta = {"steps": step, "tokens_seen": step * cfg.batch_size, "final": terms,
-            **_data_meta(data, cfg), "dead_frac": (since_fired >= cfg.dead_tokens).float().mean().item()}
+    meta = {"steps": step, "tokens_seen": step * cfg.batch_size, "final": logged,
+            **_data_meta(data, cfg), "dead_frac": logged.get("dead_frac", 0.0)}
     if out:
         sae.save(out, meta)
         shutil.rmtree(out / "checkpoint", ignore_errors=True)
@@ -193,16 +198,23 @@ class _InterruptFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
+def _scalars(terms: dict[str, torch.Tensor], step: int, cfg: SAEConfig,
+             since_fired: torch.Tensor) -> dict[str, float]:
+    """Loss terms as floats (one device sync), refusing to go on from a non-finite loss."""
+    values = {k: v.item() for k, v in terms.items()}
+    if not all(math.isfinite(v) for v in values.values()):
+        raise FloatingPointError(
+            f"SAE loss became {values} by step {step} (lr {cfg.lr:.3g}): NaN or inf. Lower lr or check "
+            f"the data for inf/NaN; the last checkpoint (if any) is intact and resumable.")
+    return values | {"dead_frac": (since_fired >= cfg.dead_tokens).float().mean().item()}
+
+
 def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, since_fired: torch.Tensor,
-                step: int, n_steps: int, cfg: SAEConfig) -> dict[str, float]:
+                step: int, n_steps: int, cfg: SAEConfig) -> dict[str, torch.Tensor]:
     for group in opt.param_groups:
         group["lr"] = cfg.lr * _lr_factor(step, n_steps, cfg)
     dead = since_fired >= cfg.dead_tokens
     result = sae.step(x.to(sae.W_enc.dtype) * sae.norm_scale, dead)
-    if not torch.isfinite(result.loss):
-        raise FloatingPointError(
-            f"SAE loss became {result.loss.item()} at step {step} (lr {cfg.lr:.3g}). Lower lr or check "
-            f"the data for inf/NaN; the last checkpoint (if any) is intact and resumable.")
     opt.zero_grad(set_to_none=True)
     result.loss.backward()
     sae.constrain_decoder_grad()
@@ -212,7 +224,7 @@ def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, since_fired: t
     sae.normalize_decoder()
     since_fired += len(x)
     since_fired[result.fired] = 0
-    return {k: v.item() for k, v in result.terms.items()} | {"loss": result.loss.item()}
+    return {k: v.detach() for k, v in result.terms.items()} | {"loss": result.loss.detach()}
 
 
 def _wandb(cfg: SAEConfig, out: Path | None) -> Any:
