@@ -141,6 +141,40 @@ class SAE(Decomposer):
             w, g = self.W_dec, self.W_dec.grad
             g -= (g * w).sum(1, keepdim=True) * w
 
+    # -- SAELens interchange --------------------------------------------------------------------
+    saelens_architecture: str | None = None  # set by variants SAELens can run natively
+
+    def saelens_fields(self) -> dict:
+        """Architecture-specific cfg.json fields (e.g. ``k``)."""
+        return {}
+
+    @torch.no_grad()
+    def saelens_state(self) -> dict[str, torch.Tensor]:
+        """Weights for raw activations with the normalisation folded in and unit decoder rows:
+        SAELens codes are ours divided by ``norm_scale`` (TopK/ReLU selection is unchanged)."""
+        c = self.norm_scale
+        return {"W_enc": self.W_enc, "b_enc": self.b_enc / c, "W_dec": self.W_dec, "b_dec": self.b_dec / c}
+
+    def write_extra(self, path) -> None:
+        """Also write ``cfg.json`` + ``sae_weights.safetensors`` in the SAELens v6 layout."""
+        if self.saelens_architecture is None:
+            return
+        from safetensors.torch import save_file
+
+        from interp._io import write_json_atomic
+
+        cfg = self.cfg
+        write_json_atomic(path / "cfg.json", {
+            "architecture": self.saelens_architecture, "d_in": cfg.d_in, "d_sae": cfg.d_sae,
+            "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
+            "normalize_activations": "none", "reshape_activations": "none", **self.saelens_fields(),
+            "metadata": {"sae_lens_version": "6.0.0", "model_name": cfg.model, "hook_name": cfg.site,
+                         "hook_head_index": None, "prepend_bos": True,
+                         "exclude_special_tokens": cfg.exclude_special},
+        })
+        state = {k: v.detach().float().cpu().contiguous() for k, v in self.saelens_state().items()}
+        save_file(state, str(path / "sae_weights.safetensors"))
+
     @torch.no_grad()
     def normalize_decoder(self) -> None:
         self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)

@@ -34,6 +34,10 @@ def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 @register("topk")
 class TopKSAE(SAE):
     config_cls = TopKConfig
+    saelens_architecture = "topk"
+
+    def saelens_fields(self) -> dict:
+        return {"k": self.cfg.k, "rescale_acts_by_decoder_norm": False}
 
     def select(self, pre):
         return pre.topk(self.cfg.k, dim=1, sorted=False)
