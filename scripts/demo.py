@@ -29,7 +29,7 @@ def main(argv: list[str]) -> None:
                              batch_size=cache_cfg["batch_size"])
     t_cache = time.time() - t0
     out = sae_cfg.pop("out")
-    sae = train({**sae_cfg, "model": model.spec, "site": cache_cfg["sites"][0]}, ActivationCache(path), out=out)
+    sae = train(sae_cfg, ActivationCache(path), out=out)  # model and site come from the cache
     t_train = time.time() - t0 - t_cache
     metrics = evaluate(sae, model, cache_cfg["sites"][0], **demo["eval"])
     print_table({

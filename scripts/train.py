@@ -24,9 +24,7 @@ def main(argv: list[str]) -> None:
     data, out = cfg.pop("data", None), cfg.pop("out", None)
     if data is None or out is None:
         sys.exit("give data=CACHE_DIR and out=RUN_DIR")
-    cache = ActivationCache(data)
-    cfg.setdefault("model", cache.manifest["model"])
-    sae = train(cfg, cache, out=out)
+    sae = train(cfg, ActivationCache(data), out=out)  # model and site come from the cache
     print_table({k: v for k, v in sae.meta.items() if not isinstance(v, dict)} | sae.meta["final"],
                 f"trained {sae.cfg.method} SAE -> {out}")
 

@@ -2,6 +2,9 @@
 
 ``gpu`` tests are skipped without CUDA; ``slow`` tests (which load a built-in real model) run
 normally (deselect them with ``-m "not slow"``).
+
+Torch runs single-threaded in tests (override with ``INTERP_TEST_THREADS``): the shapes here are
+tiny, and on the shared 2-core CI box a 2-thread pool under load made SAE steps ~10x slower.
 """
 
 import os
@@ -67,6 +70,15 @@ def _tiny_corpus_file(tmp_path_factory):
 def tiny_corpus(_tiny_corpus_file):
     """Path (str) of a small blank-line separated .txt corpus: a valid text spec."""
     return str(_tiny_corpus_file)
+
+
+def pytest_configure(config):
+    import torch
+
+    config.addinivalue_line("markers", "gpu: needs CUDA (skipped without it)")
+    config.addinivalue_line("markers", "slow: loads a built-in real model")
+
+    torch.set_num_threads(int(os.environ.get("INTERP_TEST_THREADS", "1")))
 
 
 def pytest_collection_modifyitems(config, items):

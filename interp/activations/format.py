@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
+import xxhash
 from jaxtyping import Float, Int
 
 from interp._io import read_json, write_json_atomic
@@ -95,7 +95,7 @@ class ActivationCache:
                 raise ValueError(
                     f"activation file for {site} in {self.path} is truncated ({t[0]} of {t[1]} bytes). "
                     f"Re-run the same cache command to recompute the damaged shards.")
-        if not self.manifest.get("complete"):
+        if not self.manifest.get("complete") or len(self.manifest["shards"]) != len(self.manifest["shard_ranges"]):
             done, total = len(self.manifest["shards"]), len(self.manifest["shard_ranges"])
             raise ValueError(f"activation cache {self.path} is incomplete ({done} of {total} shards); "
                              f"re-run the same cache command to finish it")
@@ -134,12 +134,13 @@ class ActivationCache:
         return self._raw(site, mode="r+")
 
     # -- shard bookkeeping (used by cache_activations) ---------------------------------------
-    def _crc(self, site: str, start: int, end: int) -> str:
+    def _digest(self, site: str, start: int, end: int) -> str:
         rows = np.ascontiguousarray(self._raw(site)[start:end])
-        return f"{zlib.crc32(memoryview(rows).cast('B')):08x}"
+        return xxhash.xxh3_64_hexdigest(memoryview(rows).cast("B"))
 
     def repair(self) -> None:
-        """Restore truncated files to full size and forget shards whose data is damaged."""
+        """Restore truncated or missing files to full size and forget shards whose data is damaged."""
+        before = list(self.manifest["shards"])
         for site in self.sites:
             if self._truncated(site) is not None:
                 path = self.path / self._site_info(site)["file"]
@@ -152,10 +153,9 @@ class ActivationCache:
                     with open(path, "r+b") as f:
                         f.truncate(_npy_data_offset(path) + self._expected_bytes(site))
         good = [s for s in self.manifest["shards"]
-                if all(self._crc(site, s["start"], s["end"]) == s["crc32"].get(site) for site in self.sites)]
-        if len(good) != len(self.manifest["shards"]):
-            self.manifest["shards"] = good
-            self.manifest["complete"] = False
+                if all(self._digest(site, s["start"], s["end"]) == s["xxh3_64"].get(site) for site in self.sites)]
+        if good != before:
+            self.manifest.update(shards=good, complete=False)
             write_json_atomic(self.path / "manifest.json", self.manifest)
 
     def missing_shards(self) -> list[tuple[int, int]]:
@@ -163,7 +163,7 @@ class ActivationCache:
         return [(a, b) for a, b in self.manifest["shard_ranges"] if (a, b) not in done]
 
     def record_shard(self, start: int, end: int, sums: dict[str, str]) -> None:
-        self.manifest["shards"].append({"start": start, "end": end, "crc32": sums})
+        self.manifest["shards"].append({"start": start, "end": end, "xxh3_64": sums})
         write_json_atomic(self.path / "manifest.json", self.manifest)
 
     def finish(self) -> None:

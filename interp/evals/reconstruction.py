@@ -137,9 +137,8 @@ def evaluate(
     from interp.data import load_text, tokenize
 
     dec = load(decomposer) if isinstance(decomposer, str) else decomposer
-    meta = getattr(dec, "meta", {}) or {}
-    model = model or dec.cfg.model or meta.get("model")
-    site = site or dec.cfg.site or meta.get("site")
+    model = model or getattr(dec.cfg, "model", None)
+    site = site or getattr(dec.cfg, "site", None)
     if model is None or site is None:
         raise ValueError("say which model and site to evaluate on: the artifact does not record them")
     model = load_model(model) if isinstance(model, str) else model

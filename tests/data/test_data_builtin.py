@@ -10,7 +10,7 @@ from interp.data import load_text, stdlib_docs
 
 def test_stdlib_docs_corpus():
     """The real corpus (builds the shared cache on first use, ~10 s; later runs read it)."""
-    src = load_text("builtin:stdlib-docs")
+    src = load_text("builtin:stdlib-docs?split=all")
     docs = list(src)
     first_key = sorted(topics.topics)[0]
     assert docs[0].doc_id == 0 and docs[0].text == topics.topics[first_key]
@@ -18,8 +18,11 @@ def test_stdlib_docs_corpus():
     assert [d.doc_id for d in docs] == list(range(len(docs)))
     assert any(d.text.startswith("JSON (JavaScript Object Notation)") for d in docs)  # json/
     assert stdlib_docs.cache_path().is_file()
-    shuffled = list(load_text("builtin:stdlib-docs", shuffle_seed=0))
+    shuffled = list(load_text("builtin:stdlib-docs?split=all", shuffle_seed=0))
     assert shuffled != docs and sorted(shuffled, key=lambda d: d.doc_id) == docs
+    train, test = list(load_text("builtin:stdlib-docs")), list(load_text("builtin:stdlib-docs?split=test"))
+    assert {d.doc_id for d in test} == {i for i in range(len(docs)) if i % 10 == 9}
+    assert sorted(train + test, key=lambda d: d.doc_id) == docs
 
 
 @pytest.fixture

@@ -74,8 +74,11 @@ class _GatherEncode(torch.autograd.Function):
         grad_W = None
         if ctx.needs_input_grad[2]:
             grad_W = ctx.pattern.t_matmul(grad, (x - b_dec).to(W_enc.dtype)).t()
+        grad_x = None
+        if ctx.needs_input_grad[0]:  # only for attribution through the SAE, never in training
+            grad_x = F.embedding_bag(idx, W_enc.t().contiguous(), per_sample_weights=grad, mode="sum").to(x.dtype)
         grad_b_dec = -(W_enc @ grad_b_enc) if ctx.needs_input_grad[1] else None
-        return None, grad_b_dec, grad_W, grad_b_enc, None, None
+        return grad_x, grad_b_dec, grad_W, grad_b_enc, None, None
 
 
 class _SparseDecode(torch.autograd.Function):

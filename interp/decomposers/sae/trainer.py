@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from interp._io import read_json, write_json_atomic
-from interp.activations import norm_scale, stream
+from interp.activations import ActivationCache, ActivationStore, norm_scale, stream
 from interp.decomposers.base import REGISTRY, config_from, load
 from interp.decomposers.sae.base import SAE, SAEConfig
 
@@ -43,12 +43,16 @@ def _lr_factor(step: int, n_steps: int, cfg: SAEConfig) -> float:
     return warm * decay
 
 
-def _data_meta(data: Any, cfg: SAEConfig) -> dict:
-    manifest = getattr(data, "manifest", None)
-    if manifest is None:
-        return {"model": cfg.model, "site": cfg.site}
-    site = cfg.site or (manifest["sites"][0] if len(manifest["sites"]) == 1 else None)
-    return {"model": manifest["model"], "site": site}
+def _provenance(data: Any, cfg: SAEConfig) -> SAEConfig:
+    """Fill ``model`` and ``site`` from a cache or live store when the config leaves them out."""
+    if isinstance(data, ActivationCache):
+        sites = data.manifest["sites"]
+        model, site = data.manifest["model"], sites[0] if len(sites) == 1 else None
+    elif isinstance(data, ActivationStore):
+        model, site = data.model.spec, data.site
+    else:
+        return cfg
+    return dataclasses.replace(cfg, model=cfg.model or model, site=cfg.site or site)
 
 
 class _Checkpoint:
@@ -111,12 +115,13 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
     With ``out`` the artifact is written there, and an interrupted run resumes from
     ``out/checkpoint``; a finished ``out`` is loaded and returned as it is.
     """
-    cfg = _make_config(config)
+    data = ActivationCache(data) if isinstance(data, (str, Path)) else data
+    cfg = _provenance(data, _make_config(config))
     out = Path(out) if out else None
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if out and (out / "weights.safetensors").exists() and not (out / "checkpoint").exists():
         print(f"interp: {out} already holds a trained SAE; loading it")
-        return load(out)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return load(out, device=device)
     torch.manual_seed(cfg.seed)
     sae, cfg = _setup(cfg, data, device)
     sae.cfg = cfg
@@ -166,7 +171,7 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
         if run:
             run.finish()
     meta = {"steps": step, "tokens_seen": step * cfg.batch_size, "final": logged,
-            **_data_meta(data, cfg), "dead_frac": logged.get("dead_frac", 0.0)}
+            "dead_frac": logged.get("dead_frac", 0.0)}
     if out:
         sae.save(out, meta)
         shutil.rmtree(out / "checkpoint", ignore_errors=True)
