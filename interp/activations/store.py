@@ -39,11 +39,11 @@ class ActivationStore:
         self.text = tokenize(load_text(text_spec, shuffle_seed=shuffle_seed), self.model.tokenizer,
                              seq_len, n_tokens)
 
-    def _buffers(self) -> Iterator[Float[torch.Tensor, "T D"]]:
+    def _buffers(self, exclude_special: bool) -> Iterator[Float[torch.Tensor, "T D"]]:
         from interp.activations.cache import _run_sites
 
         tokens = torch.from_numpy(self.text.tokens)
-        keep = torch.from_numpy(~self.text.special_mask() if self.exclude_special
+        keep = torch.from_numpy(~self.text.special_mask() if exclude_special
                                 else np.ones(tokens.shape, dtype=bool))
         rows = max(self.model_batch, self.buffer_tokens // tokens.shape[1])
         for a in range(0, len(tokens), rows):
@@ -53,15 +53,17 @@ class ActivationStore:
                 parts.append(act[keep[b:b + self.model_batch].to(act.device)].float().cpu())
             yield torch.cat(parts)
 
-    def batches(self, batch_size: int, *, seed: int = 0, skip: int = 0,
-                epochs: int | None = 1) -> Iterator[Float[torch.Tensor, "B D"]]:
-        """Shuffled batches; ``skip`` is honoured by consuming (the model is re-run)."""
+    def batches(self, batch_size: int, *, seed: int = 0, skip: int = 0, epochs: int | None = 1,
+                exclude_special: bool | None = None) -> Iterator[Float[torch.Tensor, "B D"]]:
+        """Shuffled batches; ``skip`` is honoured by consuming (the model is re-run);
+        ``exclude_special`` (default: the store's setting) leaves out BOS/separator/pad tokens."""
+        exclude_special = self.exclude_special if exclude_special is None else exclude_special
         gen = torch.Generator().manual_seed(seed)
         epoch_iter = itertools.count() if epochs is None else range(epochs)
         carry = torch.empty(0, self.d_in)
         count = 0
         for _ in epoch_iter:
-            for buf in self._buffers():
+            for buf in self._buffers(exclude_special):
                 carry = torch.cat([carry, buf])
                 carry = carry[torch.randperm(len(carry), generator=gen)]
                 while len(carry) >= batch_size:
@@ -85,7 +87,7 @@ def stream(data: Any, batch_size: int, *, site: str | None = None, seed: int = 0
         return data.batches(site, batch_size, seed=seed, skip=skip, epochs=epochs,
                             exclude_special=exclude_special)
     if isinstance(data, ActivationStore):
-        return data.batches(batch_size, seed=seed, skip=skip, epochs=epochs)
+        return data.batches(batch_size, seed=seed, skip=skip, epochs=epochs, exclude_special=exclude_special)
     if isinstance(data, torch.Tensor):
         return _tensor_batches(data, batch_size, seed, skip, epochs)
     if isinstance(data, Iterable):

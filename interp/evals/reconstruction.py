@@ -150,8 +150,7 @@ def evaluate(
     dec = dec.to(model.device).eval()
     text = tokenize(load_text(text_spec, shuffle_seed=shuffle_seed), model.tokenizer, seq_len, n_tokens)
     tokens = torch.from_numpy(text.tokens)
-    special = torch.from_numpy(text.special_mask() if exclude_special else
-                               torch.zeros(tokens.shape, dtype=torch.bool).numpy())
+    special = torch.from_numpy(text.special_mask()) if exclude_special else torch.zeros_like(tokens, dtype=torch.bool)
     totals = _Totals(dec.directions().shape[0])
     for a in tqdm(range(0, len(tokens), batch_size), disable=not progress, desc="evaluating"):
         _eval_batch(dec, model, site, tokens[a:a + batch_size], special[a:a + batch_size], totals)

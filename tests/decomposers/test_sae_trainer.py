@@ -307,3 +307,13 @@ def test_resume_on_cuda(tmp_path, monkeypatch):
     sae = train(cfg, x, out=tmp_path / "r", progress=False)
     for k, v in _state(ref).items():
         torch.testing.assert_close(_state(sae)[k], v, atol=1e-4, rtol=1e-4, msg=k)
+
+
+def test_out_with_different_settings_is_refused(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(1024, 16)
+    cfg = dict(method="topk", d_sae=32, k=4, batch_size=128, n_tokens=512, wandb="disabled", device="cpu")
+    train(cfg, x, out=tmp_path / "sae", progress=False)
+    assert train(cfg, x, out=tmp_path / "sae", progress=False).cfg.k == 4  # same settings: reused
+    with pytest.raises(ValueError, match="k: saved 4 vs requested 8"):
+        train({**cfg, "k": 8}, x, out=tmp_path / "sae", progress=False)

@@ -55,6 +55,23 @@ def _provenance(data: Any, cfg: SAEConfig) -> SAEConfig:
     return dataclasses.replace(cfg, model=cfg.model or model, site=cfg.site or site)
 
 
+_RUN_ONLY = {"device", "wandb", "wandb_project", "log_every", "checkpoint_every", "extra"}
+
+
+def _check_same_settings(saved: dict, cfg: SAEConfig, where: Path) -> None:
+    """Refuse to resume or reuse ``where`` when it was made with different settings."""
+    diff = {}
+    for key, want in dataclasses.asdict(cfg).items():
+        have = saved.get(key)
+        have = tuple(have) if isinstance(have, list) else have
+        if key not in _RUN_ONLY and want is not None and key in saved and have != want:
+            diff[key] = (have, want)
+    if diff:
+        lines = "; ".join(f"{k}: saved {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"{where} was written by a run with different settings ({lines}). "
+                         f"Use another output directory, or delete it to start over.")
+
+
 class _Checkpoint:
     """Atomic checkpoint directory: state.safetensors (weights + Adam) and state.json."""
 
@@ -76,13 +93,15 @@ class _Checkpoint:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_file(tensors, str(tmp / "state.safetensors"))
-        write_json_atomic(tmp / "state.json", {"step": step})
+        write_json_atomic(tmp / "state.json", {"step": step, "config": dataclasses.asdict(sae.cfg)})
         if self.dir.exists():
             shutil.rmtree(self.dir)
         tmp.rename(self.dir)
 
     def restore(self, sae: SAE, opt: torch.optim.Adam) -> tuple[int, torch.Tensor]:
-        step = read_json(self.dir / "state.json", "checkpoint state")["step"]
+        state = read_json(self.dir / "state.json", "checkpoint state")
+        _check_same_settings(state.get("config", {}), sae.cfg, self.dir)
+        step = state["step"]
         tensors = load_file(str(self.dir / "state.safetensors"), device=str(sae.W_enc.device))
         sae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         for name, p in sae.named_parameters():
@@ -120,7 +139,8 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
     out = Path(out) if out else None
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if out and (out / "weights.safetensors").exists() and not (out / "checkpoint").exists():
-        print(f"interp: {out} already holds a trained SAE; loading it")
+        _check_same_settings(read_json(out / "config.json", "SAE config"), cfg, out)
+        print(f"interp: {out} already holds a trained SAE with these settings; loading it")
         return load(out, device=device)
     torch.manual_seed(cfg.seed)
     sae, cfg = _setup(cfg, data, device)
