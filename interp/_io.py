@@ -19,6 +19,7 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
             json.dump(obj, f, indent=2, sort_keys=False)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

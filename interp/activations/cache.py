@@ -40,6 +40,7 @@ def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
     with os.fdopen(fd, "wb") as f:
         np.save(f, arr, allow_pickle=False)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

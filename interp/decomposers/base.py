@@ -75,24 +75,28 @@ class Decomposer(torch.nn.Module):
         raise NotImplementedError
 
     def save(self, path: str | Path, meta: dict | None = None) -> Path:
-        """Write the artifact directory atomically (a temporary sibling renamed into place)."""
+        """Write the artifact into ``path`` (other files there, e.g. wandb logs, are kept).
+
+        Files are written to a temporary folder inside ``path`` and renamed into place, with
+        ``config.json`` last: an artifact whose ``config.json`` exists is complete.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path, prefix=".saving."))
         try:
-            config = {"method": self.method, **dataclasses.asdict(self.cfg),
-                      "interp_version": interp.__version__}
-            write_json_atomic(tmp / "config.json", config)
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / "weights.safetensors"))
             write_json_atomic(tmp / "meta.json", meta or {})
             self.write_extra(tmp)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
+            config = {"method": self.method, **dataclasses.asdict(self.cfg),
+                      "interp_version": interp.__version__}
+            write_json_atomic(tmp / "config.json", config)
+            (path / "config.json").unlink(missing_ok=True)  # incomplete until the new one lands
+            for f in sorted(tmp.iterdir(), key=lambda f: f.name == "config.json"):
+                os.chmod(f, 0o644)
+                os.replace(f, path / f.name)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     def write_extra(self, path: Path) -> None:

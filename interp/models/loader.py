@@ -88,6 +88,7 @@ def _atomic_dir(final: Path, fill) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
         fill(tmp)
+        os.chmod(tmp, 0o755)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import interp.decomposers as dec
-from interp.decomposers import REGISTRY, Decomposer, register
+from interp.decomposers import REGISTRY, Decomposer, load, register
 from interp.decomposers.sae import SAE, TopKConfig, TopKSAE, train
 
 D, F, K = 16, 48, 4
@@ -237,3 +237,22 @@ def test_config_is_frozen():
     cfg = TopKConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.k = 3  # type: ignore[misc]
+
+
+def test_save_keeps_other_files_and_is_readable(tmp_path):
+    """Saving into a run folder keeps what else is there (wandb logs) and leaves shareable files."""
+    import stat
+
+    out = tmp_path / "run"
+    (out / "wandb").mkdir(parents=True)
+    (out / "wandb" / "log.txt").write_text("kept")
+    torch.manual_seed(0)
+    sae = train(dict(method="topk", d_sae=32, k=4, batch_size=128, n_tokens=256, wandb="disabled",
+                     device="cpu"), torch.randn(512, 16), progress=False)
+    sae.save(out)
+    sae.save(out)  # overwriting an artifact works too
+    assert (out / "wandb" / "log.txt").read_text() == "kept"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    for name in ("config.json", "weights.safetensors", "meta.json", "cfg.json", "sae_weights.safetensors"):
+        assert (out / name).stat().st_mode & stat.S_IROTH, name
+    assert torch.equal(load(out).W_dec, sae.W_dec)

@@ -138,7 +138,7 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
     cfg = _provenance(data, _make_config(config))
     out = Path(out) if out else None
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if out and (out / "weights.safetensors").exists() and not (out / "checkpoint").exists():
+    if out and (out / "config.json").exists() and not (out / "checkpoint").exists():
         _check_same_settings(read_json(out / "config.json", "SAE config"), cfg, out)
         print(f"interp: {out} already holds a trained SAE with these settings; loading it")
         return load(out, device=device)
