@@ -16,7 +16,7 @@ def main(argv: list[str]) -> None:
     cfg = load_config(argv[0], argv[1:])
     path = cache_activations(
         cfg["model"], cfg.get("text", "builtin:stdlib-docs"), cfg["sites"], int(cfg["n_tokens"]),
-        cfg["out"], seq_len=cfg.get("seq_len", 128), batch_size=cfg.get("batch_size", 16),
+        cfg["out"], seq_len=cfg.get("seq_len", 128), batch_size=cfg.get("batch_size"),
         dtype=cfg.get("dtype", "float32"), shuffle_seed=cfg.get("shuffle_seed"),
     )
     m = ActivationCache(path).manifest

@@ -109,7 +109,7 @@ def _rows_factory(
     if base.startswith("builtin:"):
         texts = _builtin(base.removeprefix("builtin:"))
         keep = _builtin_split(split)
-        return lambda: _shuffled(((i, t) for i, t in enumerate(texts()) if keep(i)), seed)
+        return lambda: _shuffled(_kept(texts(), keep), seed)
     path = Path(base).expanduser()
     if path.exists():
         ds = hf_sources.load_local(spec, path, split, column)
@@ -122,6 +122,14 @@ def _rows_factory(
 
 
 BUILTIN_SPLITS = ("train", "test", "all")
+
+
+def _kept(texts: Iterator[str], keep: Callable[[int], bool]) -> Iterator[tuple[int, str]]:
+    """``(doc_id, text)`` of the documents in the split; closing it closes ``texts``."""
+    try:
+        yield from ((i, t) for i, t in enumerate(texts) if keep(i))
+    finally:
+        texts.close()
 
 
 def _builtin_split(split: str) -> Callable[[int], bool]:
@@ -157,12 +165,18 @@ def _shuffled(rows: Iterator[tuple[int, Any]], seed: int | None) -> Iterator[tup
 
 
 def documents(spec: str, column: str, rows: Iterable[tuple[int, Any]]) -> Iterator[Document]:
-    """Turn ``(doc_id, value)`` pairs into Documents, skipping empty and whitespace-only text."""
-    for doc_id, value in rows:
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise ValueError(f"column {column!r} of {spec!r} holds {type(value).__name__} values, "
-                             f"not text: pass column=... naming a text column")
-        if value.strip():
-            yield Document(int(doc_id), value)
+    """Turn ``(doc_id, value)`` pairs into Documents, skipping empty and whitespace-only text.
+
+    Stopping early closes ``rows`` at once (not at garbage collection), so lazily built caches
+    clean up their temporary files deterministically."""
+    try:
+        for doc_id, value in rows:
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"column {column!r} of {spec!r} holds {type(value).__name__} values, "
+                                 f"not text: pass column=... naming a text column")
+            if value.strip():
+                yield Document(int(doc_id), value)
+    finally:
+        getattr(rows, "close", lambda: None)()

@@ -144,17 +144,34 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
         return load(out, device=device)
     torch.manual_seed(cfg.seed)
     sae, cfg = _setup(cfg, data, device)
-    sae.cfg = cfg
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     ckpt = _Checkpoint(out)
     step, since_fired = 0, torch.zeros(cfg.d_sae, dtype=torch.long)
     if ckpt.exists():
         step, since_fired = ckpt.restore(sae, opt)
     since_fired = since_fired.to(device)
-    n_steps = max(1, cfg.n_tokens // cfg.batch_size)
     batches = stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed, skip=step,
                      exclude_special=cfg.exclude_special)
     run = _wandb(cfg, out)
+    try:
+        step, logged = _loop(sae, opt, batches, since_fired, step, cfg, ckpt, run, progress)
+    finally:
+        if run:
+            run.finish()
+    meta = {"steps": step, "tokens_seen": step * cfg.batch_size, "final": logged,
+            "dead_frac": logged.get("dead_frac", 0.0)}
+    if out:
+        sae.save(out, meta)
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    sae.meta = meta
+    return sae.eval()
+
+
+def _loop(sae: SAE, opt: torch.optim.Adam, batches: Any, since_fired: torch.Tensor, step: int,
+          cfg: SAEConfig, ckpt: _Checkpoint, run: Any, progress: bool) -> tuple[int, dict[str, float]]:
+    """Train from ``step`` to the budget; log, checkpoint, and checkpoint on Ctrl-C."""
+    n_steps = max(1, cfg.n_tokens // cfg.batch_size)
+    device = sae.W_enc.device
     bar = tqdm(total=n_steps, initial=step, disable=not progress, desc=f"training {cfg.method} SAE",
                unit="step")
     terms: dict[str, torch.Tensor] = {}
@@ -178,25 +195,17 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
                     run.log(logged, step=step)
             if checkpoint:
                 ckpt.save(sae, opt, step, since_fired)
-        logged = _scalars(terms, step, cfg, since_fired) if terms else logged
+        return step, (_scalars(terms, step, cfg, since_fired) if terms else logged)
     except KeyboardInterrupt:
         if terms:
             _scalars(terms, step, cfg, since_fired)  # never checkpoint a diverged state
-        ckpt.save(sae, opt, step, since_fired)
-        print(f"\ninterp: interrupted at step {step}; checkpoint saved, run the same command to resume")
+        if ckpt.dir:
+            ckpt.save(sae, opt, step, since_fired)
+            print(f"\ninterp: interrupted at step {step}; checkpoint saved, run the same command to resume")
         raise
     finally:
         stop.restore()
         bar.close()
-        if run:
-            run.finish()
-    meta = {"steps": step, "tokens_seen": step * cfg.batch_size, "final": logged,
-            "dead_frac": logged.get("dead_frac", 0.0)}
-    if out:
-        sae.save(out, meta)
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)
-    sae.meta = meta
-    return sae.eval()
 
 
 class _InterruptFlag:
