@@ -119,9 +119,10 @@ def main() -> None:
     _sync(args.device)
     results = {"interp (sparse kernels)": (time.perf_counter() - start, sae.reconstruct)}
     x_scaled = x_train * scale
-    results["dense autograd reference"] = dense_topk(x_scaled, d_sae, args.k, args.batch, lr, args.device)
-    if (sp := sparsify_topk(x_scaled, d_sae, args.k, args.batch, lr, args.device)) is not None:
-        results["sparsify SparseCoder"] = sp
+    for name, contender in (("dense autograd reference", dense_topk), ("sparsify SparseCoder", sparsify_topk)):
+        contender(x_scaled[:args.batch * 2], d_sae, args.k, args.batch, lr, args.device)  # warm-up, JIT
+        if (result := contender(x_scaled, d_sae, args.k, args.batch, lr, args.device)) is not None:
+            results[name] = result
     n = (len(x_train) // args.batch) * args.batch
     print(f"TopK SAE training, d_in {x.shape[1]}, d_sae {d_sae}, k {args.k}, batch {args.batch}, "
           f"{n} tokens, {args.device}")
