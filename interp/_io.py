@@ -1,4 +1,4 @@
-"""Small I/O helpers shared by every stage: atomic JSON writes, checked JSON reads."""
+"""Small I/O helpers shared by every stage: atomic writes, checked JSON reads."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to a temporary sibling, fsync it, then rename over ``path``."""
+def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call ``write(file)`` on a temporary sibling, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
@@ -24,6 +24,10 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_atomic(path, lambda f: json.dump(obj, f, indent=2))
 
 
 def read_json(path: str | Path, what: str) -> dict:

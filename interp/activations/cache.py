@@ -16,9 +16,7 @@ One model pass fills every requested site, and the pass stops after the deepest 
 
 from __future__ import annotations
 
-import os
 import queue
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,19 +27,11 @@ import xxhash
 from tqdm.auto import tqdm
 
 import interp
-from interp._io import read_json, write_json_atomic
+from interp._io import read_json, write_atomic, write_json_atomic
 from interp.activations.format import (
     FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, site_file, storage_dtype,
 )
 from interp.models import LoadedModel, load, site_width, stop_layer
-
-
-def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _request(model: LoadedModel, text_spec: str, sites: list[str], n_tokens: int, seq_len: int,
@@ -69,7 +59,8 @@ def _start(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widt
     out.mkdir(parents=True, exist_ok=True)
     (out / "acts").mkdir(exist_ok=True)
     for name in TOKEN_FILES:
-        _save_npy_atomic(out / f"{name}.npy", getattr(toks, name))
+        arr = getattr(toks, name)
+        write_atomic(out / f"{name}.npy", lambda f, a=arr: np.save(f, a, allow_pickle=False), binary=True)
     n, s = toks.tokens.shape
     for site, d in widths.items():
         np.lib.format.open_memmap(out / site_file(site), mode="w+", dtype=storage_dtype(request["dtype"]),
