@@ -88,11 +88,15 @@ def _run_sites(model: LoadedModel, tokens: torch.Tensor, sites: list[str]) -> di
             got[site] = act.detach()
         return grab
 
+    if model.device.type == "cuda":  # pinned + async: the CPU queues this pass while the last runs
+        tokens = tokens.pin_memory().to(model.device, non_blocking=True)
+    else:
+        tokens = tokens.to(model.device)
     model.bridge.run_with_hooks(
-        tokens.to(model.device), fwd_hooks=[(s, grabber(s)) for s in sites],
+        tokens, fwd_hooks=[(s, grabber(s)) for s in sites],
         stop_at_layer=stop_layer(sites), output_attentions=False,
     )
-    return {s: got[s].reshape(*tokens.shape, -1) for s in sites}
+    return {s: got[s].reshape(*tokens.shape, -1) for s in sites}  # [B, S, D] on the model's device
 
 
 class _ShardWriter:
