@@ -2,7 +2,8 @@
 
 Caches a middle layer of the built-in SmolLM2 (tokenising, running TransformerLens hooks with
 stop_at_layer, writing shards and checksums) and times tokenising the same text and running the HF
-model truncated to the same blocks. Prints tokens/s of both and their ratio (target >= 0.9), measured in the same run.
+model truncated to the same blocks. Prints tokens/s of both and their ratio (target >= 0.9),
+measured in the same run.
 
     python scripts/bench_cache.py [--site blocks.15.hook_resid_post] [--n-tokens 16384] [--device cuda]
 """

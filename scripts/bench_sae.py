@@ -28,8 +28,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+@torch.no_grad()
 def _unit_rows(W_dec: torch.Tensor) -> None:
-    """Remove the gradient parallel to each decoder row; Adam steps; then renormalise (below)."""
+    """Remove the gradient component parallel to each (unit-norm) decoder row."""
     W_dec.grad -= (W_dec.grad * W_dec).sum(1, keepdim=True) * W_dec
 
 

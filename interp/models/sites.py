@@ -71,15 +71,12 @@ def site_width(model: "LoadedModel", site: str) -> int:
         return model.d_mlp
     if expr == "n_heads*d_head":
         return model.n_heads * model.d_head
-    widths = set()
+    shapes = []
     for length in (2, 3):  # a per-token site is [B, S, ...] with a trailing size that ignores S
         probe = torch.zeros(1, length, dtype=torch.long, device=model.device)
         _, cache = model.bridge.run_with_cache(probe, names_filter=[site], stop_at_layer=stop_layer([site]))
-        act = cache[site]
-        if tuple(act.shape[:2]) != (1, length):
-            widths.add(None)
-        widths.add(int(act.shape[2:].numel()))
-    if len(widths) != 1 or None in widths:
+        shapes.append(tuple(cache[site].shape))
+    if any(shape[:2] != (1, length) for shape, length in zip(shapes, (2, 3))) or shapes[0][2:] != shapes[1][2:]:
         raise ValueError(f"site {site!r} is not a per-token activation ([batch, seq, ...]); cache and "
                          f"decompose per-token sites such as hook_resid_post, mlp.hook_post or attn.hook_z")
-    return widths.pop()
+    return int(torch.Size(shapes[0][2:]).numel())

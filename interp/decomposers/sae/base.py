@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Bool, Float, Int
+from safetensors.torch import save_file
 
+from interp._io import write_json_atomic
 from interp.decomposers.base import Decomposer
 from interp.decomposers.sae.ops import gather_encode, sparse_decode
 
@@ -159,10 +161,6 @@ class SAE(Decomposer):
         """Also write ``cfg.json`` + ``sae_weights.safetensors`` in the SAELens v6 layout."""
         if self.saelens_architecture is None:
             return
-        from safetensors.torch import save_file
-
-        from interp._io import write_json_atomic
-
         cfg = self.cfg
         write_json_atomic(path / "cfg.json", {
             "architecture": self.saelens_architecture, "d_in": cfg.d_in, "d_sae": cfg.d_sae,

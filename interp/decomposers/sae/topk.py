@@ -54,7 +54,7 @@ class TopKSAE(SAE):
             _, idx = self.select(pre)
         pattern = Pattern(idx, self.cfg.d_sae)  # sorted once, shared by both backward passes
         vals = torch.relu(gather_encode(xn, self.b_dec, self.W_enc, self.b_enc, pre, pattern))
-        x_hat = sparse_decode(vals, pattern, self.W_dec) + self.b_dec
+        x_hat = self.decode_sparse(vals, pattern)
         fvu = normalized_mse(x_hat, xn)
         terms = {"fvu": fvu}
         loss = fvu
