@@ -137,6 +137,14 @@ class SAE(Decomposer):
         raise NotImplementedError
 
     @torch.no_grad()
+    def after_step(self, xn: Float[torch.Tensor, "B D"], out: StepOutput, step: int) -> None:
+        """Called by the trainer after each optimiser step (``step`` counts from 1).
+
+        Variants with non-gradient updates hook in here: bias adaptation's periodic threshold
+        updates, BatchTopK's running inference threshold. Default: nothing.
+        """
+
+    @torch.no_grad()
     def constrain_decoder_grad(self) -> None:
         """Remove the gradient component parallel to each unit-norm decoder row."""
         if self.W_dec.grad is not None:

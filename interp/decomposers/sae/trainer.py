@@ -248,7 +248,8 @@ def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, since_fired: t
     for group in opt.param_groups:
         group["lr"] = cfg.lr * _lr_factor(step, n_steps, cfg)
     dead = since_fired >= cfg.dead_tokens
-    result = sae.step(x.to(sae.W_enc.dtype) * sae.norm_scale, dead)
+    xn = x.to(sae.W_enc.dtype) * sae.norm_scale
+    result = sae.step(xn, dead)
     opt.zero_grad(set_to_none=True)
     result.loss.backward()
     sae.constrain_decoder_grad()
@@ -256,6 +257,7 @@ def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, since_fired: t
         torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
     opt.step()
     sae.normalize_decoder()
+    sae.after_step(xn, result, step + 1)
     since_fired += len(x)
     since_fired[result.fired] = 0
     return {k: v.detach() for k, v in result.terms.items()} | {"loss": result.loss.detach()}
