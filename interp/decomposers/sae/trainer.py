@@ -17,6 +17,7 @@ same global batches (up to float summation order). Rank 0 alone logs, checkpoint
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import shutil
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from interp import distributed as _dist
 from interp._io import read_json, write_json_atomic
-from interp.activations import ActivationCache, ActivationStore, norm_scale, stream
+from interp.activations import ActivationCache, ActivationStore, norm_scale, prefetch, stream
 from interp.decomposers.base import REGISTRY, config_from, load
 from interp.decomposers.sae.base import SAE, SAEConfig
 
@@ -62,7 +63,8 @@ def _provenance(data: Any, cfg: SAEConfig) -> SAEConfig:
     return dataclasses.replace(cfg, model=cfg.model or model, site=cfg.site or site)
 
 
-_RUN_ONLY = {"device", "wandb", "wandb_project", "log_every", "checkpoint_every", "extra"}
+_RUN_ONLY = {"device", "wandb", "wandb_project", "log_every", "checkpoint_every", "extra", "compile",
+             "prefetch"}
 
 
 def _check_same_settings(saved: dict, cfg: SAEConfig, where: Path) -> None:
@@ -158,8 +160,8 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
     if ckpt.exists():
         step, since_fired = ckpt.restore(sae, opt)
     since_fired = since_fired.to(device)
-    batches = stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed, skip=step,
-                     exclude_special=cfg.exclude_special)
+    batches = prefetch(stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed, skip=step,
+                              exclude_special=cfg.exclude_special), device, cfg.prefetch)
     run = _wandb(cfg, out) if _dist.is_main() else None
     try:
         step, logged = _loop(sae, opt, batches, since_fired, step, cfg, ckpt, run, progress)
@@ -268,7 +270,8 @@ def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, n_global: int,
         group["lr"] = cfg.lr * _lr_factor(step, n_steps, cfg)
     dead = since_fired >= cfg.dead_tokens
     xn = x.to(sae.W_enc.dtype) * sae.norm_scale
-    result = sae.step(xn, dead)
+    with _autocast(cfg, xn.device):
+        result = _step_fn(sae)(xn, dead)
     opt.zero_grad(set_to_none=True)
     result.loss.backward()
     _average_grads(sae)
@@ -282,6 +285,25 @@ def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, n_global: int,
     since_fired += n_global
     since_fired[fired] = 0
     return {k: v.detach() for k, v in result.terms.items()} | {"loss": result.loss.detach()}, stop
+
+
+def _autocast(cfg: SAEConfig, device: torch.device) -> Any:
+    """Mixed precision for the variant's forward (parameters and Adam stay float32)."""
+    if cfg.autocast is None:
+        return contextlib.nullcontext()
+    dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+    if cfg.autocast not in dtypes:
+        raise ValueError(f"autocast must be one of {sorted(dtypes)} or None, got {cfg.autocast!r}")
+    return torch.autocast(device.type, dtype=dtypes[cfg.autocast])
+
+
+def _step_fn(sae: SAE) -> Any:
+    """The variant's step, compiled once per SAE when ``cfg.compile``."""
+    if not sae.cfg.compile:
+        return sae.step
+    if getattr(sae, "_compiled_step", None) is None:
+        sae._compiled_step = torch.compile(sae.step)
+    return sae._compiled_step
 
 
 def _average_grads(sae: SAE) -> None:
