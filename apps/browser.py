@@ -12,6 +12,7 @@ linked. This file and ``browser_views.py`` are the view layer; the data layer is
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -32,12 +33,18 @@ def root_folder() -> Path:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def stores_under(root: str) -> list[str]:
-    return [str(p) for p in find_stores(root)]
+def stores_under(root: str) -> dict[str, str]:
+    """Store folder (relative to the root) -> label "model · site · method"."""
+    labels = {}
+    for p in find_stores(root):
+        m = json.loads((Path(root) / p / "manifest.json").read_text())
+        done = m.get("complete") and "model_name" in m
+        labels[str(p)] = f"{p} — {m['model_name']} · {m['site']} · {m['method']}" if done else f"{p} (incomplete)"
+    return labels
 
 
 def pick_run(root: Path) -> Path:
-    runs = stores_under(str(root))
+    runs = list(stores_under(str(root)))
     asked = st.query_params.get("run")
     if asked is not None:
         resolve_under(root, asked)  # refuses paths outside the root
@@ -46,7 +53,8 @@ def pick_run(root: Path) -> Path:
     if not runs:
         raise StoreError(f"no feature stores under {root}; build one with "
                          "`python scripts/build_browser.py <artifact> out=<folder under the root>`")
-    choice = st.sidebar.selectbox("Run (model · site · method)", runs,
+    labels = stores_under(str(root))
+    choice = st.sidebar.selectbox("Run (model · site · method)", runs, format_func=lambda r: labels.get(r, r),
                                   index=runs.index(asked) if asked in runs else 0)
     if choice != asked:
         st.query_params["run"] = choice

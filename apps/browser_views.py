@@ -101,8 +101,11 @@ def render_histogram(f: dict) -> None:
     w = f["hist_range"] / n
     rows = [(-(b + 0.5) * w, h) for b, h in enumerate(f["hist_neg"]) if h]
     rows += [((b + 0.5) * w, h) for b, h in enumerate(f["hist_pos"]) if h]
-    df = pd.DataFrame(rows, columns=["activation", "count"]).sort_values("activation")
-    st.bar_chart(df, x="activation", y="count", height=220)
+    df = pd.DataFrame(rows, columns=["activation", "count"])
+    spec = {"mark": {"type": "bar", "width": {"band": 1}}, "height": 200,  # raw Vega-Lite: no altair validation
+            "encoding": {"x": {"field": "activation", "type": "quantitative"},
+                         "y": {"field": "count", "type": "quantitative"}}}
+    st.vega_lite_chart(df, spec, width="stretch")
 
 
 def render_vocab(store: FeatureStore, f: dict) -> None:
@@ -110,11 +113,12 @@ def render_vocab(store: FeatureStore, f: dict) -> None:
         info = store.manifest.get("vocab_projection", {})
         st.info(f"No vocabulary projection: {info.get('reason', 'not computed')}")
         return
-    left, right = st.columns(2)
-    left.dataframe(pd.DataFrame({"promoted token": f["vocab_top"], "logit": f["vocab_top_logits"]}),
-                   hide_index=True)
-    right.dataframe(pd.DataFrame({"suppressed token": f["vocab_bottom"], "logit": f["vocab_bottom_logits"]}),
-                    hide_index=True)
+    rows = "".join(f"<tr><td><code>{_token_html(a)}</code></td><td>{x:+.3f}</td>"
+                   f"<td><code>{_token_html(b)}</code></td><td>{y:+.3f}</td></tr>"
+                   for a, x, b, y in zip(f["vocab_top"], f["vocab_top_logits"], f["vocab_bottom"],
+                                         f["vocab_bottom_logits"]))
+    st.html('<table class="vocab"><tr><th>promoted</th><th>logit</th><th>suppressed</th><th>logit</th></tr>'
+            + rows + "</table>")
 
 
 def render_similar(f: dict) -> None:

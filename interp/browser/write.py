@@ -32,9 +32,9 @@ from safetensors.torch import save
 from interp._io import write_atomic
 from interp.browser.collect import window_start
 from interp.decomposers import Decomposer
-from interp.models import LoadedModel, direction_logits, site_layer, vocab_projection
+from interp.models import LoadedModel, VocabProjection, direction_logits, site_layer
 
-EXAMPLE_ROW_GROUP = 4096
+EXAMPLE_ROW_GROUP = 512  # a feature page reads one or two row groups
 N_CONTEXT = 5  # top examples whose text is searchable
 LOGIT_BINS = 32
 _RESIDUAL = re.compile(r"^blocks\.\d+\.(hook_resid_(pre|mid|post)|hook_attn_out|hook_mlp_out|hook_in|"
@@ -68,18 +68,23 @@ def residual_directions(dec: Decomposer, model: LoadedModel, site: str,
 
 
 @torch.no_grad()
-def logit_histograms(model: LoadedModel, rdirs: torch.Tensor, n_bins: int = LOGIT_BINS,
-                     chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature histogram of its logits over the vocabulary: (counts [F, B], bin centres [F, B])."""
-    counts, centres = [], []
+def project_vocab(model: LoadedModel, rdirs: torch.Tensor, k: int, n_bins: int = LOGIT_BINS,
+                  chunk: int = 256) -> tuple[VocabProjection, np.ndarray, np.ndarray]:
+    """Top/bottom ``k`` tokens of each direction's logits (as ``interp.models.vocab_projection``)
+    and a histogram of its logits over the vocabulary (counts [F, B], bin centres [F, B]), from
+    one ``direction_logits`` call per chunk of features."""
+    parts, counts, centres = [], [], []
     for i in range(0, len(rdirs), chunk):
         logits = direction_logits(model, rdirs[i:i + chunk]).cpu()
+        top, bottom = logits.topk(k, dim=1), logits.topk(k, dim=1, largest=False)
+        parts.append((top.indices, top.values, bottom.indices, bottom.values))
         lo, hi = logits.min(1, keepdim=True).values, logits.max(1, keepdim=True).values
         width = ((hi - lo) / n_bins).clamp_min(1e-12)
         b = ((logits - lo) / width).long().clamp(0, n_bins - 1)
         counts.append(torch.zeros(len(b), n_bins, dtype=torch.long).scatter_add_(1, b, torch.ones_like(b)))
         centres.append(lo + width * (torch.arange(n_bins) + 0.5))
-    return torch.cat(counts).numpy(), torch.cat(centres).numpy()
+    proj = VocabProjection(*(torch.cat(p) for p in zip(*parts)))
+    return proj, torch.cat(counts).numpy(), torch.cat(centres).numpy()
 
 
 @torch.no_grad()
@@ -207,8 +212,9 @@ def write_tables(out: Path, dec: Decomposer, model: LoadedModel, site: str, stat
     n_vocab = model.hf_model.get_output_embeddings().weight.shape[0]
     vocab = vocab_strings(model.tokenizer, n_vocab)
     rdirs, vocab_info = residual_directions(dec, model, site, dirs)
-    proj = vocab_projection(model, rdirs, k=stats.cfg.vocab_k) if rdirs is not None else None
-    logit_hist = logit_histograms(model, rdirs) if rdirs is not None else None
+    proj, logit_hist = None, None
+    if rdirs is not None:
+        proj, *logit_hist = project_vocab(model, rdirs, stats.cfg.vocab_k)
     examples = examples_table(stats, text.tokens)
     features = feature_table(stats, examples, vocab, proj, nearest_features(dirs, stats.cfg.n_similar), logit_hist)
     write_parquet(out / "vocab.parquet", pa.table({"token": pa.array(vocab)}))

@@ -10,6 +10,7 @@ import interp.browser.build as build_mod
 from interp.browser import FeatureStore, StoreError, build_store, resolve_under
 from interp.data import load_text, tokenize
 from interp.decomposers import load
+from interp.models import vocab_projection
 
 from .conftest import N_TOKENS, PLANTED_TOKEN, SEQ_LEN, STORE_OPTIONS
 
@@ -78,6 +79,8 @@ def test_vocab_projection_against_direct_computation(browser_root, tiny_model):
         got_logits = np.stack(feats["vocab_top_logits"].to_numpy(zero_copy_only=False))
         np.testing.assert_allclose(got_logits, top.values.numpy(), rtol=1e-4, atol=1e-5)
         assert (got_ids == top.indices.numpy()).mean() > 0.99  # ids may swap only on near-ties
+        ref = vocab_projection(tiny_model, dirs.float(), k=k)  # the shared helper agrees
+        np.testing.assert_allclose(got_logits, ref.top_logits.numpy(), rtol=1e-5, atol=1e-6)
         bottom = np.stack(feats["vocab_bottom_logits"].to_numpy(zero_copy_only=False))
         np.testing.assert_allclose(bottom, logits.topk(k, dim=1, largest=False).values.numpy(), rtol=1e-4, atol=1e-5)
 

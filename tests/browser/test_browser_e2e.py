@@ -24,7 +24,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     end = time.time() + timeout
     while time.time() < end:
         if proc.poll() is not None:
@@ -74,7 +74,7 @@ def test_feature_page_in_headless_chromium(server, tmp_path):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
     try:
-        wait = WebDriverWait(driver, 25)
+        wait = WebDriverWait(driver, 60)  # generous: CI machines are shared
         driver.get(f"{server}/?run=stores/topk")
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "features shown"))
         box = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, 'input[type="number"]')))
