@@ -77,24 +77,32 @@ class StoreConfig:
 class FeatureStats:
     """Every running statistic of a build, with a flat state dict for checkpoints."""
 
-    def __init__(self, n_features: int, cfg: StoreConfig):
+    def __init__(self, n_features: int, cfg: StoreConfig, device: torch.device | str = "cpu"):
         self.cfg = cfg
-        self.top = SlotTopK(n_features, cfg.k, cfg.width)
-        self.sample = SlotTopK(n_features, cfg.n_samples, cfg.width)
-        self.hist = Histogram(n_features, cfg.n_bins)
-        self.moments = Moments(n_features)
+        self.top = SlotTopK(n_features, cfg.k, cfg.width, device)
+        self.sample = SlotTopK(n_features, cfg.n_samples, cfg.width, device)
+        self.hist = Histogram(n_features, cfg.n_bins, device)
+        self.moments = Moments(n_features, device)
         self.n_tokens = torch.zeros((), dtype=torch.long)
+
+    def cpu(self) -> "FeatureStats":
+        """A copy of the statistics on the CPU (for writing the tables)."""
+        out = FeatureStats(self.top.score.shape[0], self.cfg)
+        out.load_state_dict({k: v.cpu() for k, v in self.state_dict().items()})
+        return out
 
     def update(self, codes: torch.Tensor, seq_len: int, first_pos: int, counted: int) -> None:
         """Add a chunk of codes ``[R*S, F]`` (special tokens already zeroed) at ``first_pos``."""
         cfg = self.cfg
         codes3 = codes.view(-1, seq_len, codes.shape[1])
-        active = codes != 0
-        score = codes if cfg.rank == "value" else codes.abs()
-        score = score.masked_fill(~active | (score <= 0), NEG_INF)
+        inactive = codes == 0
+        if cfg.rank == "value":
+            score = codes.masked_fill(codes <= 0, NEG_INF)
+        else:
+            score = codes.abs().masked_fill_(inactive, NEG_INF)
         self.top.update(score, codes3, first_pos, cfg.window_left)
-        keys = _sample_keys(cfg.seed, first_pos // seq_len, codes3.shape).view_as(codes)
-        keys.masked_fill_(~active, NEG_INF)
+        keys = _sample_keys(cfg.seed, first_pos // seq_len, codes3.shape).view_as(codes).to(codes.device)
+        keys.masked_fill_(inactive, NEG_INF)
         self.sample.update(keys, codes3, first_pos, cfg.window_left)
         self.hist.update(codes)
         self.moments.update(codes)
@@ -110,11 +118,11 @@ class FeatureStats:
         self.top.load_state_dict(state, "top")
         self.sample.load_state_dict(state, "sample")
         self.hist.counts.copy_(state["hist.counts"])
-        self.hist.exp = state["hist.exp"].clone()
+        self.hist.exp = state["hist.exp"].to(self.hist.counts.device)
         self.moments.active.copy_(state["m.active"])
         self.moments.total.copy_(state["m.total"])
-        self.moments.max = state["m.max"].clone()
-        self.n_tokens = state["n_tokens"].clone()
+        self.moments.max = state["m.max"].to(self.moments.active.device)
+        self.n_tokens = state["n_tokens"].cpu().clone()
 
 
 def _sample_keys(seed: int, first_row: int, shape: torch.Size) -> torch.Tensor:
@@ -150,11 +158,11 @@ def _site_acts(model: LoadedModel, tokens: torch.Tensor, site: str) -> torch.Ten
 
 @torch.inference_mode()
 def _encode_rows(dec: Decomposer, x: torch.Tensor, special: torch.Tensor) -> torch.Tensor:
-    """Codes ``[R*S, F]`` (float32, on CPU) of site activations ``x [R, S, D]``."""
+    """Codes ``[R*S, F]`` (float32, on the model's device) of site activations ``x [R, S, D]``."""
     p = next(iter(dec.parameters()), None)
     flat = x.reshape(-1, x.shape[-1]).to(p.dtype if p is not None else torch.float32)
-    codes = dec.encode(flat).float().cpu()
-    return codes.masked_fill_(special.reshape(-1, 1), 0.0)
+    codes = dec.encode(flat).float()
+    return codes.masked_fill_(special.reshape(-1, 1).to(codes.device), 0.0)
 
 
 def _same_request(manifest: dict, request: dict, out: Path) -> None:
@@ -166,7 +174,7 @@ def _same_request(manifest: dict, request: dict, out: Path) -> None:
 
 
 def _checkpoint(out: Path, stats: FeatureStats, manifest: dict, rows_done: int) -> None:
-    state = {k: v.contiguous() for k, v in stats.state_dict().items()}
+    state = {k: v.cpu().contiguous() for k, v in stats.state_dict().items()}
     write_atomic(out / STATE_FILE, lambda f: f.write(save(state)), binary=True)
     manifest["rows_done"] = rows_done
     write_json_atomic(out / "manifest.json", manifest)
@@ -209,7 +217,7 @@ def build_store(artifact_dir: str | Path, text_spec: str, n_tokens: int, out_dir
     tokens = torch.from_numpy(text.tokens)
     special = torch.from_numpy(text.special_mask()) if cfg.exclude_special else torch.zeros_like(tokens, dtype=torch.bool)
     n_features = dec.directions().shape[0]
-    stats = FeatureStats(n_features, cfg)
+    stats = FeatureStats(n_features, cfg, model.device)  # statistics live where the codes are
     start_row = 0
     if manifest["rows_done"] and (out / STATE_FILE).exists():
         stats.load_state_dict(load_file(str(out / STATE_FILE)))
@@ -218,7 +226,7 @@ def build_store(artifact_dir: str | Path, text_spec: str, n_tokens: int, out_dir
     write_json_atomic(out / "manifest.json", manifest)
     t0 = time.time()
     _stream(dec, model, site, tokens, special, stats, start_row, out, manifest, progress)
-    write_tables(out, dec, model, site, stats, text, manifest, artifact)
+    write_tables(out, dec, model, site, stats.cpu(), text, manifest, artifact)
     manifest.update(complete=True, rows_done=len(tokens), n_tokens=int(stats.n_tokens),
                     interp_version=interp.__version__, pass_seconds=round(time.time() - t0, 2))
     write_json_atomic(out / "manifest.json", manifest)
