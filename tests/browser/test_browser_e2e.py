@@ -16,6 +16,10 @@ from .conftest import PLANTED_TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+pytestmark = pytest.mark.skipif(
+    not (shutil.which(CHROMIUM) and Path(DRIVER).exists()),
+    reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; "
+           ".ci/run installs them)")
 
 
 def _free_port() -> int:
@@ -59,9 +63,6 @@ def server(browser_root):
 
 
 def test_feature_page_in_headless_chromium(server, tmp_path):
-    if not (shutil.which(CHROMIUM) and Path(DRIVER).exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; "
-                    ".ci/run installs them)")
     from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
