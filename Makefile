@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.install-stamp
 # build this project's CI machines carry on disk. Override with `make install TORCH=...`.
 TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4" || echo "torch==2.13.0")
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench browse lint clean
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	HF_HUB_OFFLINE=1 $(PY) scripts/demo.py configs/demo.yaml
 
+# Feature browser on localhost; its root folder is RUNS (default runs/, or $INTERP_RUNS).
+RUNS   ?= $(or $(INTERP_RUNS),runs)
+browse: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/streamlit run apps/browser.py --server.address 127.0.0.1 -- --root $(RUNS)
+
 test: install
 	$(VENV)/bin/lint-imports
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q
@@ -29,6 +34,7 @@ test: install
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) scripts/bench_cache.py
 	HF_HUB_OFFLINE=1 $(PY) scripts/bench_sae.py
+	HF_HUB_OFFLINE=1 $(PY) scripts/bench_browser.py
 
 clean:
 	rm -rf $(VENV) runs wandb .pytest_cache
