@@ -44,6 +44,7 @@ class LIBConfig:
     isolate_coords: tuple[int, ...] = ()  # raw coordinates kept as their own direction (LN scale)
     isolate_layers: tuple[int, ...] = ()  # ... at these node layers
     truncation_threshold: float = 1e-15
+    truncation_relative: float | None = None  # also drop eigenvalues <= this x the largest (not rib)
     integration: str = "gradient"  # "gradient" (alpha=1, rib's shipped configs), "trapezoidal", "gauss-legendre"
     n_intervals: int = 0
     n_sources_pos: int | None = None  # Rademacher sources for M (None: exact)
@@ -166,7 +167,7 @@ def _pca(cfg: LIBConfig, l: int, acts: torch.Tensor):
     mean = ops.data_mean(acts[..., :-1]) if cfg.center else torch.zeros(d, dtype=torch.float64)
     Y, Y_inv = ops.centering(mean)
     iso = ([d] if cfg.center else []) + (list(cfg.isolate_coords) if l in cfg.isolate_layers else [])
-    U, D = ops.masked_eigh(ops.gram(acts, Y), iso, cfg.truncation_threshold)
+    U, D = ops.masked_eigh(ops.gram(acts, Y), iso, cfg.truncation_threshold, cfg.truncation_relative)
     return U, D, Y, Y_inv, len(iso)
 
 
@@ -187,7 +188,7 @@ def _layer_basis(cfg: LIBConfig, l: int, fn, acts: torch.Tensor, C_next: torch.T
     sqrt_D = D.sqrt()
     R, R_pinv = Y @ U / sqrt_D, sqrt_D[:, None] * (U.T @ Y_inv)
     M = _interaction_matrix(cfg, fn, acts, C_next, R_pinv)
-    V, lam = ops.masked_eigh(M, list(range(n_iso)), cfg.truncation_threshold)
+    V, lam = ops.masked_eigh(M, list(range(n_iso)), cfg.truncation_threshold, cfg.truncation_relative)
     s = ops.safe_sqrt(lam, cfg.truncation_threshold)
     return R @ V * s, (V.T @ R_pinv) / s[:, None], lam
 

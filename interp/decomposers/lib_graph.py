@@ -29,9 +29,10 @@ from interp.decomposers import lib_ops as ops
 Metric = Callable[[torch.Tensor], float]  # raw final-node-layer activations [N, P, d] -> number
 
 
-def interaction_graph(lib, min_weight: float = 0.0) -> nx.DiGraph:
+def interaction_graph(lib, min_norm_weight: float = 0.0) -> nx.DiGraph:
     """Nodes ``"{layer}:{j}"`` (attrs: layer, index, eigenvalue); edges from layer l feature j to
-    layer l+1 feature i with ``weight = E_l[i, j]`` and ``norm_weight`` (divided by the layer's max)."""
+    layer l+1 feature i with ``weight = E_l[i, j]`` and ``norm_weight`` (divided by the layer's
+    max); edges with ``norm_weight <= min_norm_weight`` are left out."""
     g = nx.DiGraph()
     names = lib.cfg.node_layers
     for l, name in enumerate(names):
@@ -40,16 +41,16 @@ def interaction_graph(lib, min_weight: float = 0.0) -> nx.DiGraph:
     for l in range(len(names) - 1):
         E = lib.edges(l)
         top = float(E.max()) or 1.0
-        for i, j in (E > min_weight).nonzero().tolist():
+        for i, j in (E > min_norm_weight * top).nonzero().tolist():
             g.add_edge(f"{names[l]}:{j}", f"{names[l + 1]}:{i}", weight=float(E[i, j]),
                        norm_weight=float(E[i, j]) / top)
     return g
 
 
-def export_graph(lib, path: str | Path, min_weight: float = 0.0) -> Path:
+def export_graph(lib, path: str | Path, min_norm_weight: float = 0.0) -> Path:
     """Write ``path.graphml`` and ``path.json`` (networkx node-link) atomically; returns the stem."""
     path = Path(path)
-    g = interaction_graph(lib, min_weight)
+    g = interaction_graph(lib, min_norm_weight)
     write_atomic(path.with_suffix(".graphml"), lambda f: nx.write_graphml(g, f), binary=True)
     write_atomic(path.with_suffix(".json"), lambda f: json.dump(nx.node_link_data(g, edges="edges"), f))
     return path

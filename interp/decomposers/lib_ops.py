@@ -60,17 +60,21 @@ def centering(mean: Float[torch.Tensor, "d"]) -> tuple[torch.Tensor, torch.Tenso
 
 
 def masked_eigh(
-    A: Float[torch.Tensor, "n n"], isolate: list[int], threshold: float
+    A: Float[torch.Tensor, "n n"], isolate: list[int], threshold: float, relative: float | None = None
 ) -> tuple[Float[torch.Tensor, "n r"], Float[torch.Tensor, "r"]]:
     """Eigenvectors of symmetric ``A`` (float64), descending by |eigenvalue|, ``isolate``
     coordinates kept as their own unit directions first (eigenvalue ``A[k, k]``); other
-    eigenpairs with |eigenvalue| <= ``threshold`` dropped (rib's truncation; eigenvalues abs()'d)."""
+    eigenpairs with |eigenvalue| <= ``threshold`` dropped (rib's truncation; eigenvalues abs()'d),
+    and with ``relative``, also those <= ``relative`` x the largest (round-off directions of a
+    rank-deficient matrix, e.g. a Gram over fewer tokens than dimensions)."""
     n = A.shape[0]
     rest = [i for i in range(n) if i not in set(isolate)]
     vals, vecs = torch.linalg.eigh(A[rest][:, rest].double())
     vals = vals.abs()
     order = torch.argsort(vals, descending=True)
     vals, vecs = vals[order], vecs[:, order]
+    if relative is not None and len(vals):
+        threshold = max(threshold, relative * float(vals[0]))
     keep = vals > threshold
     U = torch.zeros(n, len(isolate) + int(keep.sum()), dtype=torch.float64)
     for k, i in enumerate(isolate):

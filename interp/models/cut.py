@@ -73,3 +73,23 @@ def loss_with_site(model: "LoadedModel", tokens: torch.Tensor, site: str,
     logits = model.bridge.run_with_hooks(tokens, fwd_hooks=hooks)
     return float(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
                                                    tokens[:, 1:].flatten()))
+
+
+@torch.no_grad()
+def loss_from_resid(model: "LoadedModel", tokens: torch.Tensor, layer: int, resid_post: torch.Tensor,
+                    batch: int = 8) -> float:
+    """Mean next-token CE loss when the model continues from ``blocks.{layer}.hook_resid_post`` =
+    ``resid_post`` (runs only the later blocks, the final norm and the unembedding)."""
+    hf = model.hf_model
+    fns = [fn for l in range(layer + 1, model.n_layers) for fn in residual_block_cut(model, l)[0]]
+    dtype = next(hf.parameters()).dtype
+    total, count = 0.0, 0
+    for i in range(0, len(tokens), batch):
+        x = resid_post[i:i + batch].to(dtype)
+        for fn in fns:
+            x = fn(x)
+        logits = hf.lm_head(hf.model.norm(x))[:, :-1].float()
+        tgt = tokens[i:i + batch, 1:]
+        total += float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt.flatten(), reduction="sum"))
+        count += tgt.numel()
+    return total / count

@@ -40,6 +40,7 @@ class ModAddConfig:
     max_epochs: int = 60000
     stop_test_acc: float | None = 0.999  # stop once test accuracy stays above this ...
     stop_patience: int = 1000  # ... for this many epochs (None: run max_epochs)
+    max_minutes: float | None = None  # wall-clock budget: stop (and record it) when exceeded
     grokfast_alpha: float | None = None  # Grokfast-EMA (Lee et al. 2024): g += lamb * EMA_alpha(g)
     grokfast_lamb: float = 2.0
     seed: int = 0
@@ -161,6 +162,8 @@ def _grokfast(params, ema, alpha, lamb):
 def train(cfg: ModAddConfig, seeds: list[int], log_every: int = 25) -> tuple[list[dict], list[dict]]:
     """Train one model per seed at once (vmap over stacked weights; AdamW is elementwise, so this
     equals independent runs). Full batch. Returns (params per seed, metrics per seed)."""
+    import time
+
     from tqdm import tqdm
 
     tokens, labels, train_mask = dataset(cfg)
@@ -172,6 +175,7 @@ def train(cfg: ModAddConfig, seeds: list[int], log_every: int = 25) -> tuple[lis
     grok = [None] * len(seeds)
     ema: dict[str, torch.Tensor] = {}
     bar = tqdm(range(1, cfg.max_epochs + 1), desc="mod-add", mininterval=5)
+    start, stopped = time.monotonic(), "max_epochs"
     for epoch in bar:
         opt.zero_grad(set_to_none=True)
         loss = _ensemble_loss(params, x_tr, y_tr)
@@ -186,11 +190,15 @@ def train(cfg: ModAddConfig, seeds: list[int], log_every: int = 25) -> tuple[lis
             above = torch.where(ok, above + log_every, torch.zeros_like(above))
             grok = [g if g is not None or not o else epoch for g, o in zip(grok, ok.tolist())]
             if cfg.stop_test_acc is not None and bool((above >= cfg.stop_patience).all()):
+                stopped = "test accuracy"
+                break
+            if cfg.max_minutes is not None and time.monotonic() - start > 60 * cfg.max_minutes:
+                stopped = "time budget"
                 break
     final = {k: v.detach() for k, v in params.items()}
     out_params = [{k: v[i].clone() for k, v in final.items()} for i in range(len(seeds))]
     train_acc, test_acc = accuracy(final, x_tr, y_tr), accuracy(final, x_te, y_te)
-    metrics = [{"seed": s, "epochs": epoch, "first_epoch_test_acc_above_stop": grok[i],
+    metrics = [{"seed": s, "epochs": epoch, "stopped_by": stopped, "first_epoch_test_acc_above_stop": grok[i],
                 "train_acc": float(train_acc[i]), "test_acc": float(test_acc[i])}
                for i, s in enumerate(seeds)]
     return out_params, metrics
