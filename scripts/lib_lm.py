@@ -66,8 +66,9 @@ def main(argv):
         res[tag] = r
         print(tag, r)
     res["times"]["total"] = time.time() - t0
+    res["times"]["cpu_total"] = time.process_time()
     write_json_atomic(out / "results.json", {"config": cfg, "results": res})
-    print("times (s):", {k: round(v, 1) for k, v in res["times"].items()})
+    print("times (s, wall; cpu_total = CPU seconds of this process):", {k: round(v, 1) for k, v in res["times"].items()})
 
 
 if __name__ == "__main__":

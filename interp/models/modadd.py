@@ -159,15 +159,17 @@ def _grokfast(params, ema, alpha, lamb):
         p.grad.add_(ema[k], alpha=lamb)
 
 
-def train(cfg: ModAddConfig, seeds: list[int], log_every: int = 25) -> tuple[list[dict], list[dict]]:
+def train(cfg: ModAddConfig, seeds: list[int], log_every: int = 25, init: list[dict] | None = None
+          ) -> tuple[list[dict], list[dict]]:
     """Train one model per seed at once (vmap over stacked weights; AdamW is elementwise, so this
-    equals independent runs). Full batch. Returns (params per seed, metrics per seed)."""
+    equals independent runs). Full batch. ``init``: continue from these weights (fresh optimiser
+    state). Returns (params per seed, metrics per seed)."""
     import time
 
     from tqdm import tqdm
 
     tokens, labels, train_mask = dataset(cfg)
-    per_seed = [init_params(cfg, s) for s in seeds]
+    per_seed = init or [init_params(cfg, s) for s in seeds]
     params = {k: torch.stack([p[k] for p in per_seed]).requires_grad_() for k in per_seed[0]}
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
     x_tr, y_tr, x_te, y_te = tokens[train_mask], labels[train_mask], tokens[~train_mask], labels[~train_mask]

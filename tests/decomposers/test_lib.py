@@ -102,24 +102,30 @@ def _attention_like(seed=0):
     return lambda x: torch.tanh(torch.einsum("ts,bsd->btd", A, x) @ W + 0.3), torch.randn(16, 3, 4, generator=g).double()
 
 
-@pytest.mark.parametrize("method,n", [("trapezoidal", 60), ("gauss-legendre", 6)])
-def test_integrated_gradients_match_dense_quadrature(method, n):
+@pytest.fixture(scope="module")
+def quadrature_case():
     fn, X = _attention_like()
     f = ops.append_const(X)
     folded = ops.fold(fn, "perspective")
+    xs, ws = ops.integration_rule("gauss-legendre", 20)  # dense reference: high-order quadrature
+    ref = sum(w * _dense_jac(folded, a * f) for a, w in zip(xs, ws))  # [N, Q, o, P, d]
+    at_one = _dense_jac(folded, f)
+    return folded, f, ref.permute(1, 2, 0, 3, 4).reshape(18, *f.shape), at_one.permute(1, 2, 0, 3, 4).reshape(18, *f.shape)
+
+
+@pytest.mark.parametrize("method,n", [("trapezoidal", 60), ("gauss-legendre", 6)])
+def test_integrated_gradients_match_dense_quadrature(quadrature_case, method, n):
+    folded, f, ref, at_one = quadrature_case
     C_next = torch.eye(6, dtype=torch.float64)
     cot, _ = ops.cotangents(len(f), 3, 6, None, None, torch.Generator())
     alphas, weights = ops.integration_rule(method, n)
     got = ops.integrated_vjps(lambda z: folded(z) @ C_next, f, cot, alphas, weights, 1000)
-    xs, ws = ops.integration_rule("gauss-legendre", 30)  # dense reference: high-order quadrature
-    ref = sum(w * _dense_jac(folded, a * f) for a, w in zip(xs, ws))  # [N, Q, o, P, d]
-    ref = ref.permute(1, 2, 0, 3, 4).reshape(18, *f.shape)
     tol = 1e-3 if method == "trapezoidal" else 1e-6
     assert torch.allclose(got, ref, atol=tol)
     assert sum(weights) == pytest.approx(1.0)
     # and the plain gradient is the Jacobian at alpha = 1
     g1 = ops.integrated_vjps(lambda z: folded(z) @ C_next, f, cot, [1.0], [1.0], 7)
-    assert torch.allclose(g1, _dense_jac(folded, f).permute(1, 2, 0, 3, 4).reshape(18, *f.shape))
+    assert torch.allclose(g1, at_one)
 
 
 @pytest.mark.parametrize("sources", [dict(n_sources_pos=None, n_sources_hidden=True),
