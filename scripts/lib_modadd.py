@@ -96,7 +96,7 @@ def summarise(results: dict, mcfg) -> str:
         lines.append(f"| {n}->{modadd.NODE_LAYERS[l + 1]} | {stat(e['lib'])} | {stat(e['pca'])} | {pub[0]} | "
                      f"{pub[1]} | {results[seeds[0]]['n_edges'][n]} |")
     lines.append(f"| total | {stat(tot['lib'])} | {stat(tot['pca'])} | 795 | 865 | |")
-    lines += ["", "Mean test accuracy with k features kept (constant direction counted):", "",
+    lines += ["", f"Mean accuracy ({results[seeds[0]]['eval_split']} split) with k features kept (constant direction counted):", "",
               "| layer | method | " + " | ".join(f"k={k}" for k in range(6, 12)) + " |", "|---|---|" + "---|" * 6]
     for n in names:
         for t in ("lib", "pca"):
@@ -118,7 +118,7 @@ def plot_curves(results: dict, path: Path) -> None:
             for i, s in enumerate(sorted(results)):
                 k, v = zip(*results[s][t]["curves"][n])
                 ax.plot(k, v, color=c, alpha=0.7, label=t.upper() if i == 0 else None)
-        ax.set_xscale("log"), ax.set_title(n), ax.set_xlabel("features kept"), ax.set_ylabel("test accuracy")
+        ax.set_xscale("log"), ax.set_title(n), ax.set_xlabel("features kept"), ax.set_ylabel("accuracy")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
