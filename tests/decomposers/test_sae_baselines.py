@@ -161,6 +161,15 @@ def test_jumprelu_units_and_encode():
         torch.testing.assert_close(sae.encode(x), z * (z > sae.threshold))
 
 
+def test_jumprelu_init_l0_starts_codes_at_the_requested_sparsity():
+    sae = JumpReLUSAE(JumpReLUConfig(d_in=D, d_sae=F, init_l0=6))
+    xn = _x(2048)
+    sae.init_from_data(xn)
+    with torch.no_grad():
+        l0 = (sae.encode(xn) != 0).float().sum(1).mean().item()
+    assert 5.0 < l0 < 7.0, l0
+
+
 # -- ReLU -------------------------------------------------------------------------------------------------
 
 def test_relu_loss_is_mse_plus_decoder_norm_weighted_l1():

@@ -16,6 +16,13 @@ each) and multiplied by sqrt(D) inside, and the reconstruction term is divided b
 paper's ``betas = (0, 0.999)``. ``l0_warmup_frac`` ramps the coefficient from 0 (Gemma Scope warmed
 it up over its first 10k steps; the paper does not; default off).
 
+Thresholds move slowly: the L0 gradient reaches theta only through the narrow kernel window and
+Adam moves ``log_threshold`` by about ``lr`` per step, so from the paper's tiny initial theta codes
+stay dense for thousands of steps (the paper trains for hundreds of thousands). ``init_l0`` is an
+option of ours for short runs: on the first training batch each latent's theta starts at the
+quantile of its pre-activations that makes it fire on ``init_l0 / d_sae`` of the tokens, so codes
+start at about ``init_l0`` active latents per token and the L0 penalty moves them from there.
+
 Only latents above ``theta - eps / 2`` (active, or inside the kernel window) take part in a step, so
 steps run on the sparse kernels once codes are sparse; dense steps (early training, when the
 initial threshold lets about half of the latents fire) use plain matmuls.
@@ -43,6 +50,7 @@ class JumpReLUConfig(SAEConfig):
     bandwidth: float = 1e-3  # eps of the rectangle kernel, for inputs of unit mean squared norm
     init_threshold: float = 1e-3  # initial theta, same units
     l0_warmup_frac: float = 0.0  # ramp lambda linearly from 0 over this fraction of the steps
+    init_l0: float | None = None  # None: theta = init_threshold; else per-latent quantiles (see docstring)
     betas: tuple[float, float] = (0.0, 0.999)
 
 
@@ -131,6 +139,15 @@ class JumpReLUSAE(SAE):
             fvu = normalized_mse(x_hat, xn)
         return StepOutput(loss=recon + coeff * l0, terms={"recon": recon, "l0": l0, "fvu": fvu},
                           x_hat=x_hat.detach(), fired=act.fired(f))
+
+    @torch.no_grad()
+    def init_from_data(self, xn: Float[torch.Tensor, "B D"]) -> None:
+        super().init_from_data(xn)
+        if self.cfg.init_l0 is not None:
+            pre = self.pre_acts(xn)
+            rank = min(len(pre), max(1, round(len(pre) * (1.0 - self.cfg.init_l0 / self.cfg.d_sae))))
+            theta = pre.kthvalue(rank, dim=0).values  # (torch.quantile refuses > 2^24 entries)
+            self.log_threshold.copy_(theta.clamp_min(self.eps).log())
 
     @torch.no_grad()
     def after_step(self, xn, out: StepOutput, step: int) -> None:
