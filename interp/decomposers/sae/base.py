@@ -154,7 +154,8 @@ class SAE(Decomposer):
             g -= (g * w).sum(1, keepdim=True) * w
 
     # -- SAELens interchange (the format itself lives in ``saelens.py``) ------------------------
-    saelens_architecture: str | None = None  # set by variants SAELens can run exactly
+    saelens_architecture: str | None = None  # set by variants SAELens can run
+    saelens_exact: bool = True  # False: the SAELens files only approximate the SAE (say so in docs)
 
     def saelens_fields(self) -> dict:
         """Architecture-specific cfg.json fields (e.g. ``k``)."""
