@@ -11,8 +11,8 @@ in Adam so that short runs are not pulled toward the zero it starts from.
 
 ``encode`` uses the batch top-k while the module is in training mode and the threshold in eval
 mode (``train`` and ``load`` return modules in eval mode). Steps run on the sparse kernels: the
-batch threshold is found exactly from a per-token top-2k shortlist (falling back to a full sort
-when a token has more than 2k latents above it). SAELens has no BatchTopK inference class (it
+batch threshold is found exactly from a per-token top-2k shortlist, whose ids are then the step's
+candidates (falling back to a full selection when a token has more than 2k latents above it). SAELens has no BatchTopK inference class (it
 saves BatchTopK SAEs as JumpReLU), so the export is a JumpReLU with theta in every latent.
 """
 
@@ -26,6 +26,7 @@ from jaxtyping import Float
 
 from interp.decomposers.base import register
 from interp.decomposers.sae.base import StepOutput
+from interp.decomposers.sae import ops
 from interp.decomposers.sae.ops import Active
 from interp.decomposers.sae.topk import TopKConfig, TopKSAE, normalized_mse
 
@@ -38,14 +39,20 @@ class BatchTopKConfig(TopKConfig):
 
 def batch_threshold(acts: Float[torch.Tensor, "B F"], n_keep: int) -> torch.Tensor:
     """The ``n_keep``-th largest entry of ``acts`` (0-d tensor), found exactly from a shortlist."""
+    return _shortlist(acts, n_keep)[0]
+
+
+def _shortlist(acts: torch.Tensor, n_keep: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(threshold, per-token top-2k ids holding every entry >= threshold, or None when a token has
+    more than that above it and the threshold came from a full selection)."""
     B, F = acts.shape
     n_keep = max(1, min(n_keep, acts.numel()))
     m = min(F, 2 * math.ceil(n_keep / B))
-    short = acts.topk(m, dim=1, sorted=False).values
-    t = short.reshape(-1).kthvalue(short.numel() - n_keep + 1).values
-    if m < F and bool(((short.min(1).values >= t) & (t > 0)).any()):  # a row may hold more above t
-        t = acts.reshape(-1).kthvalue(acts.numel() - n_keep + 1).values
-    return t
+    short = acts.topk(m, dim=1, sorted=False)
+    t = short.values.reshape(-1).kthvalue(short.values.numel() - n_keep + 1).values
+    if m < F and bool(((short.values.min(1).values >= t) & (t > 0)).any()):  # a row may hold more
+        return acts.reshape(-1).kthvalue(acts.numel() - n_keep + 1).values, None
+    return t, short.indices
 
 
 @register("batchtopk")
@@ -75,11 +82,18 @@ class BatchTopKSAE(TopKSAE):
     def reconstruct(self, x: Float[torch.Tensor, "B D"]) -> Float[torch.Tensor, "B D"]:
         return self.decode(self.encode(x))
 
+    def _select(self, pre: torch.Tensor) -> Active:
+        """This batch's top k * B entries, from the shortlist when it holds them all."""
+        t, ids = _shortlist(torch.relu(pre), self.cfg.k * len(pre))
+        lower = torch.nextafter(t, t.new_full((), -math.inf)).clamp_min(0.0)
+        if ids is None or ids.shape[1] > ops.SPARSE_MAX_DENSITY * pre.shape[1]:
+            return Active(pre, lower)
+        return Active.from_candidates(ids, pre.gather(1, ids) > lower, pre.shape[1])
+
     def step(self, xn: Float[torch.Tensor, "B D"], dead: torch.Tensor | None) -> StepOutput:
         with torch.no_grad():
             pre = self.pre_acts(xn)
-            lower = self._batch_lower(pre)
-        act = Active(pre, lower)
+            act = self._select(pre)
         f = act.keep(torch.relu(act.encode(xn, self.b_dec, self.W_enc, self.b_enc, pre)))
         x_hat = act.decode(f, self.W_dec) + self.b_dec
         fvu = normalized_mse(x_hat, xn)

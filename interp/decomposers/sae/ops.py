@@ -158,6 +158,14 @@ class Active:
             self.idx, self.valid = idx, self.mask.gather(1, idx)
             self.pattern = Pattern(idx, self.n_feat)
 
+    @classmethod
+    def from_candidates(cls, idx: Int[torch.Tensor, "B K"], valid: torch.Tensor, n_feat: int) -> "Active":
+        """Sparse candidates already known (distinct latents per row), e.g. from a top-k shortlist."""
+        act = cls.__new__(cls)
+        act.n_feat, act.dense, act.idx, act.valid = n_feat, False, idx, valid
+        act.pattern = Pattern(idx, n_feat)
+        return act
+
     def encode(self, x, b_dec, W_enc, b_enc, pre) -> torch.Tensor:
         """Differentiable pre-activations of the candidates: [B, K] sparse or [B, F] dense."""
         if self.dense:
