@@ -146,7 +146,7 @@ class Active:
     def __init__(self, pre: Float[torch.Tensor, "B F"], lower: torch.Tensor | float,
                  max_density: float | None = None):
         max_density = SPARSE_MAX_DENSITY if max_density is None else max_density
-        margin = pre - lower
+        margin = pre if isinstance(lower, (int, float)) and lower == 0 else pre - lower  # no copy for ReLU
         self.mask = margin > 0
         k = int(torch.count_nonzero(self.mask, dim=1).max()) if pre.numel() else 0
         self.n_feat = pre.shape[1]
