@@ -6,10 +6,18 @@ expansion, k 32, batch 4096, fp32) with the same hyperparameters (Adam, constant
 clipping, same initial b_dec and input scaling), and are scored by FVU on held-out tokens, so the
 comparison is of the kernels. Prints tokens/s of each and the ratios, measured in the same run.
 
+With ``--variants`` it instead trains every registered SAE method (relu, topk, batchtopk,
+jumprelu, and any added later) through the same trainer at the same width and budget, each with its
+own config defaults (k from ``--k`` where the method has one), and prints each one's training
+tokens/s as a ratio to TopK's: over the whole run, and over its second half (L1/L0-penalised SAEs
+start dense and run on the sparse kernels only once their codes are sparse).
+
     python scripts/bench_sae.py [--cache DIR] [--site S] [--device cpu|cuda] [--n-tokens 200000]
+    python scripts/bench_sae.py --variants [--expansion 16] [--n-tokens 200000]
 """
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,7 +25,8 @@ from typing import Callable
 import torch
 
 from interp.activations import ActivationCache, cache_activations
-from interp.decomposers.sae import train
+from interp.decomposers import REGISTRY
+from interp.decomposers.sae import SAE, train
 from interp.evals.reconstruction import fvu
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -98,6 +107,7 @@ def main() -> None:
     ap.add_argument("--expansion", type=int, default=16)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--variants", action="store_true", help="every registered SAE method vs TopK")
     args = ap.parse_args()
     if not (Path(args.cache) / "manifest.json").exists():
         cache_activations(args.model, "builtin:stdlib-docs", [args.site],
@@ -108,6 +118,8 @@ def main() -> None:
     x = cache.activations(site).reshape(-1, cache.width(site))[keep].float()
     x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))]
     x_train, x_test = x[:args.n_tokens], x[-args.held_out:]
+    if args.variants:
+        return bench_variants(args, x_train, x_test)
     scale = (x_train.shape[1] / x_train[:16384].pow(2).sum(1).mean()).sqrt()
     d_sae = args.expansion * x.shape[1]
     lr = 2e-4 / (d_sae / 2**14) ** 0.5
@@ -137,6 +149,61 @@ def main() -> None:
     ours = speed["interp (sparse kernels)"]
     for name in list(speed)[1:]:
         print(f"  ratio interp / {name}: {ours / speed[name]:.2f}x")
+
+
+class _StepClock:
+    """Time stamps of every optimiser step, taken through the ``after_step`` hook the trainer calls."""
+
+    def __init__(self, cls: type[SAE], device: str):
+        self.cls, self.device, self.stamps = cls, device, []
+        self.original = cls.__dict__.get("after_step")
+
+    def __enter__(self):
+        inner = self.cls.after_step
+
+        def after_step(sae, xn, out, step):
+            inner(sae, xn, out, step)
+            _sync(self.device)
+            self.stamps.append(time.perf_counter())
+
+        self.cls.after_step = after_step
+        return self
+
+    def __exit__(self, *exc):
+        if self.original is None:
+            del self.cls.after_step
+        else:
+            self.cls.after_step = self.original
+
+
+def bench_variants(args, x_train, x_test) -> None:
+    """Every registered SAE method through the one trainer, same width, data, batch and budget."""
+    d_sae = args.expansion * x_train.shape[1]
+    methods = sorted((m for m, c in REGISTRY.items() if issubclass(c, SAE)), key=lambda m: m != "topk")
+    print(f"SAE variants, d_in {x_train.shape[1]}, d_sae {d_sae}, batch {args.batch}, "
+          f"{(len(x_train) // args.batch) * args.batch} tokens, {args.device}; ratio = variant time / TopK time")
+    rows = {}
+    for method in methods:
+        fields = {f.name for f in dataclasses.fields(REGISTRY[method].config_cls)}
+        cfg = dict(method=method, d_sae=d_sae, batch_size=args.batch, n_tokens=len(x_train), wandb="disabled",
+                   device=args.device, exclude_special=False, **({"k": args.k} if "k" in fields else {}))
+        train({**cfg, "n_tokens": args.batch * 2}, x_train, progress=False)  # warm-up
+        with _StepClock(REGISTRY[method], args.device) as clock:
+            start = time.perf_counter()
+            sae = train(cfg, x_train, progress=False)
+        stamps = [start] + clock.stamps
+        half = len(stamps) // 2
+        whole = args.batch * (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        late = args.batch * (len(stamps) - 1 - half) / (stamps[-1] - stamps[half])
+        with torch.no_grad():
+            x_hat = sae.reconstruct(x_test.to(args.device)).cpu()
+            l0 = (sae.encode(x_test.to(args.device)) != 0).float().sum(1).mean().item()
+        rows[method] = (whole, late, fvu(x_test, x_hat), l0)
+    base = rows.get("topk")
+    for method, (whole, late, err, l0) in rows.items():
+        ratio = f"{base[0] / whole:5.2f}x  {base[1] / late:5.2f}x" if base else "   n/a"
+        print(f"  {method:<10}{whole:9.0f} tok/s (2nd half {late:7.0f})  ratio {ratio}   "
+              f"held-out FVU {err:.4f}  L0 {l0:7.1f}")
 
 
 if __name__ == "__main__":

@@ -11,14 +11,14 @@ in ``trainer.py`` does the rest.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from jaxtyping import Bool, Float, Int
-from safetensors.torch import save_file
 
-from interp._io import write_json_atomic
-from interp.decomposers.base import Decomposer
+from interp.decomposers.base import Decomposer, config_from
 from interp.decomposers.sae.ops import gather_encode, sparse_decode
+from interp.decomposers.sae.saelens import write_saelens
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,9 @@ class SAE(Decomposer):
         return self.decode_sparse(vals, idx) / self.norm_scale
 
     def directions(self) -> Float[torch.Tensor, "F D"]:
-        return self.W_dec.detach()
+        """Unit decoder rows (rows are unit already for unit-decoder variants)."""
+        W = self.W_dec.detach()
+        return W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     # -- training hooks -------------------------------------------------------------------------
     @torch.no_grad()
@@ -154,8 +156,9 @@ class SAE(Decomposer):
             w, g = self.W_dec, self.W_dec.grad
             g -= (g * w).sum(1, keepdim=True) * w
 
-    # -- SAELens interchange --------------------------------------------------------------------
-    saelens_architecture: str | None = None  # set by variants SAELens can run natively
+    # -- SAELens interchange (the format itself lives in ``saelens.py``) ------------------------
+    saelens_architecture: str | None = None  # set by variants SAELens can run
+    saelens_exact: bool = True  # False: the SAELens files only approximate the SAE (say so in docs)
 
     def saelens_fields(self) -> dict:
         """Architecture-specific cfg.json fields (e.g. ``k``)."""
@@ -168,22 +171,34 @@ class SAE(Decomposer):
         c = self.norm_scale
         return {"W_enc": self.W_enc, "b_enc": self.b_enc / c, "W_dec": self.W_dec, "b_dec": self.b_dec / c}
 
+    def save_saelens(self, path) -> Path:
+        """Write ``cfg.json`` + ``sae_weights.safetensors`` (SAELens v6 layout) into ``path``."""
+        return write_saelens(self, path)
+
     def write_extra(self, path) -> None:
-        """Also write ``cfg.json`` + ``sae_weights.safetensors`` in the SAELens v6 layout."""
-        if self.saelens_architecture is None:
-            return
-        cfg = self.cfg
-        write_json_atomic(path / "cfg.json", {
-            "architecture": self.saelens_architecture, "d_in": cfg.d_in, "d_sae": cfg.d_sae,
-            "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
-            "normalize_activations": "none", "reshape_activations": "none", **self.saelens_fields(),
-            "metadata": {"sae_lens_version": "6.0.0", "model_name": cfg.model, "hook_name": cfg.site,
-                         "hook_head_index": None, "prepend_bos": True,
-                         "exclude_special_tokens": cfg.exclude_special},
-        })
-        state = {k: v.detach().float().cpu().contiguous() for k, v in self.saelens_state().items()}
-        save_file(state, str(path / "sae_weights.safetensors"))
+        """Artifacts of variants SAELens can run also carry the SAELens files."""
+        if self.saelens_architecture is not None:
+            write_saelens(self, path)
+
+    @classmethod
+    def from_saelens(cls, fields: dict, cfg: dict, state: dict[str, torch.Tensor]) -> "SAE":
+        """Build from SAELens weights already in our layout (raw activations, ``b_dec`` subtracted
+        at the input); ``fields`` holds the config fields, ``cfg`` the SAELens cfg.json."""
+        sae = cls(config_from(cls.config_cls, fields))
+        with torch.no_grad():
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+                getattr(sae, name).copy_(state[name])
+        return sae
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
         self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+def ramp(steps_done: torch.Tensor, frac: float, cfg: SAEConfig) -> torch.Tensor:
+    """Linear warm-up factor in [0, 1] over the first ``frac`` of the training steps (a tensor:
+    no host sync). ``steps_done`` is a variant's step counter buffer, kept by ``after_step``."""
+    n_warm = frac * max(1, cfg.n_tokens // cfg.batch_size)
+    if n_warm <= 0:
+        return torch.ones((), device=steps_done.device)
+    return (steps_done.float() / n_warm).clamp(max=1.0)

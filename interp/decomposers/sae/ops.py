@@ -126,3 +126,94 @@ def sparse_decode(
     """sum_j vals[b, j] * W_dec[idx[b, j]] without materialising the gathered rows."""
     pattern = idx if isinstance(idx, Pattern) else Pattern(idx, W_dec.shape[0])
     return _SparseDecode.apply(vals, pattern, W_dec)
+
+
+# -- variable sparsity: ReLU, JumpReLU, BatchTopK -------------------------------------------------
+
+SPARSE_MAX_DENSITY = 1 / 8  # above this fraction of active latents per token a dense step is faster
+
+
+class Active:
+    """The candidate (token, latent) entries of a batch whose pre-activation exceeds ``lower``.
+
+    Codes of variable sparsity (ReLU, JumpReLU, BatchTopK) are held padded: ``idx [B, K]`` with
+    K the largest count in the batch, ``valid [B, K]`` marking the real entries (the padding holds
+    other, distinct latents of the same token, so a scatter never collides). When K exceeds
+    ``max_density * F`` (early training of L1/L0-penalised SAEs) the entries are held dense instead
+    (``idx is None``), and callers use plain matmuls.
+    """
+
+    def __init__(self, pre: Float[torch.Tensor, "B F"], lower: torch.Tensor | float,
+                 max_density: float | None = None):
+        max_density = SPARSE_MAX_DENSITY if max_density is None else max_density
+        margin = pre if isinstance(lower, (int, float)) and lower == 0 else pre - lower  # no copy for ReLU
+        self.mask = margin > 0
+        k = int(torch.count_nonzero(self.mask, dim=1).max()) if pre.numel() else 0
+        self.n_feat = pre.shape[1]
+        self.dense = k > max_density * self.n_feat
+        self.idx: torch.Tensor | None = None
+        self.pattern: Pattern | None = None
+        if not self.dense:
+            idx = margin.topk(max(k, 1), dim=1, sorted=False).indices
+            self.idx, self.valid = idx, self.mask.gather(1, idx)
+            self.pattern = Pattern(idx, self.n_feat)
+
+    @classmethod
+    def from_candidates(cls, idx: Int[torch.Tensor, "B K"], valid: torch.Tensor, n_feat: int) -> "Active":
+        """Sparse candidates already known (distinct latents per row), e.g. from a top-k shortlist."""
+        act = cls.__new__(cls)
+        act.n_feat, act.dense, act.idx, act.valid = n_feat, False, idx, valid
+        act.pattern = Pattern(idx, n_feat)
+        return act
+
+    def encode(self, x, b_dec, W_enc, b_enc, pre) -> torch.Tensor:
+        """Differentiable pre-activations of the candidates: [B, K] sparse or [B, F] dense."""
+        if self.dense:
+            return _DenseEncode.apply(x, b_dec, W_enc, b_enc, pre)
+        return gather_encode(x, b_dec, W_enc, b_enc, pre, self.pattern)
+
+    def per_latent(self, t: Float[torch.Tensor, "F"]) -> torch.Tensor:
+        """A per-latent tensor laid out like the candidates (differentiable)."""
+        return t if self.dense else t[self.idx]
+
+    def keep(self, vals: torch.Tensor) -> torch.Tensor:
+        """Zero the entries that are not candidates (the padding, or in a dense step the rest)."""
+        return vals * (self.mask if self.dense else self.valid)
+
+    def decode(self, vals: torch.Tensor, W_dec: Float[torch.Tensor, "F D"]) -> Float[torch.Tensor, "B D"]:
+        """sum_j vals_j W_dec[j] (without b_dec)."""
+        return vals @ W_dec if self.dense else sparse_decode(vals, self.pattern, W_dec)
+
+    def fired(self, vals: torch.Tensor) -> torch.Tensor:
+        """Latents with a non-zero code in the batch."""
+        if self.dense:
+            return (vals != 0).any(0)
+        fired = torch.zeros(self.n_feat, dtype=torch.bool, device=vals.device)
+        fired[self.idx[vals != 0]] = True
+        return fired
+
+    def scatter(self, vals: torch.Tensor) -> Float[torch.Tensor, "B F"]:
+        """Dense codes [B, F]."""
+        if self.dense:
+            return vals
+        out = torch.zeros(vals.shape[0], self.n_feat, dtype=vals.dtype, device=vals.device)
+        return out.scatter_(1, self.idx, vals)
+
+
+class _DenseEncode(torch.autograd.Function):
+    """pre = (x - b_dec) @ W_enc + b_enc, reusing the forward computed without grad for selection."""
+
+    @staticmethod
+    def forward(ctx, x, b_dec, W_enc, b_enc, pre):  # type: ignore[override]
+        ctx.save_for_backward(x, b_dec, W_enc)
+        return pre.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, b_dec, W_enc = ctx.saved_tensors
+        grad = grad.to(W_enc.dtype)
+        grad_b_enc = grad.sum(0)
+        grad_W = (x - b_dec).to(W_enc.dtype).t() @ grad if ctx.needs_input_grad[2] else None
+        grad_x = (grad @ W_enc.t()).to(x.dtype) if ctx.needs_input_grad[0] else None
+        grad_b_dec = -(W_enc @ grad_b_enc) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_b_dec, grad_W, grad_b_enc, None

@@ -1,0 +1,178 @@
+"""LLM comparison of the SAE family: ``python scripts/sweep_sae.py configs/sweep_sae.yaml [key=value ...]``.
+
+Caches one middle residual site of the built-in SmolLM2-135M once, trains every method of the
+config over its sparsity sweep on that cache (the one trainer, wandb offline per run), evaluates
+each SAE spliced into the model on held-out text (``interp.evals.reconstruction.evaluate``: FVU,
+L0, CE-loss recovered, KL, dead fraction) and, when ``interp.evals.afa.elbo`` exists, the median
+per-token εLBO on held-out activations (the column stays empty otherwise). Writes
+``OUT/results.json``, ``OUT/results.md`` and ``OUT/frontiers.png`` (FVU-L0 and CE-recovered-L0).
+Methods of the config that this checkout does not register are listed as such in every output.
+Re-running resumes: finished runs and evaluations are read back.
+
+Scale (configs/sweep_sae.yaml, reduced for a 2-core CPU): 131k cached training tokens at
+blocks.15.hook_resid_post, 524k training tokens per run (512 steps of 1024, cycling over the
+cache), d_sae 4608 (8x), 3 settings per method, evaluation on 2,048 held-out tokens (16 sequences
+of 128). Override e.g. ``sae={...}`` or ``cache_tokens=...`` for another scale.
+"""
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interp._io import read_json, write_json_atomic
+from interp.activations import ActivationCache, cache_activations
+from interp.cli import load_config
+from interp.decomposers import REGISTRY
+from interp.decomposers.sae import SAE, train
+from interp.evals.reconstruction import evaluate
+from interp.models import load
+
+COLUMNS = ("l0", "fvu", "ce_loss_recovered", "kl", "dead_frac_train", "dead_frac", "elbo_median", "train_s")
+
+
+def sweep_runs(methods: dict[str, dict]) -> list[tuple[str, str, Any, dict]]:
+    """(method, swept key, value, fixed settings) for every run of the config."""
+    runs = []
+    for method, spec in methods.items():
+        lists = [k for k, v in spec.items() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise ValueError(f"methods.{method}: give exactly one list of sparsity settings, got {lists}")
+        key = lists[0]
+        fixed = {k: v for k, v in spec.items() if k != key}
+        runs += [(method, key, value, fixed) for value in spec[key]]
+    return runs
+
+
+def elbo_function():
+    """``interp.evals.afa.elbo`` when this checkout has it, else None (the column stays empty)."""
+    try:
+        from interp.evals.afa import elbo
+    except ImportError:
+        return None
+    return elbo
+
+
+def held_out_activations(model, cfg: dict, out: Path) -> torch.Tensor:
+    path = cache_activations(model, cfg["eval"]["text_spec"], [cfg["site"]], cfg["elbo_tokens"],
+                             out / "cache-heldout", seq_len=cfg["seq_len"])
+    cache = ActivationCache(path)
+    keep = torch.from_numpy(~cache.special_mask().reshape(-1))
+    return cache.activations(cfg["site"]).reshape(-1, cache.width(cfg["site"]))[keep].float()
+
+
+def run_one(cfg: dict, cache: ActivationCache, model, run: tuple, elbo, x_held) -> dict:
+    method, key, value, fixed = run
+    row = {"method": method, "setting": f"{key}={value}", "status": "ok"}
+    if method not in REGISTRY or not issubclass(REGISTRY[method], SAE):
+        return row | {"status": "not registered on this branch"}
+    out = Path(cfg["out"]) / "runs" / f"{method}-{key}={value}"
+    start = time.time()
+    sae = train({**cfg["sae"], **fixed, "method": method, key: value}, cache, out=out)
+    row["train_s"] = (read_json(out / "timing.json", "timing") if (out / "timing.json").exists()
+                      else {"train_s": time.time() - start})["train_s"]
+    write_json_atomic(out / "timing.json", {"train_s": row["train_s"]})
+    row["dead_frac_train"] = sae.meta.get("dead_frac")
+    done = out / "eval.json"
+    saved = read_json(done, "eval") if done.exists() else {}
+    if saved.get("eval_config") != cfg["eval"]:
+        saved = {"eval_config": cfg["eval"], **evaluate(sae, model, cfg["site"], progress=False, **cfg["eval"])}
+        write_json_atomic(done, saved)
+    row |= {k: v for k, v in saved.items() if k != "eval_config"}
+    if elbo is not None:
+        with torch.no_grad():
+            row["elbo_median"] = elbo(sae, x_held.to(sae.W_enc.device)).median().item()
+    return row
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def write_table(rows: list[dict], cfg: dict, out: Path, note: str) -> None:
+    head = ["method", "setting", *COLUMNS]
+    lines = [f"SAE sweep on {cfg['model']} {cfg['site']}: {cfg['sae']['n_tokens']} training tokens per run "
+             f"(cache {cfg['cache_tokens']}), expansion {cfg['sae'].get('expansion_factor')}, evaluated on "
+             f"{cfg['eval']['n_tokens']} held-out tokens. {note}", "",
+             "| " + " | ".join(head + ["status"]) + " |", "|" + "---|" * (len(head) + 1)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in head + ["status"]) + " |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    write_json_atomic(out / "results.json", {"config": cfg, "note": note, "rows": rows})
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        pts = sorted((r["l0"], r["fvu"], r["ce_loss_recovered"]) for r in rows
+                     if r["method"] == method and r["status"] == "ok")
+        if pts:
+            l0, fvu, ce = zip(*pts)
+            axes[0].plot(l0, fvu, "o-", label=method)
+            axes[1].plot(l0, ce, "o-", label=method)
+    for ax, name in zip(axes, ("FVU (lower is better)", "CE loss recovered (higher is better)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("L0 (active latents per token)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "frontiers.png", dpi=120)
+
+
+def log_wandb(rows: list[dict], cfg: dict, out: Path) -> None:
+    """The results table as one wandb run (each training run already logged itself)."""
+    mode = cfg["sae"].get("wandb", "offline")
+    if mode == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(project=cfg["sae"].get("wandb_project", "interp"), mode=mode, dir=str(out),
+                     name="sweep_sae", config=cfg, reinit="finish_previous")
+    head = ["method", "setting", "status", *COLUMNS]
+    run.log({"results": wandb.Table(columns=head, data=[[r.get(c) for c in head] for r in rows])})
+    run.finish()
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        sys.exit(__doc__)
+    cfg = load_config(argv[0], argv[1:])
+    out = Path(cfg["out"])
+    runs = sweep_runs(cfg["methods"])  # validates the config before any compute
+    t0 = time.time()
+    model = load(cfg["model"])
+    cache = ActivationCache(cache_activations(model, cfg["text"], [cfg["site"]], cfg["cache_tokens"],
+                                              out / "cache", seq_len=cfg["seq_len"]))
+    elbo = elbo_function()
+    x_held = held_out_activations(model, cfg, out) if elbo else None
+    note = "" if elbo else "εLBO: interp.evals.afa.elbo is not on this branch, column left empty."
+    rows = []
+    for run in runs:
+        try:
+            rows.append(run_one(cfg, cache, model, run, elbo, x_held))
+        except Exception as e:  # one failed run (e.g. a diverged loss) is reported, the sweep goes on
+            rows.append({"method": run[0], "setting": f"{run[1]}={run[2]}", "status": f"error: {e}"})
+        print(" ".join(f"{k}={_fmt(v)}" for k, v in rows[-1].items() if k in ("method", "setting", "status", *COLUMNS)))
+        write_table(rows, cfg, out, note)
+    missing = sorted({r["method"] for r in rows if r["status"] == "not registered on this branch"})
+    if missing:
+        print(f"NOT RUN (not registered on this branch): {', '.join(missing)}")
+    plot(rows, out)
+    log_wandb(rows, cfg, out)
+    print(f"\n{(out / 'results.md').read_text()}\ntotal {time.time() - t0:.0f} s; "
+          f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'frontiers.png'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
