@@ -109,6 +109,16 @@ def all_gather_object(obj: object) -> list[object]:
     return out
 
 
+def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``t`` (same shape on every rank) concatenated along dim 0, in rank order."""
+    size = world()[1]
+    if size == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(size)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
 def batch_sq_dev(x: torch.Tensor) -> torch.Tensor:
     """``sum ||x - mean||^2`` over the *global* batch, divided by the number of ranks.
 

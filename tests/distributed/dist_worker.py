@@ -1,6 +1,6 @@
 """Run under ``torchrun --nproc_per_node 2``: the distributed half of test_distributed.py.
 
-``dist_worker.py train OUT`` trains the test SAE data-parallel and writes it to OUT (rank 0);
+``dist_worker.py train OUT`` trains the test SAEs data-parallel and writes them to OUT/<method>;
 ``dist_worker.py cache CORPUS OUT`` caches the tiny model's activations with every rank working.
 """
 
@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 sys.path.insert(0, os.path.dirname(__file__))
 
-from dist_cases import CACHE_ARGS, sae_config, sae_data  # noqa: E402
+from dist_cases import CACHE_ARGS, DP_METHODS, sae_config, sae_data  # noqa: E402
 
 from interp import distributed  # noqa: E402
 
@@ -23,7 +23,8 @@ def main(mode: str, *args: str) -> None:
     if mode == "train":
         from interp.decomposers.sae import train
 
-        train(sae_config(), sae_data(), out=args[0], progress=False)
+        for method in DP_METHODS:
+            train(sae_config(method), sae_data(), out=os.path.join(args[0], method), progress=False)
     elif mode == "cache":
         import interp.models
         from interp.activations import cache_activations

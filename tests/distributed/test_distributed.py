@@ -15,7 +15,7 @@ from interp.activations import ActivationCache, cache_activations
 from interp.decomposers.sae import train
 
 sys.path.insert(0, os.path.dirname(__file__))
-from dist_cases import CACHE_ARGS, sae_config, sae_data  # noqa: E402
+from dist_cases import CACHE_ARGS, DP_METHODS, sae_config, sae_data  # noqa: E402
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 
@@ -31,12 +31,14 @@ def _torchrun(*args: str) -> None:
 
 def test_data_parallel_training_matches_one_process(tmp_path):
     _torchrun("train", str(tmp_path / "ddp"))
-    ddp = decomposers.load(tmp_path / "ddp")
-    ref = train(sae_config(), sae_data(), progress=False)
-    for name, want in ref.state_dict().items():
-        torch.testing.assert_close(ddp.state_dict()[name], want, rtol=1e-4, atol=1e-5, msg=name)
-    assert ddp.meta["steps"] == 24
-    assert ddp.meta["dead_frac"] == pytest.approx(ref.meta["dead_frac"])
+    for method in DP_METHODS:
+        ddp = decomposers.load(tmp_path / "ddp" / method)
+        ref = train(sae_config(method), sae_data(), progress=False)
+        for name, want in ref.state_dict().items():
+            torch.testing.assert_close(ddp.state_dict()[name], want, rtol=1e-4, atol=1e-5,
+                                       msg=f"{method} {name}")
+        assert ddp.meta["steps"] == 24
+        assert ddp.meta["dead_frac"] == pytest.approx(ref.meta["dead_frac"])
 
 
 def test_distributed_cache_matches_one_process(tmp_path, tiny_model, tiny_corpus):

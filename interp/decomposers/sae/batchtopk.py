@@ -27,6 +27,7 @@ from jaxtyping import Float
 from interp.decomposers.base import register
 from interp.decomposers.sae.base import StepOutput
 from interp.decomposers.sae import ops
+from interp import distributed as _dist
 from interp.decomposers.sae.ops import Active
 from interp.decomposers.sae.topk import TopKConfig, TopKSAE, normalized_mse
 
@@ -44,14 +45,22 @@ def batch_threshold(acts: Float[torch.Tensor, "B F"], n_keep: int) -> torch.Tens
 
 def _shortlist(acts: torch.Tensor, n_keep: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(threshold, per-token top-2k ids holding every entry >= threshold, or None when a token has
-    more than that above it and the threshold came from a full selection)."""
+    more than that above it and the threshold came from a full selection).
+
+    Data-parallel: ``acts`` is this rank's slice and ``n_keep`` its share; the threshold is that of
+    the global batch (the ranks' shortlists are gathered), as in one process.
+    """
     B, F = acts.shape
+    size = _dist.world()[1]
     n_keep = max(1, min(n_keep, acts.numel()))
     m = min(F, 2 * math.ceil(n_keep / B))
     short = acts.topk(m, dim=1, sorted=False)
-    t = short.values.reshape(-1).kthvalue(short.values.numel() - n_keep + 1).values
-    if m < F and bool(((short.values.min(1).values >= t) & (t > 0)).any()):  # a row may hold more
-        return acts.reshape(-1).kthvalue(acts.numel() - n_keep + 1).values, None
+    pool = _dist.all_gather_cat(short.values.reshape(-1))
+    t = pool.kthvalue(pool.numel() - n_keep * size + 1).values
+    overflow = torch.tensor(float(m < F and bool(((short.values.min(1).values >= t) & (t > 0)).any())))
+    if _dist.all_reduce(overflow, "max") > 0:  # a row may hold more: select over everything
+        pool = _dist.all_gather_cat(acts.reshape(-1))
+        return pool.kthvalue(pool.numel() - n_keep * size + 1).values, None
     return t, short.indices
 
 
@@ -99,6 +108,7 @@ class BatchTopKSAE(TopKSAE):
         fvu = normalized_mse(x_hat, xn)
         with torch.no_grad():  # the smallest kept activation (0: fewer than k * B were positive)
             kept_min = torch.where(f > 0, f, torch.full_like(f, math.inf)).min()
+            kept_min = -_dist.all_reduce(-kept_min, "max")  # the global batch's (data-parallel)
             kept_min = torch.where(torch.isfinite(kept_min), kept_min, torch.zeros_like(kept_min))
         terms = {"fvu": fvu, "batch_threshold": kept_min, "l0": (f > 0).sum() / len(xn)}
         loss = fvu

@@ -151,6 +151,9 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
         _check_same_settings(read_json(out / "config.json", "SAE config"), cfg, out)
         print(f"interp: {out} already holds a trained SAE with these settings; loading it")
         return load(out, device=device)
+    if cfg.batch_size % _dist.world()[1]:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes "
+                         f"({_dist.world()[1]}) for data-parallel training")
     torch.manual_seed(cfg.seed)
     sae, cfg = _setup(cfg, data, device)
     _dist.broadcast_([*sae.parameters(), *sae.buffers()])
@@ -192,7 +195,7 @@ def _loop(sae: SAE, opt: torch.optim.Adam, batches: Any, since_fired: torch.Tens
     try:
         while step < n_steps:
             x = next(batches, None)
-            if x is None:
+            if x is None or len(x) % _dist.world()[1]:  # data-parallel: equal shards only
                 break
             terms, stopping = _train_step(sae, opt, _dist.shard(x).to(device, non_blocking=True),
                                           len(x), since_fired, step, n_steps, cfg, stop.raised)
