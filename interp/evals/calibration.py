@@ -68,7 +68,7 @@ class NextTokenKL:
 
     def __init__(self, model: LoadedModel, prompts: Sequence[str], batch_size: int = 32,
                  add_bos: bool = True):
-        self.model = model
+        self.model, self.prompts = model, list(prompts)
         seqs = encode_prompts(model, prompts, add_bos)
         self.batches = [left_pad(seqs[s], pad_id(model.tokenizer), model.device)
                         for s in batches(len(seqs), batch_size)]
@@ -77,7 +77,7 @@ class NextTokenKL:
     @torch.no_grad()
     def logprobs(self) -> Float[torch.Tensor, "P V"]:
         """Next-token log-probabilities at the last position of every prompt (current hooks apply)."""
-        return torch.cat([F.log_softmax(forward(self.model, ids, mask)[:, -1].float(), -1)
+        return torch.cat([F.log_softmax(forward(self.model, ids, mask, last_only=True)[:, -1].float(), -1)
                           for ids, mask in self.batches])
 
     def __call__(self, direction: torch.Tensor, site: str, alpha: float, **steer_kw: Any) -> float:

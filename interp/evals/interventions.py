@@ -201,10 +201,13 @@ def left_pad(seqs: Sequence[Sequence[int]], pad: int, device: Any = "cpu"
     return ids.to(device), mask.to(device)
 
 
-def forward(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> Float[torch.Tensor, "B S V"]:
-    """Logits of a left-padded batch (position ids count real tokens only, as in generation)."""
+def forward(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, last_only: bool = False
+            ) -> Float[torch.Tensor, "B S V"]:
+    """Logits of a left-padded batch (position ids count real tokens only, as in generation);
+    ``last_only`` computes the unembedding for the last position only ([B, 1, V])."""
     pos = (mask.cumsum(-1) - 1).clamp_min(0)
-    return model.hf_model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits
+    kw = {"logits_to_keep": 1} if last_only else {}
+    return model.hf_model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **kw).logits
 
 
 def batches(n: int, size: int) -> Iterator[slice]:

@@ -186,7 +186,7 @@ def output_score(model: LoadedModel, direction: torch.Tensor, site: str, alpha: 
         parts = []
         for part in batches(len(seqs), batch_size):
             ids, mask = left_pad(seqs[part], pad_id(model.tokenizer), model.device)
-            parts.append(F.softmax(forward(model, ids, mask)[:, -1].float(), -1)[:, ids_t].sum(-1))
+            parts.append(F.softmax(forward(model, ids, mask, last_only=True)[:, -1].float(), -1)[:, ids_t].sum(-1))
         return torch.cat(parts)
 
     base = mass()
