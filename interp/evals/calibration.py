@@ -3,9 +3,10 @@ given KL budget (the SNMF paper's protocol, Shafran et al. 2025, section 3 of ou
 
 KL(p_base ‖ p_steered) of the next-token distribution at the last position of each neutral prompt,
 averaged over the prompts, is measured as a function of α. For each sign and each target the α is
-found by bracketing (α doubles from ``alpha_start`` until the KL passes the target, up to
-``alpha_max``) and then bisecting in log space until the KL is within ``tol`` (relative) of the
-target. Every evaluated α is shared between the targets of one sign, so a sorted list of targets
+found by bracketing (α grows from ``alpha_start`` by at least 2x per step until the KL passes the
+target, up to ``alpha_max``) and then bisecting in log space (the split point interpolated in
+log KL vs log α, kept inside the inner 80% of the bracket) until the KL is within ``tol``
+(relative) of the target. Every evaluated α is shared between the targets of one sign, so a sorted list of targets
 costs little more than the largest one. Differences from the paper's code, on purpose: the start of
 the bracket scales with the site's activation norm instead of a fixed [1, 2000], KL is averaged
 over many prompts instead of one, and a target that is not hit is reported as a miss (with the
@@ -89,6 +90,17 @@ class NextTokenKL:
         return max(kl, 0.0)
 
 
+def _next_alpha(lo: float, k_lo: float, hi: float, k_hi: float, target: float) -> float:
+    """Interpolate log KL against log α inside the bracket (KL ~ α² near 0 when lo is 0), clamped
+    to the inner 80% of the bracket in log space so every step shrinks it."""
+    if lo <= 0 or k_lo <= 0:
+        guess = hi * math.sqrt(target / k_hi)
+        return min(max(guess, 0.1 * hi), 0.9 * hi)
+    a, b = math.log(lo), math.log(hi)
+    x = a + (math.log(target) - math.log(k_lo)) * (b - a) / max(math.log(k_hi) - math.log(k_lo), 1e-12)
+    return math.exp(min(max(x, a + 0.1 * (b - a)), b - 0.1 * (b - a)))
+
+
 def _search(kl_of, target: float, evals: dict[float, float], start: float, alpha_max: float,
             tol: float, max_iter: int) -> tuple[float, float, bool, str]:
     """Find |α| with KL within tol·target of ``target``; ``evals`` caches |α| -> KL."""
@@ -104,17 +116,19 @@ def _search(kl_of, target: float, evals: dict[float, float], start: float, alpha
     above = [a for a, k in evals.items() if k >= target]
     hi = min(above) if above else None
     a = max(start, max(evals))
-    while hi is None:
+    while hi is None:  # expand the bracket: at least x2, more when the KL is far below the target
         if a > alpha_max:
             best = max(evals, key=lambda x: evals[x])
             return best, evals[best], False, (f"unreachable: KL reached at most {evals[best]:.4g} "
                                               f"for |alpha| <= {alpha_max:.4g}")
-        if f(a) >= target:
+        k = f(a)
+        if k >= target:
             hi = a
-        a *= 2
+        else:
+            a *= min(16.0, max(2.0, 1.25 * math.sqrt(target / k))) if k > 0 else 16.0
     lo = max([a for a, k in evals.items() if a < hi and k < target], default=0.0)
     for _ in range(max_iter):
-        mid = math.sqrt(lo * hi) if lo > 0 else hi / 2
+        mid = _next_alpha(lo, evals[lo], hi, evals[hi], target)
         k = f(mid)
         if abs(k - target) <= tol * target:
             return mid, k, True, ""
