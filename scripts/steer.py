@@ -20,12 +20,13 @@ import yaml
 from interp._io import write_atomic
 from interp.activations import ActivationCache, cache_activations
 from interp.cli import load_config
-from interp.decomposers import config_from, load as load_decomposer
+from interp.decomposers import load as load_decomposer
+from interp.decomposers.base import config_from
 from interp.decomposers.sae import train
 from interp.evals.steering import embedding_judge
 from interp.evals.steering_experiment import SteerExperimentConfig, run_experiment, split_concepts, summarise
 from interp.evals.steering_report import table_markdown, write_report
-from interp.evals.interventions import site_activations
+from interp.evals.directions import site_activations
 from interp.models import load
 
 

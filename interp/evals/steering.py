@@ -17,9 +17,8 @@ presence and fluency, combined by their harmonic mean as in AxBench (Wu et al. 2
 """
 
 from interp.evals.calibration import DEFAULT_KL_TARGETS, AlphaPoint, Calibration, NextTokenKL, calibrate_alpha
-from interp.evals.interventions import (MODES, POSITIONS, active_interventions, decomposer_direction,
-                                        diff_in_means, encode_prompts, generate, prompt_length,
-                                        residual_directions, site_activations, steer)
+from interp.evals.directions import decomposer_direction, diff_in_means, residual_directions, site_activations
+from interp.evals.interventions import MODES, POSITIONS, active_interventions, encode_prompts, generate, prompt_length, steer
 from interp.evals.llm_judge import LLMJudge, parse_rating
 from interp.evals.steering_scores import (EmbeddingJudge, GenerationScores, bootstrap_ci, continuation_nll,
                                           embedding_judge, harmonic, output_score, score_generations)

@@ -27,8 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.evals.calibration import DEFAULT_KL_TARGETS, NextTokenKL, calibrate_alpha
-from interp.evals.interventions import (decomposer_direction, diff_in_means, generate, residual_directions,
-                                        site_activations, steer)
+from interp.evals.directions import decomposer_direction, diff_in_means, residual_directions, site_activations
+from interp.evals.interventions import generate, steer
 from interp.evals.steering_scores import bootstrap_ci, output_score, score_generations
 from interp.models import LoadedModel, vocab_projection
 

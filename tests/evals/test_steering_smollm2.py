@@ -3,7 +3,6 @@ the bridge, batched left-padded generation equals one-by-one, calibration hits a
 model is clean afterwards."""
 
 import pytest
-import torch
 
 from interp.evals.steering import calibrate_alpha, diff_in_means, generate, steer
 
