@@ -56,6 +56,7 @@ class SteerExperimentConfig:
     n_vocab_tokens: int = 20
     n_boot: int = 1000
     seed: int = 0
+    llm_judge: dict | None = None  # {base_url, model, api_key_env}: also rate with an LLM (optional)
     sae_artifact: str | None = None
     sae: dict = field(default_factory=dict)  # training settings when no artifact is given
     snmf_artifact: str | None = None
@@ -141,7 +142,8 @@ def vocab_tokens(model: LoadedModel, direction: torch.Tensor, site: str, k: int,
 
 
 def run_direction(model: LoadedModel, entry: dict, concept: ConceptSplit, kl: NextTokenKL,
-                  prompts: list[str], baseline: dict, cfg: SteerExperimentConfig, judge: Any) -> list[dict]:
+                  prompts: list[str], baseline: dict, cfg: SteerExperimentConfig, judge: Any,
+                  llm: Any = None) -> list[dict]:
     """Calibrate, generate and score one direction at every (sign, KL target); one record each."""
     v, site = entry["direction"], entry["site"]
     cal = calibrate_alpha(model, v, site, cfg.kl_targets, signs=cfg.signs, tol=cfg.tol,
@@ -160,6 +162,9 @@ def run_direction(model: LoadedModel, entry: dict, concept: ConceptSplit, kl: Ne
                     "perplexity": s.perplexity.tolist(),
                     "output_score": output_score(model, v, site, p.alpha, kl.prompts, toks,
                                                  positions=cfg.positions)}
+            if llm is not None:
+                r = llm.score(gens, concept.description)
+                rec["llm"] = {k: (val.tolist() if hasattr(val, "tolist") else val) for k, val in r.items()}
         records.append(rec)
     return records
 
@@ -176,11 +181,19 @@ def run_experiment(model: LoadedModel, decomposers: dict[str, Any], cfg: SteerEx
         s = score_generations(model, prompts, unsteered, c.reference, unsteered, judge=judge)
         baselines[c.name], base_scores[c.name] = s.baseline, s
     kl = NextTokenKL(model, neutral_cal)
+    llm = None
+    if cfg.llm_judge:
+        import os
+
+        from interp.evals.llm_judge import LLMJudge
+
+        j = dict(cfg.llm_judge)
+        llm = LLMJudge(j["base_url"], j["model"], api_key=os.environ.get(j.get("api_key_env", ""), None))
     records = []
     for method, dec in decomposers.items():
         entries = method_directions(model, method, dec, concepts, neutral_select, cfg.layer)
         for c, e in tqdm(list(zip(concepts, entries)), desc=f"steering with {method}", disable=not progress):
-            for rec in run_direction(model, e, c, kl, prompts, baselines[c.name], cfg, judge):
+            for rec in run_direction(model, e, c, kl, prompts, baselines[c.name], cfg, judge, llm):
                 records.append({"method": method, "concept": c.name, "site": e["site"], "feature": e["feature"],
                                 "selection_auroc": e["auroc"], "selection_effect": e["effect"], **rec})
     unsteered_rec = [{"concept": c.name, "concept_score": base_scores[c.name].concept.tolist(),
@@ -206,6 +219,9 @@ def summarise(result: dict[str, Any], n_boot: int = 1000, seed: int = 0) -> list
         for score, key in (("concept", "concept_score"), ("fluency", "fluency"), ("combined", "combined")):
             row[score] = bootstrap_ci([r[key] for r in hits], n_boot=n_boot, seed=seed)
         row["output_score"] = bootstrap_ci([[r["output_score"]] for r in hits], n_boot=n_boot, seed=seed)
+        if hits and "llm" in hits[0]:  # AxBench scale 0-2, unparsable ratings left out
+            row["llm_combined"] = bootstrap_ci([[x for x in r["llm"]["combined"] if x == x] for r in hits],
+                                               n_boot=n_boot, seed=seed)
         row["perplexity"] = float(np.median([p for r in hits for p in r["perplexity"]])) if hits else float("nan")
         row["selection_auroc"] = (float(np.mean([r["selection_auroc"] for r in group]))
                                   if group[0]["selection_auroc"] is not None else None)

@@ -27,7 +27,13 @@ def table_markdown(rows: list[dict[str, Any]], unsteered: dict[str, float] | Non
     if unsteered:
         lines.append(f"| unsteered | | 0 | {unsteered['concept']:.3f} | {unsteered['fluency']:.3f} | | | "
                      f"{unsteered['perplexity']:.1f} | | |")
-    return head + "\n".join(lines) + "\n"
+    text = head + "\n".join(lines) + "\n"
+    llm = [r for r in rows if "llm_combined" in r]
+    if llm:
+        text += "\nLLM judge (AxBench 0–2 harmonic mean):\n\n" + "\n".join(
+            f"- {r['method']} {'+' if r['sign'] > 0 else '−'} KL {r['kl_target']:g}: {_ci(r['llm_combined'])}"
+            for r in llm) + "\n"
+    return text
 
 
 def examples_markdown(result: dict[str, Any], per_method: int = 3) -> str:

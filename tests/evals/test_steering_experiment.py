@@ -56,13 +56,19 @@ class _KeywordJudge:
         return self.embed(texts) @ self.reference(concept)
 
 
-def test_miniature_run_end_to_end(tiny_model, tmp_path):
+def test_miniature_run_end_to_end(tiny_model, tmp_path, monkeypatch):
     from interp.decomposers.sae import TopKConfig, TopKSAE
+    from interp.evals import llm_judge
+
+    calls = []
+    monkeypatch.setattr(llm_judge, "http_transport", lambda: lambda url, payload, headers: calls.append(url) or
+                        {"choices": [{"message": {"content": "Fine. Rating: [[2]]"}}]})
 
     sae = TopKSAE(TopKConfig(d_in=tiny_model.d_model, d_sae=16, k=4, site="blocks.1.hook_mlp_out"))
     cfg = SteerExperimentConfig(model="tiny-llama", layer=1, n_concepts=2, methods=("diffmeans", "sae"),
                                 kl_targets=(0.002, 1e3), steer_prompts=("I think",), samples_per_prompt=2,
-                                max_new_tokens=4, n_select_neutral=6, max_iter=8, tol=0.2, n_boot=50)
+                                max_new_tokens=4, n_select_neutral=6, max_iter=8, tol=0.2, n_boot=50,
+                                llm_judge={"base_url": "http://judge.invalid/v1", "model": "stub"})
     result = run_experiment(tiny_model, {"diffmeans": None, "sae": sae}, cfg, _KeywordJudge(), progress=False)
     recs = result["records"]
     assert len(recs) == 2 * 2 * 2  # methods x concepts x targets, misses included
@@ -72,7 +78,9 @@ def test_miniature_run_end_to_end(tiny_model, tmp_path):
     assert all(r["feature"] is not None for r in recs if r["method"] == "sae")
     rows = summarise(result, n_boot=50)
     assert {(r["method"], r["kl_target"]) for r in rows} == {(m, t) for m in ("diffmeans", "sae") for t in (0.002, 1e3)}
+    assert calls and set(calls) == {"http://judge.invalid/v1/chat/completions"}
+    assert all(r["llm_combined"][0] == 2.0 for r in rows if r["kl_target"] == 0.002)
     paths = write_report(tmp_path, result, rows, {"concept": 0.0, "fluency": 1.0, "perplexity": 3.0})
     assert json.loads(paths["results"].read_text())["summary"][0]["method"] == "diffmeans"
-    assert "| diffmeans | + | 0.002 |" in paths["table"].read_text()
+    assert "| diffmeans | + | 0.002 |" in paths["table"].read_text() and "LLM judge" in paths["table"].read_text()
     assert paths["plot"].stat().st_size > 1000 and "## sae" in paths["examples"].read_text()
