@@ -69,6 +69,8 @@ def main(argv: list[str]) -> None:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", lambda f: yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     t0 = time.time()

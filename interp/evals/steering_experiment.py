@@ -62,6 +62,7 @@ class SteerExperimentConfig:
     snmf_artifact: str | None = None
     snmf: dict = field(default_factory=dict)  # fit settings when no artifact is given
     out: str = "runs/steer"
+    threads: int | None = None  # torch CPU threads (None: torch's default)
 
 
 @dataclass
