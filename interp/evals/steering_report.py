@@ -10,9 +10,9 @@ from typing import Any
 from interp._io import write_atomic, write_json_atomic
 
 
-def _ci(x: tuple[float, float, float], digits: int = 3) -> str:
+def _ci(x: tuple[float, float, float], fmt: str = ".3f") -> str:
     m, lo, hi = x
-    return "–" if math.isnan(m) else f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return "–" if math.isnan(m) else f"{m:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
 def table_markdown(rows: list[dict[str, Any]], unsteered: dict[str, float] | None = None) -> str:
@@ -22,7 +22,7 @@ def table_markdown(rows: list[dict[str, Any]], unsteered: dict[str, float] | Non
     for r in rows:
         auc = "–" if r["selection_auroc"] is None else f"{r['selection_auroc']:.2f}"
         lines.append(f"| {r['method']} | {'+' if r['sign'] > 0 else '−'} | {r['kl_target']:g} | {_ci(r['concept'])} | "
-                     f"{_ci(r['fluency'])} | {_ci(r['combined'])} | {_ci(r['output_score'], 4)} | "
+                     f"{_ci(r['fluency'])} | {_ci(r['combined'])} | {_ci(r['output_score'], '.2e')} | "
                      f"{r['perplexity']:.1f} | {r['misses']}/{r['n']} | {auc} |")
     if unsteered:
         lines.append(f"| unsteered | | 0 | {unsteered['concept']:.3f} | {unsteered['fluency']:.3f} | | | "
