@@ -32,6 +32,7 @@ class LaundryResult:
     missing_index: np.ndarray
     correct_full: np.ndarray
     correct_cand: np.ndarray
+    predicted_index: np.ndarray  # first-list index of the candidate with the highest first-token logit
     collisions: int  # prompts where two candidates share a first token
     heads: tuple[tuple[int, int], ...]
     attn_first: np.ndarray
@@ -89,26 +90,27 @@ def evaluate(model, prompts: list[LaundryPrompt], heads: tuple[tuple[int, int], 
     P, nh = len(prompts), len(heads)
     full, cand = np.zeros(P, bool), np.zeros(P, bool)
     a1, a2 = np.full((P, nh, width), np.nan), np.full((P, nh, width), np.nan)
-    names = [f"blocks.{l}.attn.hook_pattern" for l in sorted({l for l, _ in heads})]
-    dev = model.device
-    with model.bridge.hooks(fwd_hooks=list(hooks)):
+    pred = np.zeros(P, int)
+    rows: dict[int, torch.Tensor] = {}  # layer -> attention of the last position [B, H, S]
+
+    def keep_last(pattern, hook):
+        rows[int(hook.name.split(".")[1])] = pattern[:, :, -1].float().cpu()
+
+    pattern_hooks = [(f"blocks.{l}.attn.hook_pattern", keep_last) for l in sorted({l for l, _ in heads})]
+    with model.bridge.hooks(fwd_hooks=list(hooks) + pattern_hooks):
         for idx in tqdm(batches, desc="laundry list", disable=not progress):
-            toks = torch.tensor([enc[i]["ids"] for i in idx], device=dev)
-            if names:
-                logits, cache = model.bridge.run_with_cache(toks, names_filter=names)
-            else:
-                logits, cache = model.bridge(toks), {}
-            last = logits[:, -1].float().cpu()
+            last = model.bridge(torch.tensor([enc[i]["ids"] for i in idx], device=model.device))[:, -1].float().cpu()
             for b, i in enumerate(idx):
                 e, row = enc[i], last[b]
                 others = [t for t in e["cand"] if t != e["target"]]
                 full[i] = int(row.argmax()) == e["target"]
                 cand[i] = len(others) == len(e["cand"]) - 1 and bool(row[e["target"]] > row[others].max())
+                pred[i] = int(row[e["cand"]].argmax())
                 for k, (l, h) in enumerate(heads):
-                    pat = cache[f"blocks.{l}.attn.hook_pattern"][b, h, -1].float().cpu()
-                    a1[i, k], a2[i, k] = _attn_to(pat, e["first_pos"], width), _attn_to(pat, e["second_pos"], width)
+                    a1[i, k] = _attn_to(rows[l][b, h], e["first_pos"], width)
+                    a2[i, k] = _attn_to(rows[l][b, h], e["second_pos"], width)
     collisions = sum(len(set(e["cand"])) < len(e["cand"]) for e in enc)
     return LaundryResult(n_objects=np.array([p.n_objects for p in prompts]),
                          missing_index=np.array([p.missing_index for p in prompts]),
-                         correct_full=full, correct_cand=cand, collisions=collisions,
+                         correct_full=full, correct_cand=cand, predicted_index=pred, collisions=collisions,
                          heads=tuple(heads), attn_first=a1, attn_second=a2)
