@@ -142,3 +142,31 @@ def test_directions_views_and_artifact_round_trip(model, svd, tmp_path):
         svd.components(0, 0, "xy")
     with pytest.raises(ValueError, match="does not exist"):
         svd.components(5, 0)
+
+
+@torch.no_grad()
+def test_rotation_average_is_exact_for_a_fixed_offset(model, svd):
+    """If every query attends at offset 2, W_Q M W_K^T reproduces the rotary scores at that offset."""
+    from interp.decomposers.attn_rotary import rotary_qk, rotation_average
+
+    toks = torch.randint(3, 250, (2, 8), generator=torch.Generator().manual_seed(3))
+    names = ["blocks.1.ln1.hook_normalized", "blocks.1.attn.hook_attn_scores", "blocks.1.attn.hook_cos",
+             "blocks.1.attn.hook_sin"]
+    _, cache = model.bridge.run_with_cache(toks, names_filter=names)
+    xn, scores, cos, sin = (cache[n] for n in names)
+    p = torch.zeros(2, 4, 8, 8)
+    i = torch.arange(2, 8)
+    p[:, :, i, i - 2] = 1.0
+    M = rotation_average(p, cos.expand(2, -1, -1), sin.expand(2, -1, -1)) * 8 / 6  # 6 of 8 queries attend
+    for h in range(4):
+        g = svd.kv_group(h)
+        W = (svd.W_Q[1, h].double() @ M[h] @ svd.W_K[1, g].double().T).float()
+        want = scores[:, h, i, i - 2] * model.d_head ** 0.5
+        got = ((xn[:, i] @ W) * xn[:, i - 2]).sum(-1)
+        assert torch.allclose(got, want, atol=1e-4)
+    rq = rotary_qk(model, svd, toks)
+    assert rq.rotation_average.shape == (2, 4, 16, 16)
+    assert torch.equal(rq.Vt_ov, svd.Vt_ov) and not torch.allclose(rq.S_qk, svd.S_qk)
+    U, S, Vt = rq.components(1, 3, "qk")
+    W = svd.W_Q[1, 3].double() @ rq.rotation_average[1, 3] @ svd.W_K[1, 1].double().T
+    assert torch.allclose((U * S) @ Vt, W.float(), atol=1e-5)
