@@ -90,28 +90,31 @@ def main(argv):
                "mover_scores": {f"{l}.{h}": float(s) for (l, h), s in zip(heads, H.mover_scores(base))},
                "inhibition_scores": {f"{l}.{h}": float(s) for (l, h), s in zip(heads, H.inhibition_scores(base))}},
               open(out / "candidates.json", "w"), indent=1)
-    print(json.dumps({"readers": readers, "writers": writers, "channels": channels}, indent=1))
+    print(json.dumps({"readers": readers, "writers": writers, "channels": channels, "timing": timing,
+                      "baseline_acc": base.accuracy()}, indent=1), flush=True)
 
     test = [p for n in cfg["intervention_lengths"] for p in make_prompts(n, cfg["intervention_prompts"], cfg["seed"] + 1)]
     results, curves = {}, {}
+    watched = sorted({tuple(map(int, ch["reader"].split("."))) for ch in channels})
 
-    def run(name, hooks=(), reader=None):
-        res = evaluate(model, test, heads=(reader,) if reader else (), hooks=hooks, batch_size=cfg["batch_size"])
-        results[name] = H.summarise(res, 0 if reader else None)
+    def run(name, hooks=()):
+        res = evaluate(model, test, heads=tuple(watched), hooks=hooks, batch_size=cfg["batch_size"])
+        results[name] = H.summarise(res)
+        results[name]["readers"] = {f"{l}.{h}": H.summarise(res, k)["reader"] for k, (l, h) in enumerate(watched)}
         curves[name] = results[name]["acc_cand"]
-        print(name, json.dumps(results[name]))
+        print(name, json.dumps(results[name]), flush=True)
 
-    run("baseline", reader=tuple(readers[0]))
+    run("baseline")
     for ch in channels:
-        (wl, wh), reader = map(int, ch["writer"].split(".")), tuple(map(int, ch["reader"].split(".")))
+        wl, wh = map(int, ch["writer"].split("."))
         tag = f"{ch['writer']}.{ch['component']}->{ch['reader']}"
-        run(f"{tag} baseline-reader", reader=reader)
         for a in cfg["alphas"]:
-            run(f"{tag} act x{a}", component_hooks(svd, [ComponentEdit(wl, wh, ch["component"], a)]), reader)
-        with edit_weights(model, svd, [ComponentEdit(wl, wh, ch["component"], 0.0)]):
-            run(f"{tag} weight-removed", reader=reader)
+            run(f"{tag} act x{a}", component_hooks(svd, [ComponentEdit(wl, wh, ch["component"], a)]))
+        if cfg["weight_edit"]:  # equals "act x0" by construction (tested); a check on the real model
+            with edit_weights(model, svd, [ComponentEdit(wl, wh, ch["component"], 0.0)]):
+                run(f"{tag} weight-removed")
         run(f"control {ch['writer']}.{ch['control']} act x0",
-            component_hooks(svd, [ComponentEdit(wl, wh, ch["control"], 0.0)]), reader)
+            component_hooks(svd, [ComponentEdit(wl, wh, ch["control"], 0.0)]))
     json.dump(results, open(out / "interventions.json", "w"), indent=1, default=str)
     plot_curves(out / "laundry_interventions.png", curves, "interventions (channel components)")
 
