@@ -14,11 +14,17 @@ def smol():
     return interp.models.load("smollm2-135m", device="cpu", attn_implementation="eager")
 
 
-@torch.no_grad()
-def test_smollm2_head_svd(smol):
-    from interp.decomposers.attn_svd import HeadSVD, composition_scores
+@pytest.fixture(scope="module")
+def svd(smol):
+    from interp.decomposers.attn_svd import HeadSVD
 
-    svd = HeadSVD.fit(smol)
+    return HeadSVD.fit(smol)
+
+
+@torch.no_grad()
+def test_smollm2_head_svd(smol, svd):
+    from interp.decomposers.attn_svd import composition_scores
+
     assert (svd.cfg.n_heads, svd.cfg.n_kv_heads, svd.cfg.d_head) == (9, 3, 64)
     assert [svd.kv_group(h) for h in range(9)] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     layer = smol.hf_model.get_decoder().layers[17]
@@ -33,13 +39,11 @@ def test_smollm2_head_svd(smol):
 
 
 @torch.no_grad()
-def test_smollm2_laundry_list_runs_with_an_intervention(smol):
+def test_smollm2_laundry_list_runs_with_an_intervention(smol, svd):
     from interp.data.laundry_list import make_prompts
     from interp.decomposers.attn_interventions import ComponentEdit, component_hooks
-    from interp.decomposers.attn_svd import HeadSVD
     from interp.evals.laundry_list import evaluate
 
-    svd = HeadSVD.fit(smol)
     ps = make_prompts(3, 4, seed=0)
     base = evaluate(smol, ps, heads=((20, 1),), progress=False)
     same = evaluate(smol, ps, heads=((20, 1),), progress=False,
