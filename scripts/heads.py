@@ -5,7 +5,8 @@ reader, CS and within-head z-score), ``channels.png`` (layer x layer max outlier
 ``laundry_baseline.json`` + ``laundry_curve.png`` (accuracy per list length and position),
 ``candidates.json`` (mover-like / inhibition-like heads and candidate channels) and
 ``interventions.json`` + ``laundry_interventions.png`` (accuracy and reader attention with each
-channel component scaled, removed by weight edit, and a control component removed).
+channel component scaled, removed by weight edit, and two controls of the same head: the lowest-z
+component removed and a sigma-matched component scaled like the channel).
 """
 
 import csv
@@ -113,8 +114,10 @@ def main(argv):
         if cfg["weight_edit"]:  # equals "act x0" by construction (tested); a check on the real model
             with edit_weights(model, svd, [ComponentEdit(wl, wh, ch["component"], 0.0)]):
                 run(f"{tag} weight-removed")
-        run(f"control {ch['writer']}.{ch['control']} act x0",
-            component_hooks(svd, [ComponentEdit(wl, wh, ch["control"], 0.0)]))
+        for key in ("control", "sigma_control"):
+            for a in cfg["alphas"] if key == "sigma_control" else [0.0]:
+                run(f"{key} {ch['writer']}.{ch[key]} act x{a}",
+                    component_hooks(svd, [ComponentEdit(wl, wh, ch[key], a)]))
     json.dump(results, open(out / "interventions.json", "w"), indent=1, default=str)
     plot_curves(out / "laundry_interventions.png", curves, "interventions (channel components)")
 

@@ -42,7 +42,8 @@ def top_heads(scores: np.ndarray, heads, k: int, max_layer: int | None = None) -
 
 
 def channel_candidates(svd: HeadSVD, cs_q: torch.Tensor, writers, readers, n: int) -> list[dict]:
-    """The ``n`` (writer component -> reader) pairs with the largest within-head z-score.
+    """The ``n`` (writer component -> reader) pairs with the largest within-head z-score, each with
+    two controls from the same head: the lowest-z component and a sigma-matched one (|z| < 1).
 
     ``cs_q``: [L, H, r, L, H] all-pairs Q-composition scores (``all_composition_scores``).
     """
@@ -55,9 +56,13 @@ def channel_candidates(svd: HeadSVD, cs_q: torch.Tensor, writers, readers, n: in
             col = z[wl, wh, :, rl, rh]
             i = int(col.argmax())
             lo = int(col.argmin())
+            ordinary = (col.abs() < 1).nonzero().flatten()  # sigma-matched control: an unremarkable
+            s = svd.S_ov[wl, wh]  # component of the same head with the closest singular value
+            near = int(ordinary[(s[ordinary] - s[i]).abs().argmin()]) if len(ordinary) else lo
             rows.append({"writer": f"{wl}.{wh}", "reader": f"{rl}.{rh}", "component": i,
                          "sigma": float(svd.S_ov[wl, wh, i]), "cs": float(cs_q[wl, wh, i, rl, rh]),
                          "z": float(col[i]), "control": lo, "control_z": float(col[lo]),
+                         "sigma_control": near, "sigma_control_z": float(col[near]),
                          "head_cs_mean": float(cs_q[wl, wh, :, rl, rh].mean())})
     return sorted(rows, key=lambda r: -r["z"])[:n]
 
