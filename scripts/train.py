@@ -3,12 +3,17 @@
 Every field of the method's config dataclass can be given (method, d_in, d_sae, lr, batch_size,
 n_tokens, seed, k, site, ...), plus ``data`` (a cache directory) and ``out`` (the artifact
 directory). Re-running the same command after an interruption resumes from the checkpoint.
-Under ``torchrun`` only rank 0 trains until data-parallel training lands; other ranks exit.
+
+Several processes: ``torchrun --nproc_per_node N scripts/train.py ...`` trains data-parallel
+(each global batch split over the ranks, gradients averaged; rank 0 writes the artifact). With
+``sites=[a,b,...]`` (a cache holding those sites, filled by one model pass) each rank instead
+trains its own sites' SAEs alone (site ``i`` on rank ``i % N``), into ``out/<site>``.
 """
 
-import os
 import sys
+from pathlib import Path
 
+from interp import distributed
 from interp.activations import ActivationCache
 from interp.cli import load_config, print_table
 from interp.decomposers.sae import train
@@ -17,16 +22,25 @@ from interp.decomposers.sae import train
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(__doc__)
-    if int(os.environ.get("RANK", "0")) != 0:
-        print(f"rank {os.environ['RANK']}: single-process training runs on rank 0 only")
-        return
     cfg = load_config(argv[0], argv[1:])
-    data, out = cfg.pop("data", None), cfg.pop("out", None)
+    data, out, sites = cfg.pop("data", None), cfg.pop("out", None), cfg.pop("sites", None)
     if data is None or out is None:
         sys.exit("give data=CACHE_DIR and out=RUN_DIR")
-    sae = train(cfg, ActivationCache(data), out=out)  # model and site come from the cache
+    cache = ActivationCache(data)  # model and site come from the cache
+    if not sites:
+        sae = train(cfg, cache, out=out)
+        if distributed.is_main():
+            report(sae, out)
+        return
+    rank, size = distributed.world()
+    with distributed.solo():
+        for site in sites[rank::size]:
+            report(train(cfg | {"site": site}, cache, out=Path(out) / site), Path(out) / site)
+
+
+def report(sae, out) -> None:
     print_table({k: v for k, v in sae.meta.items() if not isinstance(v, dict)} | sae.meta["final"],
-                f"trained {sae.cfg.method} SAE -> {out}")
+                f"trained {sae.cfg.method} SAE on {sae.cfg.site} -> {out}")
 
 
 if __name__ == "__main__":

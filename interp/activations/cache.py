@@ -12,6 +12,12 @@ after its rows are written and flushed, with an xxh3-64 digest per site, and the
 atomically, so an interrupted run never leaves a listed shard incomplete. Running the same command
 again verifies the listed shards, recomputes any that are missing or damaged, and finishes.
 One model pass fills every requested site, and the pass stops after the deepest site's block.
+
+Under ``torchrun`` each rank runs the model on its own share of the shards (every world-size-th
+missing shard) and writes into the same pre-allocated files; rank 0 tokenises once (packing
+documents into rows is one sequential pass, cheap beside the forward passes), keeps the manifest,
+and folds the other ranks' shard journals into it, so one manifest describes the union. An
+interrupted distributed run resumes per rank, with any number of ranks.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import xxhash
 from tqdm.auto import tqdm
 
 import interp
+from interp import distributed as _dist
 from interp._io import read_json, write_atomic, write_json_atomic
 from interp.activations.format import (
     FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, site_file, storage_dtype,
@@ -195,19 +202,30 @@ def cache_activations(
     widths = {site: site_width(model, site) for site in sites}  # validates, before any write
     batch_size = batch_size or (128 if model.device.type == "cuda" else 16)
     request = _request(model, text_spec, sites, int(n_tokens), int(seq_len), dtype, shuffle_seed)
-    if (out / "manifest.json").exists():
-        manifest = read_json(out / "manifest.json", "activation cache manifest")
-        _check_same_request(manifest, request, out)
-    else:
-        manifest = _start(model, request, out, shard_tokens, widths)
-    cache = ActivationCache(out, check=False)
-    cache.repair()
-    todo = cache.missing_shards()
-    done_tokens = cache.manifest["n_tokens"] - sum(b - a for a, b in todo) * seq_len
-    with tqdm(total=cache.manifest["n_tokens"], initial=done_tokens, unit="tok", disable=not progress,
-              desc=f"caching {len(sites)} site(s) of {model.name}") as bar:
+    rank, world = _dist.world()
+    with _dist.main_first():  # rank 0 creates or repairs the cache; the others then open it
+        if (out / "manifest.json").exists():
+            _check_same_request(read_json(out / "manifest.json", "activation cache manifest"), request, out)
+        elif rank == 0:
+            _start(model, request, out, shard_tokens, widths)
+        cache = ActivationCache(out, check=False)
+        if rank == 0:
+            cache.merge_journals()
+            cache.repair()
+    todo = cache.missing_shards()[rank::world]
+    done_tokens = cache.manifest["n_tokens"] - sum(b - a for a, b in cache.missing_shards()) * seq_len
+    desc = f"caching {len(sites)} site(s) of {model.name}"
+    if world > 1:  # rank 0 shows its own share
+        desc, done_tokens = f"{desc} (rank 0 of {world})", 0
+        total = sum(b - a for a, b in todo) * seq_len
+    with tqdm(total=total if world > 1 else cache.manifest["n_tokens"], initial=done_tokens, unit="tok",
+              disable=not (progress and rank == 0), desc=desc) as bar:
         for start, end in todo:
             sums = _fill_shard(model, cache, start, end, batch_size, bar)
-            cache.record_shard(start, end, sums)
-    cache.finish()
+            cache.record_shard(start, end, sums, rank)
+    _dist.barrier()
+    if rank == 0:
+        cache.merge_journals()
+        cache.finish()
+    _dist.barrier()
     return out

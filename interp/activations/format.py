@@ -162,9 +162,33 @@ class ActivationCache:
         done = {(s["start"], s["end"]) for s in self.manifest["shards"]}
         return [(a, b) for a, b in self.manifest["shard_ranges"] if (a, b) not in done]
 
-    def record_shard(self, start: int, end: int, sums: dict[str, str]) -> None:
-        self.manifest["shards"].append({"start": start, "end": end, "xxh3_64": sums})
+    def record_shard(self, start: int, end: int, sums: dict[str, str], rank: int = 0) -> None:
+        """List a written shard: rank 0 in the manifest, other ranks in their own journal file
+        (``manifest.rank<r>.json``) that rank 0 folds into the manifest (``merge_journals``)."""
+        entry = {"start": start, "end": end, "xxh3_64": sums}
+        self.manifest["shards"].append(entry)
+        if rank == 0:
+            write_json_atomic(self.path / "manifest.json", self.manifest)
+            return
+        journal = self.path / f"manifest.rank{rank}.json"
+        old = read_json(journal, "activation cache shard journal")["shards"] if journal.exists() else []
+        write_json_atomic(journal, {"shards": [*old, entry]})
+
+    def merge_journals(self) -> None:
+        """Fold other ranks' shard journals into the manifest (rank 0 only), then remove them."""
+        journals = sorted(self.path.glob("manifest.rank*.json"))
+        if not journals:
+            return
+        known = {(s["start"], s["end"]) for s in self.manifest["shards"]}
+        for j in journals:
+            for shard in read_json(j, "activation cache shard journal")["shards"]:
+                if (shard["start"], shard["end"]) not in known:
+                    known.add((shard["start"], shard["end"]))
+                    self.manifest["shards"].append({k: shard[k] for k in ("start", "end", "xxh3_64")})
+        self.manifest["shards"].sort(key=lambda sh: sh["start"])
         write_json_atomic(self.path / "manifest.json", self.manifest)
+        for j in journals:
+            j.unlink()
 
     def finish(self) -> None:
         if not self.missing_shards() and not self.manifest["complete"]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import queue
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -115,3 +117,47 @@ def norm_scale(batches: Iterable[torch.Tensor], n_tokens: int = 1 << 14) -> floa
     if not count or total <= 0 or not math.isfinite(total):
         raise ValueError("cannot estimate the normalisation: the data is empty, zero or not finite")
     return math.sqrt(d * count / total)
+
+
+def prefetch(batches: Iterator[torch.Tensor], device: torch.device | str, depth: int = 2) -> Iterator[torch.Tensor]:
+    """Read up to ``depth`` batches ahead on a background thread (same order, same tensors).
+
+    Cache reads (memory-map gathers) then overlap with training; on CUDA each batch is also
+    pinned and uploaded asynchronously on a side stream, so the GPU does not wait on the host.
+    ``depth=0`` reads in the caller's thread.
+    """
+    device = torch.device(device)
+    if depth <= 0:
+        yield from batches
+        return
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    side = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def produce() -> None:
+        try:
+            for x in batches:
+                if side is not None:
+                    with torch.cuda.stream(side):
+                        x = x.pin_memory().to(device, non_blocking=True)
+                        event = torch.cuda.Event()
+                        event.record(side)
+                    ready.put((x, event))
+                else:
+                    ready.put((x, None))
+            ready.put((done, None))
+        except BaseException as e:  # re-raised in the consumer
+            ready.put((e, None))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    while True:
+        x, event = ready.get()
+        if x is done:
+            return
+        if isinstance(x, BaseException):
+            raise x
+        if event is not None:
+            torch.cuda.current_stream(device).wait_event(event)
+            x.record_stream(torch.cuda.current_stream(device))
+        yield x

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from interp import distributed
+
 BUILTIN_ALIASES = ("smollm2-135m", "gemma3-270m", "tiny-llama")
 
 
@@ -186,22 +188,25 @@ def load(
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     attn_implementation: str = "sdpa",
+    device_map: str | dict | None = None,
 ) -> LoadedModel:
     """Load ``spec`` and wrap it in a ``TransformerBridge``.
 
     ``attn_implementation="eager"`` is needed where ``attn.hook_pattern`` must fire; sdpa is
-    faster otherwise. ``device`` defaults to CUDA when available.
+    faster otherwise. ``device`` defaults to CUDA when available (``cuda:LOCAL_RANK`` under
+    torchrun). ``device_map`` (e.g. ``"auto"``) spreads a model too large for one device over
+    several with Hugging Face accelerate; inputs then go to the device of the embeddings.
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"model spec must be a non-empty string, got {spec!r}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = distributed.local_device(str(device) if device else None)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path, name = _resolve(spec)
     try:
         tok = AutoTokenizer.from_pretrained(path)
         hf_model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation
+            path, dtype=dtype, attn_implementation=attn_implementation, device_map=device_map
         )
     except (OSError, ValueError) as e:
         raise ValueError(
@@ -209,5 +214,5 @@ def load(
             f"not a .gguf file or local HF directory, and not loadable as a hub id "
             f"(offline? HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}). Cause: {e}"
         ) from e
-    hf_model = hf_model.to(device=device, dtype=dtype).eval()
+    hf_model = (hf_model if device_map is not None else hf_model.to(device=device, dtype=dtype)).eval()
     return _wrap(spec, name, _bridge(name, hf_model, tok), tok)

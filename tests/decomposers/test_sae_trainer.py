@@ -178,7 +178,7 @@ def test_exact_resume(tmp_path, monkeypatch, exc, resumed_from):
 
     steps = []
     real = trainer_mod._train_step
-    monkeypatch.setattr(trainer_mod, "_train_step", lambda *a, **k: steps.append(a[4]) or real(*a, **k))
+    monkeypatch.setattr(trainer_mod, "_train_step", lambda *a, **k: steps.append(a[5]) or real(*a, **k))
     sae = train(cfg, x, out=out, progress=False)
     assert steps == list(range(resumed_from, 20))
     _assert_same_weights(sae, ref)

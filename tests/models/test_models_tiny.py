@@ -161,3 +161,14 @@ def test_missing_gguf_file(tmp_path):
 def test_directory_without_config(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         load(str(tmp_path), device="cpu")
+
+
+def test_device_map_load_matches_plain_load(tiny_model):
+    """``device_map`` (accelerate placement, for models larger than one device) gives the same model."""
+    import torch
+
+    import interp.models
+
+    mapped = interp.models.load("tiny-llama", device_map="cpu")
+    tokens = torch.tensor([[1, 5, 9, 200, 31]])
+    torch.testing.assert_close(mapped.bridge(tokens), tiny_model.bridge(tokens))

@@ -49,6 +49,9 @@ class SAEConfig:
     wandb: str = "offline"  # offline | online | disabled
     wandb_project: str = "interp"
     device: str | None = None
+    autocast: str | None = None  # "bfloat16"/"float16": mixed precision for the SAE's forward
+    compile: bool = False  # torch.compile the variant's step (worth it for dense variants on GPU)
+    prefetch: int = 2  # batches read (and, on CUDA, uploaded) ahead on a background thread
     extra: dict = field(default_factory=dict)  # free-form provenance (kept, not interpreted)
 
     def resolved(self, d_in: int) -> "SAEConfig":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 
+from interp import distributed as _dist
 from interp.decomposers.base import register
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
 from interp.decomposers.sae.ops import Pattern, gather_encode, sparse_decode
@@ -27,8 +28,11 @@ class TopKConfig(SAEConfig):
 
 
 def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Squared error over squared deviation from the batch mean (the batch FVU)."""
-    return (x_hat - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+    """Squared error over squared deviation from the batch mean (the batch FVU).
+
+    The denominator is over the global batch when training is data-parallel (see ``interp.distributed``).
+    """
+    return (x_hat - x).pow(2).sum() / _dist.batch_sq_dev(x).clamp_min(1e-12)
 
 
 @register("topk")

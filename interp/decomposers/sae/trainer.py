@@ -7,10 +7,17 @@ tokens since last activation and handed to the variant (for AuxK). Checkpoints (
 state, step, dead statistics) are written atomically to ``out/checkpoint`` every
 ``checkpoint_every`` steps and on Ctrl-C; calling ``train`` again with the same ``out`` resumes
 exactly, because the data order is a pure function of (seed, step). wandb logs offline by default.
+
+Under ``torchrun`` the same loop is data-parallel: every rank draws the same global batch, trains
+on its slice, and gradients are averaged; batch-level loss normalisers are global
+(``distributed.batch_sq_dev``) and the fired-latent masks are OR-ed, so weights, decoder normalisation
+and dead-latent statistics stay identical on every rank and equal single-process training on the
+same global batches (up to float summation order). Rank 0 alone logs, checkpoints and saves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import shutil
@@ -21,8 +28,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from interp import distributed as _dist
 from interp._io import read_json, write_json_atomic
-from interp.activations import ActivationCache, ActivationStore, norm_scale, stream
+from interp.activations import ActivationCache, ActivationStore, norm_scale, prefetch, stream
 from interp.decomposers.base import REGISTRY, config_from, load
 from interp.decomposers.sae.base import SAE, SAEConfig
 
@@ -55,7 +63,8 @@ def _provenance(data: Any, cfg: SAEConfig) -> SAEConfig:
     return dataclasses.replace(cfg, model=cfg.model or model, site=cfg.site or site)
 
 
-_RUN_ONLY = {"device", "wandb", "wandb_project", "log_every", "checkpoint_every", "extra"}
+_RUN_ONLY = {"device", "wandb", "wandb_project", "log_every", "checkpoint_every", "extra", "compile",
+             "prefetch"}
 
 
 def _check_same_settings(saved: dict, cfg: SAEConfig, where: Path) -> None:
@@ -82,7 +91,7 @@ class _Checkpoint:
         return bool(self.dir) and (self.dir / "state.json").exists()
 
     def save(self, sae: SAE, opt: torch.optim.Adam, step: int, since_fired: torch.Tensor) -> None:
-        if not self.dir:
+        if not self.dir or not _dist.is_main():
             return
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}
         for name, p in sae.named_parameters():
@@ -137,22 +146,23 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
     data = ActivationCache(data) if isinstance(data, (str, Path)) else data
     cfg = _provenance(data, _make_config(config))
     out = Path(out) if out else None
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _dist.local_device(cfg.device)
     if out and (out / "config.json").exists() and not (out / "checkpoint").exists():
         _check_same_settings(read_json(out / "config.json", "SAE config"), cfg, out)
         print(f"interp: {out} already holds a trained SAE with these settings; loading it")
         return load(out, device=device)
     torch.manual_seed(cfg.seed)
     sae, cfg = _setup(cfg, data, device)
+    _dist.broadcast_([*sae.parameters(), *sae.buffers()])
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     ckpt = _Checkpoint(out)
     step, since_fired = 0, torch.zeros(cfg.d_sae, dtype=torch.long)
     if ckpt.exists():
         step, since_fired = ckpt.restore(sae, opt)
     since_fired = since_fired.to(device)
-    batches = stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed, skip=step,
-                     exclude_special=cfg.exclude_special)
-    run = _wandb(cfg, out)
+    batches = prefetch(stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed, skip=step,
+                              exclude_special=cfg.exclude_special), device, cfg.prefetch)
+    run = _wandb(cfg, out) if _dist.is_main() else None
     try:
         step, logged = _loop(sae, opt, batches, since_fired, step, cfg, ckpt, run, progress)
     finally:
@@ -160,9 +170,10 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
             run.finish()
     meta = {"steps": step, "tokens_seen": step * cfg.batch_size, "final": logged,
             "dead_frac": logged.get("dead_frac", 0.0)}
-    if out:
+    if out and _dist.is_main():
         sae.save(out, meta)
         shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    _dist.barrier()  # every rank returns only once the artifact exists
     sae.meta = meta
     return sae.eval()
 
@@ -172,21 +183,23 @@ def _loop(sae: SAE, opt: torch.optim.Adam, batches: Any, since_fired: torch.Tens
     """Train from ``step`` to the budget; log, checkpoint, and checkpoint on Ctrl-C."""
     n_steps = max(1, cfg.n_tokens // cfg.batch_size)
     device = sae.W_enc.device
-    bar = tqdm(total=n_steps, initial=step, disable=not progress, desc=f"training {cfg.method} SAE",
+    bar = tqdm(total=n_steps, initial=step, disable=not (progress and _dist.is_main()),
+               desc=f"training {cfg.method} SAE",
                unit="step")
     terms: dict[str, torch.Tensor] = {}
     logged: dict[str, float] = {}
     stop = _InterruptFlag()
     try:
         while step < n_steps:
-            if stop.raised:
-                raise KeyboardInterrupt
             x = next(batches, None)
             if x is None:
                 break
-            terms = _train_step(sae, opt, x.to(device, non_blocking=True), since_fired, step, n_steps, cfg)
+            terms, stopping = _train_step(sae, opt, _dist.shard(x).to(device, non_blocking=True),
+                                          len(x), since_fired, step, n_steps, cfg, stop.raised)
             step += 1
             bar.update(1)
+            if stopping:  # every rank sees the same flag, so all stop after the same step
+                raise KeyboardInterrupt
             checkpoint = step % cfg.checkpoint_every == 0 and step < n_steps
             if step % cfg.log_every == 0 or step == n_steps or checkpoint:  # the only host syncs
                 logged = _scalars(terms, step, cfg, since_fired)
@@ -201,7 +214,8 @@ def _loop(sae: SAE, opt: torch.optim.Adam, batches: Any, since_fired: torch.Tens
             _scalars(terms, step, cfg, since_fired)  # never checkpoint a diverged state
         if ckpt.dir:
             ckpt.save(sae, opt, step, since_fired)
-            print(f"\ninterp: interrupted at step {step}; checkpoint saved, run the same command to resume")
+            if _dist.is_main():
+                print(f"\ninterp: interrupted at step {step}; checkpoint saved, run the same command to resume")
         raise
     finally:
         stop.restore()
@@ -235,7 +249,9 @@ class _InterruptFlag:
 def _scalars(terms: dict[str, torch.Tensor], step: int, cfg: SAEConfig,
              since_fired: torch.Tensor) -> dict[str, float]:
     """Loss terms as floats (one device sync), refusing to go on from a non-finite loss."""
-    values = {k: v.item() for k, v in terms.items()}
+    names = sorted(terms)
+    stacked = _dist.all_reduce(torch.stack([terms[k].float() for k in names]), "mean").tolist()
+    values = dict(zip(names, stacked))
     if not all(math.isfinite(v) for v in values.values()):
         raise FloatingPointError(
             f"SAE loss became {values} by step {step} (lr {cfg.lr:.3g}): NaN or inf. Lower lr or check "
@@ -243,24 +259,71 @@ def _scalars(terms: dict[str, torch.Tensor], step: int, cfg: SAEConfig,
     return values | {"dead_frac": (since_fired >= cfg.dead_tokens).float().mean().item()}
 
 
-def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, since_fired: torch.Tensor,
-                step: int, n_steps: int, cfg: SAEConfig) -> dict[str, torch.Tensor]:
+def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, n_global: int,
+                since_fired: torch.Tensor, step: int, n_steps: int, cfg: SAEConfig,
+                stop: bool) -> tuple[dict[str, torch.Tensor], bool]:
+    """One optimiser step on this rank's slice ``x`` of a global batch of ``n_global`` tokens.
+
+    Returns the loss terms and whether any rank asked to stop (Ctrl-C).
+    """
     for group in opt.param_groups:
         group["lr"] = cfg.lr * _lr_factor(step, n_steps, cfg)
     dead = since_fired >= cfg.dead_tokens
     xn = x.to(sae.W_enc.dtype) * sae.norm_scale
-    result = sae.step(xn, dead)
+    with _autocast(cfg, xn.device):
+        result = _step_fn(sae)(xn, dead)
     opt.zero_grad(set_to_none=True)
     result.loss.backward()
+    _average_grads(sae)
     sae.constrain_decoder_grad()
     if cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
     opt.step()
     sae.normalize_decoder()
     sae.after_step(xn, result, step + 1)
-    since_fired += len(x)
-    since_fired[result.fired] = 0
-    return {k: v.detach() for k, v in result.terms.items()} | {"loss": result.loss.detach()}
+    fired, stop = _any_rank(result.fired, stop)
+    since_fired += n_global
+    since_fired[fired] = 0
+    return {k: v.detach() for k, v in result.terms.items()} | {"loss": result.loss.detach()}, stop
+
+
+def _autocast(cfg: SAEConfig, device: torch.device) -> Any:
+    """Mixed precision for the variant's forward (parameters and Adam stay float32)."""
+    if cfg.autocast is None:
+        return contextlib.nullcontext()
+    dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+    if cfg.autocast not in dtypes:
+        raise ValueError(f"autocast must be one of {sorted(dtypes)} or None, got {cfg.autocast!r}")
+    return torch.autocast(device.type, dtype=dtypes[cfg.autocast])
+
+
+def _step_fn(sae: SAE) -> Any:
+    """The variant's step, compiled once per SAE when ``cfg.compile``."""
+    if not sae.cfg.compile:
+        return sae.step
+    if getattr(sae, "_compiled_step", None) is None:
+        sae._compiled_step = torch.compile(sae.step)
+    return sae._compiled_step
+
+
+def _average_grads(sae: SAE) -> None:
+    """All-reduce (mean) every gradient in one flat buffer; a no-op in one process."""
+    if _dist.world()[1] == 1:
+        return
+    params = [p for p in sae.parameters() if p.requires_grad]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = _dist.all_reduce(torch.cat([g.reshape(-1) for g in grads]), "mean")
+    for p, g in zip(params, flat.split([g.numel() for g in grads])):
+        p.grad = g.view_as(p)
+
+
+def _any_rank(fired: torch.Tensor, stop: bool) -> tuple[torch.Tensor, bool]:
+    """OR the fired masks and the stop flags of all ranks (one small collective)."""
+    if _dist.world()[1] == 1:
+        return fired, stop
+    flags = torch.cat([fired.to(torch.int32), torch.tensor([int(stop)], dtype=torch.int32, device=fired.device)])
+    _dist.all_reduce(flags, "max")
+    return flags[:-1].bool(), bool(flags[-1])
 
 
 def _wandb(cfg: SAEConfig, out: Path | None) -> Any:

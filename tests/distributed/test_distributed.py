@@ -1,0 +1,68 @@
+"""Two CPU processes under torchrun (gloo) against one process: the same SAE, the same cache."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from interp import decomposers
+from interp.activations import ActivationCache, cache_activations
+from interp.decomposers.sae import train
+
+sys.path.insert(0, os.path.dirname(__file__))
+from dist_cases import CACHE_ARGS, sae_config, sae_data  # noqa: E402
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+
+
+def _torchrun(*args: str) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(WORKER), *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def test_data_parallel_training_matches_one_process(tmp_path):
+    _torchrun("train", str(tmp_path / "ddp"))
+    ddp = decomposers.load(tmp_path / "ddp")
+    ref = train(sae_config(), sae_data(), progress=False)
+    for name, want in ref.state_dict().items():
+        torch.testing.assert_close(ddp.state_dict()[name], want, rtol=1e-4, atol=1e-5, msg=name)
+    assert ddp.meta["steps"] == 24
+    assert ddp.meta["dead_frac"] == pytest.approx(ref.meta["dead_frac"])
+
+
+def test_distributed_cache_matches_one_process(tmp_path, tiny_model, tiny_corpus):
+    _torchrun("cache", tiny_corpus, str(tmp_path / "ddp"))
+    ref = cache_activations(tiny_model, tiny_corpus, out_dir=tmp_path / "one", progress=False, **CACHE_ARGS)
+    a, b = ActivationCache(tmp_path / "ddp"), ActivationCache(ref)
+    assert a.manifest["complete"] and not list((tmp_path / "ddp").glob("manifest.rank*"))
+    assert sorted(map(str, a.manifest["shards"])) == sorted(map(str, b.manifest["shards"]))
+    np.testing.assert_array_equal(a.token_array(), b.token_array())
+    for site in CACHE_ARGS["sites"]:
+        torch.testing.assert_close(a.activations(site), b.activations(site))
+
+
+def test_rank_journals_are_folded_into_the_manifest_on_resume(tmp_path, monkeypatch, tiny_model, tiny_corpus):
+    """A distributed run stopped before rank 0 merged: rank 1's journal counts on the next run."""
+    import interp.activations.cache as cache_mod
+
+    out = tmp_path / "c"
+    cache_activations(tiny_model, tiny_corpus, out_dir=out, progress=False, **CACHE_ARGS)
+    manifest = json.loads((out / "manifest.json").read_text())
+    journal = manifest["shards"][1::2]
+    manifest.update(shards=manifest["shards"][::2], complete=False)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "manifest.rank1.json").write_text(json.dumps({"shards": journal}))
+    monkeypatch.setattr(cache_mod, "_fill_shard", lambda *a, **k: pytest.fail("recomputed a journaled shard"))
+    cache_activations(tiny_model, tiny_corpus, out_dir=out, progress=False, **CACHE_ARGS)
+    cache = ActivationCache(out)
+    assert cache.manifest["complete"] and not (out / "manifest.rank1.json").exists()
+    assert len(cache.manifest["shards"]) == len(manifest["shards"]) + len(journal)
