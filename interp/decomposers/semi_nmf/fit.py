@@ -109,14 +109,16 @@ def _first_pass(rows: Rows, F: Tensor, G: Tensor, chunk: int, device):
     d, k = F.shape
     XtG = torch.zeros(d, k, device=device)
     GtG = torch.zeros(k, k, dtype=torch.float64, device=device)
-    x_sq = cross = 0.0
+    x_sq = torch.zeros((), dtype=torch.float64, device=device)
+    cross = torch.zeros((), dtype=torch.float64, device=device)
     for a, X in rows.chunks(chunk, device):
         g = G[a:a + len(X)]
-        x_sq += X.pow(2).sum(dtype=torch.float64).item()
-        cross += (g * (X @ F)).sum(dtype=torch.float64).item()
+        x_sq += X.pow(2).sum(dtype=torch.float64)
+        cross += (g * (X @ F)).sum(dtype=torch.float64)
         XtG += X.T @ g
         GtG += (g.T @ g).double()
-    return XtG, GtG, x_sq, x_sq - 2 * cross + (GtG * (F.T @ F).double()).sum().item()
+    x_sq = x_sq.item()
+    return XtG, GtG, x_sq, x_sq + rows_loss(cross, GtG, F.T @ F)
 
 
 def iterate(rows: Rows, F: Tensor, G: Tensor, XtG: Tensor, GtG: Tensor, *, keep: int, ridge: float,
@@ -128,20 +130,20 @@ def iterate(rows: Rows, F: Tensor, G: Tensor, XtG: Tensor, GtG: Tensor, *, keep:
     Q = F.T @ F
     XtG.zero_()
     GtG.zero_()
-    cross = 0.0
+    cross = torch.zeros((), dtype=torch.float64, device=device)
     for a, X in rows.chunks(chunk, device):
         P = ops.x_times_f(X, F, support)
         g = ops.g_step(G[a:a + len(X)] / c, P, Q, eps)
         G[a:a + len(X)] = g
-        cross += (g * P).sum(dtype=torch.float64).item()
+        cross += (g * P).sum(dtype=torch.float64)
         XtG += X.T @ g
         GtG += (g.T @ g).double()
     return F, rows_loss(cross, GtG, Q)
 
 
-def rows_loss(cross: float, GtG: Tensor, Q: Tensor) -> float:
-    """``-2⟨G, XF⟩ + ⟨GᵀG, FᵀF⟩`` (add ``||X||²`` for the loss)."""
-    return -2 * cross + (GtG * Q.double()).sum().item()
+def rows_loss(cross: Tensor, GtG: Tensor, Q: Tensor) -> float:
+    """``-2⟨G, XF⟩ + ⟨GᵀG, FᵀF⟩`` (add ``||X||²`` for the loss); one device sync."""
+    return (-2 * cross + (GtG * Q.double()).sum()).item()
 
 
 def fit_full(rows: Rows, cfg, device, progress: bool = True) -> FitResult:
