@@ -57,6 +57,8 @@ def test_g_step_and_gather_match_dense():
     X, F, _ = planted()
     Fs, support = ops.wta(torch.randn(48, 5), 3)
     torch.testing.assert_close(ops.x_times_f(X, Fs, support), X @ Fs, rtol=1e-5, atol=1e-5)
+    wide, (Fw, sw) = torch.randn(100, 400), ops.wta(torch.randn(400, 5), 3)  # k·s ≤ d/4: the gather path
+    torch.testing.assert_close(ops.x_times_f(wide, Fw, sw), wide @ Fw, rtol=1e-5, atol=1e-5)
     G = torch.rand(len(X), 5, dtype=torch.float64)
     Fd, Xd = Fs.double(), X.double()
     P, Q = Xd @ Fd, Fd.T @ Fd

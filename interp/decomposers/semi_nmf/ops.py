@@ -45,8 +45,10 @@ def wta(F: Float[Tensor, "d k"], keep: int) -> tuple[Float[Tensor, "d k"], Int[T
 
 
 def x_times_f(X: Float[Tensor, "n d"], F: Float[Tensor, "d k"], support: Int[Tensor, "k s"] | None) -> Float[Tensor, "n k"]:
-    """``X F``. With a WTA support (s ≪ d) only the kept neurons are read: a gather, not a matmul."""
-    if support is None or support.shape[1] * 8 > F.shape[0]:
+    """``X F``. When all features together use under a quarter of the neurons (``k·s ≤ d/4``), only
+    those are gathered; otherwise a dense matmul, which measured faster than the gather at
+    d=1536, k=100, s=16 on CPU (the gather writes a [n, k, s] array as large as X)."""
+    if support is None or support.numel() * 4 > F.shape[0]:
         return X @ F
     vals = F.gather(0, support.T).T  # [k, s]
     return torch.einsum("nks,ks->nk", X[:, support], vals)

@@ -21,10 +21,12 @@ def _ids(model: LoadedModel, text: str) -> list[int]:
 
 
 @torch.inference_mode()
-def sentence_activations(model: LoadedModel, texts: Sequence[str], site: str,
-                         batch_size: int = 32) -> tuple[Float[torch.Tensor, "T D"], TokenGrid]:
+def sentence_activations(model: LoadedModel, texts: Sequence[str], site: str, batch_size: int = 32,
+                         skip_first: int = 0) -> tuple[Float[torch.Tensor, "T D"], TokenGrid]:
     """Activations at ``site`` of every non-BOS token of every text ``[T, D]``, and their grid
-    (group id = the text's index)."""
+    (group id = the text's index). ``skip_first`` also leaves out each text's first tokens after
+    BOS (the paper keeps them; in SmolLM2 the first position carries outsized MLP activations
+    that attract features regardless of the text)."""
     model.validate_site(site)
     if not texts:
         raise ValueError("give at least one text")
@@ -34,7 +36,7 @@ def sentence_activations(model: LoadedModel, texts: Sequence[str], site: str,
     groups = np.full((len(ids), s), -1, dtype=np.int64)
     for r, i in enumerate(ids):
         tokens[r, :len(i)] = i
-        groups[r, 1:len(i)] = r
+        groups[r, 1 + skip_first:len(i)] = r
     got: dict[str, Any] = {}
     parts = []
     order = np.argsort([len(i) for i in ids], kind="stable")  # similar lengths share a batch
