@@ -237,3 +237,13 @@ def test_train_script_fits_snmf_from_a_cache(tmp_path, tiny_model, tiny_corpus):
     back = interp.decomposers.load(tmp_path / "snmf")
     assert type(back) is SNMF and back.cfg.site == site and back.cfg.rank == 4
     assert back.cfg.model == "tiny-llama" and back.meta["iterations"] == 5
+
+
+@pytest.mark.gpu
+def test_cuda_fit_and_encode_match_cpu():
+    X, _, _ = planted(n=800)
+    kw = dict(rank=5, sparsity=5 / 48, init="kmeans", seed=3, max_iter=50, progress=False)
+    cpu, gpu = SNMF.fit(X, device="cpu", **kw), SNMF.fit(X.cuda(), device="cuda", **kw)
+    assert gpu.W_dec.is_cuda and gpu.fit_codes.is_cuda
+    torch.testing.assert_close(gpu.W_dec.cpu(), cpu.W_dec, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(gpu.encode(X[:100].cuda()).cpu(), cpu.encode(X[:100]), rtol=1e-3, atol=1e-4)
