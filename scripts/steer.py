@@ -55,10 +55,7 @@ def snmf_for(model, cfg: SteerExperimentConfig):
     site = f"blocks.{cfg.layer}.mlp.hook_post"
     concepts, neutral, _ = split_concepts(dataclasses.replace(cfg, concepts=None, n_concepts=None))
     acts = torch.cat(site_activations(model, site, [s for c in concepts for s in c.train] + neutral))
-    fields = {"model": cfg.model, "site": site, "seed": cfg.seed, **cfg.snmf}
-    dec = SNMF(config_from(SNMF.config_cls, fields))
-    fitted = dec.fit(acts)
-    return fitted if fitted is not None else dec
+    return SNMF.fit(acts, **{"model": cfg.model, "site": site, "seed": cfg.seed, **cfg.snmf})
 
 
 def main(argv: list[str]) -> None:
