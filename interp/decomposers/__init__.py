@@ -1,6 +1,7 @@
 """Decomposers: every method behind one interface (``base.Decomposer``) and one registry."""
 
 from interp.decomposers import sae  # noqa: F401  (registers the SAE family)
+from interp.decomposers import itda  # noqa: F401  (registers "itda")
 from interp.decomposers.base import REGISTRY, Decomposer, load, register
 
 __all__ = ["REGISTRY", "Decomposer", "load", "register", "sae"]
