@@ -77,7 +77,7 @@ def _targets(la: int, lb: int, start: int) -> np.ndarray:
     rows = np.arange(start, la)
     if la == lb:
         return rows
-    return start + np.rint((rows - start) * (lb - 1 - start) / max(1, la - 1 - start)).astype(int)
+    return start + np.floor((rows - start) * (lb - 1 - start) / max(1, la - 1 - start) + 0.5).astype(int)
 
 
 def layer_matching_score(S: Any, include_self: bool = True, skip_first: bool = True,
