@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 
 from interp.activations import ActivationCache
 from interp.decomposers.base import Decomposer, register
-from interp.decomposers.pursuit import pursue, sparse_decode
+from interp.decomposers.pursuit import gram_matrix, grow_gram, pursue, sparse_decode
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,9 @@ def _pairs(data: Iterable) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def recon_cos(x: Float[torch.Tensor, "B D"], atoms: Float[torch.Tensor, "N D"], k: int,
-              encoder: str) -> Float[torch.Tensor, "B"]:
+              encoder: str, gram: torch.Tensor | None = None) -> Float[torch.Tensor, "B"]:
     """cos(x, x_hat) of the pursuit reconstruction (0 where x_hat is 0)."""
-    x_hat = sparse_decode(*pursue(x, atoms, k, encoder), atoms)
+    x_hat = sparse_decode(*pursue(x, atoms, k, encoder, gram), atoms)
     return (x * x_hat).sum(1) / (x.norm(dim=1) * x_hat.norm(dim=1)).clamp_min(1e-30)
 
 
@@ -190,7 +190,16 @@ class ITDA(Decomposer):
         return self.atoms
 
     def encode(self, x: Float[torch.Tensor, "B D"]) -> SparseCodes:
-        return SparseCodes(*pursue(x.to(self.atoms.dtype), self.atoms, self.cfg.k, self.cfg.encoder))
+        gram = self._gram() if self.cfg.encoder == "mp" else None
+        return SparseCodes(*pursue(x.to(self.atoms.dtype), self.atoms, self.cfg.k, self.cfg.encoder, gram))
+
+    def _gram(self) -> torch.Tensor | None:
+        """atoms @ atoms.T, cached while the atoms tensor is unchanged (same storage, version)."""
+        a = self.atoms
+        key = (a.data_ptr(), a.device, a.dtype, tuple(a.shape), a._version)
+        if getattr(self, "_gram_key", None) != key:
+            self._gram_cache, self._gram_key = gram_matrix(a), key
+        return self._gram_cache
 
     def encode_dense(self, x: Float[torch.Tensor, "B D"]) -> Float[torch.Tensor, "B F"]:
         """Dense ``[B, F]`` codes, for small batches (interfaces that want a code matrix)."""
@@ -232,6 +241,7 @@ class _Builder:
         self.atoms: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
         self.n = 0
+        self.gram: torch.Tensor | None = None  # of the current atoms, grown with them (MP only)
         self.stats = {"tokens_seen": 0, "rounds": 0, "forced": 0}
 
     def run(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], progress: bool) -> ITDA:
@@ -264,7 +274,7 @@ class _Builder:
         cfg, cand = self.cfg, torch.arange(len(v), device=v.device)
         for round_ in range(cfg.max_rounds + 1):
             if self.n:
-                cand = cand[recon_cos(v[cand], self._current(), cfg.k, cfg.encoder) < c]
+                cand = cand[recon_cos(v[cand], self._current(), cfg.k, cfg.encoder, self.gram) < c]
             if not len(cand) or self._full():
                 return
             self.stats["rounds"] += 1
@@ -275,6 +285,8 @@ class _Builder:
                 chosen = cand[leaders(v[cand], lab[cand], c, cfg.priority)]
             if cfg.max_atoms is not None:
                 chosen = chosen[: cfg.max_atoms - self.n]
+            if cfg.encoder == "mp":
+                self.gram = grow_gram(self.gram, self._current(), v[chosen])
             self.atoms.append(v[chosen])
             self.labels.append(lab[chosen])
             self.n += len(chosen)

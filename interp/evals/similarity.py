@@ -162,3 +162,33 @@ def relative_similarity(x: Float[torch.Tensor, "N Dx"], y: Float[torch.Tensor, "
     """Mean over tokens of cos(relative rep in x, relative rep in y), same anchors in both."""
     anchors = anchor_rows(len(x), n_anchors, seed)
     return (relative_rep(x, anchors) * relative_rep(y, anchors)).sum(1).mean().item()
+
+
+# -- all layer pairs at once --------------------------------------------------------------------------
+
+def _cosine_matrix(fa: list[torch.Tensor], fb: list[torch.Tensor]) -> np.ndarray:
+    a = torch.nn.functional.normalize(torch.stack([f.reshape(-1) for f in fa]), dim=1)
+    b = torch.nn.functional.normalize(torch.stack([f.reshape(-1) for f in fb]), dim=1)
+    return (a @ b.T).double().numpy()
+
+
+def similarity_matrices(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], n_components: int = 20,
+                        n_anchors: int = 300, seed: int = 42) -> dict[str, np.ndarray]:
+    """``{"cka", "svcca", "relative"}`` -> ``[len(xs), len(ys)]`` matrices over paired rows.
+
+    Each measure is computed from per-layer features once (centred Gram matrices ``[N, N]`` for
+    CKA, so keep N to a few thousand; SVD bases; relative representations), then all pairs at once.
+    """
+    def gram(x):
+        x = _centred(x)
+        return (x @ x.T).float()
+
+    def rel(x):
+        return relative_rep(x, anchor_rows(len(x), n_anchors, seed)).float()
+
+    out = {"cka": _cosine_matrix([gram(x) for x in xs], [gram(y) for y in ys])}
+    ua, ub = [svcca_basis(x, n_components) for x in xs], [svcca_basis(y, n_components) for y in ys]
+    out["svcca"] = np.array([[svcca_from_bases(u, v) for v in ub] for u in ua])
+    ra, rb = [rel(x) for x in xs], [rel(y) for y in ys]
+    out["relative"] = np.array([[(u * v).sum(1).mean().item() for v in rb] for u in ra])
+    return out

@@ -8,7 +8,7 @@ import torch
 import interp.decomposers as dec
 from interp.activations import ActivationCache, cache_activations
 from interp.decomposers.itda import ITDA, cache_labels, recon_cos
-from interp.decomposers.pursuit import matching_pursuit, orthogonal_mp, sparse_decode
+from interp.decomposers.pursuit import grow_gram, matching_pursuit, orthogonal_mp, sparse_decode
 
 
 def _unit(n, d, seed, dtype=torch.float64):
@@ -56,12 +56,20 @@ def test_matching_pursuit_matches_plain_loop():
     nz = [set(i[v != 0].tolist()) for i, v in zip(idx, val)]  # merged: each index at most once
     assert all(len(s) == int((v != 0).sum()) for s, v in zip(nz, val))
     torch.testing.assert_close(sparse_decode(idx, val, atoms), ref @ atoms)
+    idx, val = matching_pursuit(x, atoms, k=9, gram=atoms @ atoms.T)  # correlations via the Gram matrix
+    torch.testing.assert_close(_dense(idx, val, 12), ref)
 
 
 def test_orthogonal_mp_matches_plain_loop():
     atoms, x = _unit(20, 8, 2), torch.randn(30, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     idx, val = orthogonal_mp(x, atoms, k=4)
     torch.testing.assert_close(_dense(idx, val, 20), _omp_loop(x, atoms, 4), atol=1e-6, rtol=1e-5)
+
+
+def test_grown_gram_matches_direct():
+    a, b = _unit(5, 4, 8), _unit(3, 4, 9)
+    torch.testing.assert_close(grow_gram(a @ a.T, a, b), torch.cat([a, b]) @ torch.cat([a, b]).T)
+    torch.testing.assert_close(grow_gram(None, a[:0], b), b @ b.T)
 
 
 def _planted(n=3000, d=16, n_atoms=48, k=3, seed=0):

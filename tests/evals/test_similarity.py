@@ -108,3 +108,16 @@ def test_relative_similarity_matches_loop():
     assert relative_similarity(x, y, n_anchors=10) == pytest.approx(total / 80, rel=1e-9)
     q, _ = torch.linalg.qr(torch.randn(12, 12, dtype=torch.float64))
     assert relative_similarity(x, 2 * x @ q) == pytest.approx(1)
+
+
+def test_similarity_matrices_match_pairwise_functions():
+    from interp.evals.similarity import similarity_matrices
+
+    xs = [_data(n=120, seed=s)[0] for s in range(2)]
+    ys = [_data(n=120, seed=s)[1] for s in range(3)]
+    m = similarity_matrices(xs, ys, n_components=5, n_anchors=30)
+    for i, x in enumerate(xs):
+        for j, y in enumerate(ys):
+            assert m["cka"][i, j] == pytest.approx(linear_cka(x, y), rel=1e-4)
+            assert m["svcca"][i, j] == pytest.approx(svcca(x, y, 5), rel=1e-6)
+            assert m["relative"][i, j] == pytest.approx(relative_similarity(x, y, 30), rel=1e-4)
