@@ -25,6 +25,10 @@ Deliberate choices (options in ``ITDAConfig``):
 - **Maximum size** (``max_atoms``): construction stops once full; the last batch contributes its
   highest-priority leaders.
 - **BOS/pad exclusion** (``exclude_special``): separator and pad tokens never become atoms.
+- **Centring** (``center``, off as in the paper): subtract the mean of the first batch before
+  normalising (and in ``encode``; ``decode`` adds it back). Needed where one direction dominates
+  every activation: in Gemma 3 270M's residual stream tokens have cosine 0.95-0.98 with the mean
+  direction, so without it a single atom reconstructs every token above any usual threshold.
 
 Atom labels. Each atom keeps ``(doc_id, token_position, char_start, char_end)``: the document,
 the token's index among that document's tokens, and its character span in the document text
@@ -70,6 +74,7 @@ class ITDAConfig:
     batch_size: int = 4096  # tokens per construction batch
     max_rounds: int = 64  # de-duplication rounds per batch before the rest is added at once
     exclude_special: bool = True
+    center: bool = False
     dtype: str = "float32"
     n_atoms: int = 0  # set by fit; sizes the buffers when loading
     model: str | None = None
@@ -174,6 +179,7 @@ class ITDA(Decomposer):
         dtype = getattr(torch, cfg.dtype)
         self.register_buffer("atoms", torch.zeros(cfg.n_atoms, cfg.d_in or 0, dtype=dtype))
         self.register_buffer("labels", torch.full((cfg.n_atoms, 4), -1, dtype=torch.long))
+        self.register_buffer("mean", torch.zeros(cfg.d_in or 0, dtype=dtype))  # zero unless center
         self.meta: dict[str, Any] = {}
 
     @property
@@ -191,7 +197,8 @@ class ITDA(Decomposer):
 
     def encode(self, x: Float[torch.Tensor, "B D"]) -> SparseCodes:
         gram = self._gram() if self.cfg.encoder == "mp" else None
-        return SparseCodes(*pursue(x.to(self.atoms.dtype), self.atoms, self.cfg.k, self.cfg.encoder, gram))
+        x = x.to(self.atoms.dtype) - self.mean
+        return SparseCodes(*pursue(x, self.atoms, self.cfg.k, self.cfg.encoder, gram))
 
     def _gram(self) -> torch.Tensor | None:
         """atoms @ atoms.T, cached while the atoms tensor is unchanged (same storage, version)."""
@@ -208,8 +215,8 @@ class ITDA(Decomposer):
 
     def decode(self, codes: SparseCodes | tuple | Float[torch.Tensor, "B F"]) -> Float[torch.Tensor, "B D"]:
         if isinstance(codes, tuple):
-            return sparse_decode(codes[0], codes[1], self.atoms)
-        return codes.to(self.atoms.dtype) @ self.atoms
+            return sparse_decode(codes[0], codes[1], self.atoms) + self.mean
+        return codes.to(self.atoms.dtype) @ self.atoms + self.mean
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -241,6 +248,7 @@ class _Builder:
         self.atoms: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
         self.n = 0
+        self.mean: torch.Tensor | None = None  # with center: the first batch's mean
         self.gram: torch.Tensor | None = None  # of the current atoms, grown with them (MP only)
         self.stats = {"tokens_seen": 0, "rounds": 0, "forced": 0}
 
@@ -253,6 +261,9 @@ class _Builder:
                 if cfg.d_in not in (None, x.shape[1]):
                     raise ValueError(f"config d_in={cfg.d_in} but the data has width {x.shape[1]}")
             x = x.to(self.device, self.dtype)
+            if cfg.center and self.mean is None:
+                self.mean = x.mean(0)
+            x = x - self.mean if cfg.center else x
             norm = x.norm(dim=1, keepdim=True)
             ok = norm[:, 0] > 0
             self._batch(x[ok] / norm[ok], lab[ok.cpu()].to(self.device), c)
@@ -306,6 +317,8 @@ class _Builder:
         if self.n:
             itda.atoms.copy_(atoms.cpu())
             itda.labels.copy_(self.labels[0].cpu())
+        if self.mean is not None:
+            itda.mean.copy_(self.mean.cpu())
         itda.meta = {**self.stats, "n_atoms": self.n, "seconds": seconds,
                      "cos_threshold": cfg.threshold(d_in)}
         return itda.to(self.device).eval()

@@ -91,10 +91,14 @@ def _label_set(itda):
     return {tuple(r) for r in itda.atom_labels.tolist()}
 
 
-@pytest.mark.parametrize("opts", [{}, {"encoder": "omp"}, {"dedup": False}, {"priority": "stream"}])
+@pytest.mark.parametrize("opts", [{}, {"encoder": "omp"}, {"dedup": False}, {"priority": "stream"},
+                                  {"center": True}])
 def test_every_poorly_reconstructed_token_is_an_atom(opts):
     x, labels = _planted()
+    x = x + 3 * _unit(1, 16, 11) if opts.get("center") else x  # a direction shared by every token
     itda = _fit(x, labels, batch=len(x), **opts)  # one batch: the invariant holds for all tokens
+    x = x - itda.mean
+    assert itda.mean.abs().sum() > 0 if opts.get("center") else itda.mean.abs().sum() == 0
     assert 0 < len(itda.atoms) < len(x) or not opts.get("dedup", True)  # without: all of batch 1
     cos = recon_cos(x / x.norm(dim=1, keepdim=True), itda.atoms, itda.cfg.k, itda.cfg.encoder)
     atoms = _label_set(itda)
@@ -130,9 +134,10 @@ def test_dedup_gives_a_smaller_dictionary_than_adding_all_at_once():
 def test_rotation_leaves_labels_unchanged():
     x, labels = _planted()
     q, _ = torch.linalg.qr(torch.randn(16, 16, generator=torch.Generator().manual_seed(7), dtype=torch.float64))
-    a, b = _fit(x, labels, batch=1000), _fit(x @ q, labels, batch=1000)
-    assert torch.equal(a.atom_labels, b.atom_labels)
-    torch.testing.assert_close(a.atoms @ q, b.atoms)
+    for center in (False, True):
+        a, b = _fit(x, labels, batch=1000, center=center), _fit(x @ q, labels, batch=1000, center=center)
+        assert torch.equal(a.atom_labels, b.atom_labels)
+        torch.testing.assert_close(a.atoms @ q, b.atoms)
 
 
 def test_order_within_a_batch_does_not_matter():
