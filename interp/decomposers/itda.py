@@ -261,6 +261,9 @@ class _Builder:
                 if cfg.d_in not in (None, x.shape[1]):
                     raise ValueError(f"config d_in={cfg.d_in} but the data has width {x.shape[1]}")
             x = x.to(self.device, self.dtype)
+            if not torch.isfinite(x).all():
+                raise ValueError("the activations contain inf or NaN (a float16 cache can overflow on "
+                                 "large residual norms, e.g. Gemma's): cache in float32 or bfloat16")
             if cfg.center and self.mean is None:
                 self.mean = x.mean(0)
             x = x - self.mean if cfg.center else x
