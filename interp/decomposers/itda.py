@@ -81,6 +81,11 @@ class ITDAConfig:
     site: str | None = None
     device: str | None = None
 
+    def __post_init__(self):
+        if self.encoder not in ("mp", "omp") or self.priority not in ("coverage", "stream") or self.k < 1:
+            raise ValueError(f"ITDA needs encoder 'mp'|'omp' (got {self.encoder!r}), priority "
+                             f"'coverage'|'stream' (got {self.priority!r}) and k >= 1 (got {self.k})")
+
     def threshold(self, d_in: int) -> float:
         """The effective cosine threshold (from ``loss_threshold`` when that is set)."""
         c = self.cos_threshold if self.loss_threshold is None else 1 - self.loss_threshold * d_in / 2
@@ -150,8 +155,6 @@ def _priority_order(v: torch.Tensor, labels: torch.Tensor, c: float, priority: s
     order = torch.arange(len(v), device=v.device)
     if priority == "stream":
         return order
-    if priority != "coverage":
-        raise ValueError(f"unknown priority {priority!r}; choose 'coverage' or 'stream'")
     count = torch.cat([((blk @ v.T).abs() >= c).sum(1) for blk in v.split(2048)])
     for key in (labels[:, 1], labels[:, 0], -count):  # lexicographic: count desc, then label
         order = order[key[order].argsort(stable=True)]

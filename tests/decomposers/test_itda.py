@@ -193,3 +193,14 @@ def test_fit_from_tiny_cache(tiny_model, tiny_corpus, tmp_path):
     assert 0 < jaccard(a, b) < 1 and jaccard(a, a, "span") == 1
     metrics = evaluate(a, tiny_model, sites[0], text_spec=tiny_corpus, n_tokens=256, seq_len=32, progress=False)
     assert 0 <= metrics["fvu"] < 1 and 0 < metrics["l0"] <= 8
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    x, labels = _planted()
+    cpu = _fit(x, labels, 1000)
+    gpu = _fit(x, labels, 1000, device="cuda")
+    assert gpu.atoms.is_cuda and torch.equal(gpu.atom_labels.cpu(), cpu.atom_labels)
+    i_c, v_c = cpu.encode(x[:500])
+    i_g, v_g = gpu.encode(x[:500].cuda())
+    torch.testing.assert_close(cpu.decode((i_c, v_c)), gpu.decode((i_g, v_g)).cpu())
