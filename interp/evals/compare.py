@@ -30,7 +30,8 @@ import torch
 from interp.activations import ActivationCache
 from interp.decomposers.itda import ITDA, cache_labels
 from interp.evals.similarity import (
-    best_matches, jaccard_matrix, layer_matching_score, model_similarity, similarity_matrices,
+    best_matches, feature_similarities, jaccard_matrix, layer_features, layer_matching_score,
+    model_similarity,
 )
 
 
@@ -87,10 +88,10 @@ def compare_models(cache_a: ActivationCache, cache_b: ActivationCache, sites_a: 
     jac = {"aa": jaccard_matrix(da, da, "span"), "bb": jaccard_matrix(db, db, "span"),
            "ab": jaccard_matrix(da, db, "span")}
     pick = np.sort(np.random.default_rng(seed).permutation(len(ra))[:n_baseline])
-    xa = [layer_rows(cache_a, s, ra[pick]) for s in sites_a]
-    xb = [layer_rows(cache_b, s, rb[pick]) for s in sites_b]
-    base = {"aa": similarity_matrices(xa, xa), "bb": similarity_matrices(xb, xb),
-            "ab": similarity_matrices(xa, xb)}
+    fa = layer_features([layer_rows(cache_a, s, ra[pick]) for s in sites_a])
+    fb = layer_features([layer_rows(cache_b, s, rb[pick]) for s in sites_b])
+    base = {"aa": feature_similarities(fa, fa), "bb": feature_similarities(fb, fb),
+            "ab": feature_similarities(fa, fb)}
     metrics = {"jaccard": jac} | {m: {p: base[p][m] for p in base} for m in ("cka", "svcca", "relative")}
     return {
         "models": [cache_a.manifest["model"], cache_b.manifest["model"]],

@@ -172,23 +172,30 @@ def _cosine_matrix(fa: list[torch.Tensor], fb: list[torch.Tensor]) -> np.ndarray
     return (a @ b.T).double().numpy()
 
 
-def similarity_matrices(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], n_components: int = 20,
-                        n_anchors: int = 300, seed: int = 42) -> dict[str, np.ndarray]:
-    """``{"cka", "svcca", "relative"}`` -> ``[len(xs), len(ys)]`` matrices over paired rows.
-
-    Each measure is computed from per-layer features once (centred Gram matrices ``[N, N]`` for
-    CKA, so keep N to a few thousand; SVD bases; relative representations), then all pairs at once.
-    """
+def layer_features(xs: Sequence[torch.Tensor], n_components: int = 20, n_anchors: int = 300,
+                   seed: int = 42) -> dict[str, list[torch.Tensor]]:
+    """Per-layer features the baselines compare: centred Gram matrices ``[N, N]`` (CKA; keep N to a
+    few thousand), SVD bases (SVCCA) and relative representations. Compute once per model."""
     def gram(x):
         x = _centred(x)
         return (x @ x.T).float()
 
-    def rel(x):
-        return relative_rep(x, anchor_rows(len(x), n_anchors, seed)).float()
+    return {"gram": [gram(x) for x in xs], "basis": [svcca_basis(x, n_components) for x in xs],
+            "relative": [relative_rep(x, anchor_rows(len(x), n_anchors, seed)).float() for x in xs]}
 
-    out = {"cka": _cosine_matrix([gram(x) for x in xs], [gram(y) for y in ys])}
-    ua, ub = [svcca_basis(x, n_components) for x in xs], [svcca_basis(y, n_components) for y in ys]
-    out["svcca"] = np.array([[svcca_from_bases(u, v) for v in ub] for u in ua])
-    ra, rb = [rel(x) for x in xs], [rel(y) for y in ys]
-    out["relative"] = np.array([[(u * v).sum(1).mean().item() for v in rb] for u in ra])
-    return out
+
+def feature_similarities(fa: dict[str, list[torch.Tensor]], fb: dict[str, list[torch.Tensor]]
+                         ) -> dict[str, np.ndarray]:
+    """``{"cka", "svcca", "relative"}`` -> ``[La, Lb]`` matrices from two ``layer_features``."""
+    return {
+        "cka": _cosine_matrix(fa["gram"], fb["gram"]),
+        "svcca": np.array([[svcca_from_bases(u, v) for v in fb["basis"]] for u in fa["basis"]]),
+        "relative": np.array([[(u * v).sum(1).mean().item() for v in fb["relative"]] for u in fa["relative"]]),
+    }
+
+
+def similarity_matrices(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], n_components: int = 20,
+                        n_anchors: int = 300, seed: int = 42) -> dict[str, np.ndarray]:
+    """``{"cka", "svcca", "relative"}`` -> ``[len(xs), len(ys)]`` matrices over paired rows."""
+    return feature_similarities(layer_features(xs, n_components, n_anchors, seed),
+                                layer_features(ys, n_components, n_anchors, seed))
