@@ -65,6 +65,10 @@ class Decomposer(torch.nn.Module):
     def encode(self, x: Float[torch.Tensor, "B D"]) -> Float[torch.Tensor, "B F"]:
         raise NotImplementedError
 
+    def encode_dense(self, x: Float[torch.Tensor, "B D"]) -> Float[torch.Tensor, "B F"]:
+        """Codes as a dense ``[B, F]`` matrix, whatever ``encode`` returns (ITDA: sparse pairs)."""
+        return self.encode(x)
+
     def decode(self, codes: Float[torch.Tensor, "B F"]) -> Float[torch.Tensor, "B D"]:
         raise NotImplementedError(f"{type(self).__name__} does not reconstruct")
 

@@ -93,6 +93,8 @@ def _eval_batch(dec: Decomposer, model: LoadedModel, site: str, tokens: torch.Te
     keep = ~special
     codes = dec.encode(x[keep].to(dec_dtype(dec)))
     x_hat = dec.decode(codes).to(x.dtype)
+    if isinstance(codes, tuple):  # sparse (indices, values) codes, e.g. ITDA's
+        codes = codes[1].new_zeros(len(x_hat), totals.fires.numel()).scatter_add_(1, *codes)
     totals.add_codes(x[keep], x_hat, codes)
     spliced = x.clone()
     spliced[keep] = x_hat
