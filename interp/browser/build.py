@@ -161,7 +161,7 @@ def _encode_rows(dec: Decomposer, x: torch.Tensor, special: torch.Tensor) -> tor
     """Codes ``[R*S, F]`` (float32, on the model's device) of site activations ``x [R, S, D]``."""
     p = next(iter(dec.parameters()), None)
     flat = x.reshape(-1, x.shape[-1]).to(p.dtype if p is not None else torch.float32)
-    codes = dec.encode(flat).float()
+    codes = dec.encode_dense(flat).float()
     return codes.masked_fill_(special.reshape(-1, 1).to(codes.device), 0.0)
 
 

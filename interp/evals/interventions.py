@@ -94,7 +94,7 @@ def _editor(direction: torch.Tensor, alpha: float, mode: str, decomposer: Any, f
     def ablate(x: torch.Tensor) -> torch.Tensor:
         p = next(iter(decomposer.parameters()), None)
         xd = x.to(p.dtype if p is not None else x.dtype)
-        codes = decomposer.encode(xd)
+        codes = decomposer.encode_dense(xd)
         only = torch.zeros_like(codes)
         only[:, feature] = codes[:, feature]
         return x - (decomposer.decode(only) - decomposer.decode(torch.zeros_like(codes))).to(x)

@@ -100,7 +100,7 @@ def sentence_codes(model: LoadedModel, decomposer: Any, site: str, sentences: Se
     p = next(iter(decomposer.parameters()), None)
     rows = []
     for acts in site_activations(model, site, sentences):
-        codes = decomposer.encode(acts.to(device=p.device if p is not None else "cpu",
+        codes = decomposer.encode_dense(acts.to(device=p.device if p is not None else "cpu",
                                           dtype=p.dtype if p is not None else torch.float32))
         rows.append(codes.max(0).values.float().cpu())
     return torch.stack(rows)

@@ -84,11 +84,35 @@ def planted_topk(model) -> TopKSAE:
     return sae
 
 
+def fitted_decomposers(model) -> dict:
+    """One small instance of every fitted method, at a site of the tiny model."""
+    from interp.decomposers.attn_svd import HeadSVD
+    from interp.decomposers.itda import ITDA
+    from interp.decomposers.lib import LIB
+    from interp.decomposers.semi_nmf import SNMF
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.relu(torch.randn(512, model.d_mlp, generator=g))
+    resid = torch.randn(512, model.d_model, generator=g)
+    labels = torch.stack([torch.zeros(512, dtype=torch.long), torch.arange(512)], 1)
+    W = (torch.randn(model.d_model, model.d_model, generator=g) / model.d_model ** 0.5).double()
+    return {
+        "snmf": SNMF.fit(hidden, rank=8, sparsity=0.1, max_iter=20, progress=False, model="tiny-llama",
+                         site="blocks.0.mlp.hook_post"),
+        "itda": ITDA.fit([(resid, labels)], k=4, cos_threshold=0.5, max_atoms=48, progress=False,
+                         model="tiny-llama", site="blocks.0.hook_resid_post"),
+        "attn_svd": HeadSVD.fit(model),
+        "lib": LIB.fit([lambda x: torch.tanh(x @ W)], resid.double(), model="tiny-llama",
+                       sites=("blocks.0.hook_resid_post", "blocks.0.hook_mlp_out"), direction_layer=0),
+    }
+
+
 def make_artifacts(model, root: Path) -> dict[str, Path]:
     arts = {"topk": planted_topk(model),
             "dense": DenseNonneg(DenseConfig(model="tiny-llama", site="blocks.0.mlp.hook_post")),
             "dense_res": DenseNonnegResidual(DenseConfig(method="test_dense_res", model="tiny-llama",
-                                                         site="blocks.0.mlp.hook_post", seed=1))}
+                                                         site="blocks.0.mlp.hook_post", seed=1)),
+            **fitted_decomposers(model)}
     return {name: dec.save(root / "artifacts" / name) for name, dec in arts.items()}
 
 

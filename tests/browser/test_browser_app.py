@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from .conftest import PLANTED_TOKEN
 
 APP = str(Path(__file__).resolve().parents[2] / "apps" / "browser.py")
-NAMES = ["topk", "dense", "dense_res"]
+NAMES = ["topk", "dense", "dense_res", "snmf", "itda", "attn_svd", "lib"]
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_list_and_feature_pages_render(app, name):
 def test_default_run_is_picked(app):
     at = app()
     _ok(at)
-    assert at.sidebar.selectbox[0].value == "stores/dense"  # first store, sorted
+    assert at.sidebar.selectbox[0].value == "stores/attn_svd"  # first store, sorted
 
 
 def test_search_finds_planted_feature(app):

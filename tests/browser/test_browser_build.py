@@ -14,7 +14,7 @@ from interp.models import vocab_projection
 
 from .conftest import N_TOKENS, PLANTED_TOKEN, SEQ_LEN, STORE_OPTIONS
 
-NAMES = ["topk", "dense", "dense_res"]
+NAMES = ["topk", "dense", "dense_res", "snmf", "itda", "attn_svd", "lib"]
 
 
 def _direct_codes(model, dec, corpus):
@@ -24,7 +24,7 @@ def _direct_codes(model, dec, corpus):
     _, cache = model.bridge.run_with_cache(tokens, names_filter=[dec.cfg.site])
     x = cache[dec.cfg.site].reshape(*tokens.shape, -1)
     with torch.no_grad():
-        codes = dec.encode(x.reshape(-1, x.shape[-1])).reshape(*tokens.shape, -1)
+        codes = dec.encode_dense(x.reshape(-1, x.shape[-1])).reshape(*tokens.shape, -1)
     codes[torch.from_numpy(text.special_mask())] = 0
     return codes, text
 
