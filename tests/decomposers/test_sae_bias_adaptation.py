@@ -1,6 +1,7 @@
 """BA / GBA: the bias update against a hand-computed step, statistics from real steps, group
 targets, no gradient on the biases, exact resume of the adaptation state, SAELens export."""
 
+import dataclasses
 import json
 import math
 
@@ -76,11 +77,12 @@ def test_statistics_from_steps_and_no_bias_gradient(activation, tied):
 
 
 def test_sparse_and_dense_paths_agree():
-    sae = GroupBiasAdaptationSAE(GBAConfig(d_in=8, d_sae=64, batch_size=16, activation="jumprelu", seed=0))
+    sae = GroupBiasAdaptationSAE(GBAConfig(d_in=8, d_sae=64, batch_size=16, activation="jumprelu", seed=0,
+                                           train_b_dec=True, sparse_frac=1.0))
     sae.b_enc.copy_(-torch.rand(64) * 4)
     x = torch.randn(16, 8)
     out_sparse = sae.step(x, None)
-    sae.cfg = GBAConfig(**{**sae.cfg.__dict__, "sparse_frac": 0.0})
+    sae.cfg = dataclasses.replace(sae.cfg, sparse_frac=0.0)
     out_dense = sae.step(x, None)
     assert torch.allclose(out_sparse.x_hat, out_dense.x_hat, atol=1e-5)
     g1 = torch.autograd.grad(out_sparse.loss, [sae.W_dec, sae.b_dec, sae.scale])

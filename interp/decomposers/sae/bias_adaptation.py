@@ -10,8 +10,8 @@ from ``htf`` down to ``ltf``; BA: one group at ``htf``):
 - dead (p_m < dead_eps):    b_m <- min(b_m + gamma_up * mean_k(r), 0), the mean of the group's
   positive peaks;
 - otherwise b_m is left alone (a stable band, not exact frequency matching).
-Weights (and b_dec, and the tied output scale) train by the shared trainer's Adam on the
-reconstruction loss (here the batch FVU, a rescaled 1/2||x - x_hat||^2, which Adam does not see).
+Weights (and the tied output scale) train by the shared trainer's Adam on the reconstruction
+loss (here the batch FVU, a rescaled 1/2||x - x_hat||^2, which Adam does not see).
 
 What the sources leave open (see the method notes) and the defaults chosen here:
 - ``tied`` (default True): the paper's Section 2 writes one vector w_m as detector and decoder
@@ -28,6 +28,10 @@ What the sources leave open (see the method notes) and the defaults chosen here:
   ceil(buffer_tokens / batch_size) batches (default buffer: the batches since the last update);
   it is exact for the statistics the rule needs and small enough for any width.
 - Peaks r_m are those of y_m = w.(x - b_dec) + b_m (with the bias), clamped at 0.
+- ``train_b_dec`` (default False): b_dec stays at the data mean it is initialised to. Trained,
+  it drifted so as to raise every pre-activation against the adapted thresholds (measured on the
+  synthetic benchmark: L0 grew from 28 to 46 while the biases fell, and recovery stalled); the
+  unofficial JSALT script also leaves it untrained (by accident, per the method notes).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class BAConfig(SAEConfig):
     tied: bool = True
     activation: str = "relu"  # relu | jumprelu
     train_scale: bool = True  # tied only: the per-neuron output scale a_m is trained (else a = 1)
+    train_b_dec: bool = False  # True: b_dec also trains (it then drifts against the thresholds)
     gamma_up: float = 0.01
     gamma_down: float = 0.01
     dead_eps: float = 1e-6
@@ -88,6 +93,7 @@ class BiasAdaptationSAE(SAE):
         f = cfg.d_sae
         self.b_enc.requires_grad_(False)  # set by adaptation, never by the gradient
         self.W_enc.requires_grad_(not cfg.tied)
+        self.b_dec.requires_grad_(cfg.train_b_dec)
         self.scale = torch.nn.Parameter(torch.ones(f), requires_grad=cfg.tied and cfg.train_scale)
         gen = torch.Generator().manual_seed(cfg.seed + 7)
         group = torch.arange(f) * cfg.n_groups // f  # equal groups of randomly permuted neurons
