@@ -1,6 +1,8 @@
 """Synthetic planted features: the data follow their specification, recovery() against a brute
 force, and GBA's recovery in the GBA paper's setting (n = 128, d = 42, s = 3 or 20)."""
 
+import os
+
 import pytest
 import torch
 
@@ -54,3 +56,36 @@ def test_sae_init_does_not_start_at_the_planted_features():
     for seed in (0, 1, 2):
         init = TopKSAE(TopKConfig(d_in=42, d_sae=512, k=20, seed=seed))
         assert recovery(init.directions(), data.directions).rates[0.8] == 0
+
+
+# -- GBA in the paper's setting ---------------------------------------------------------------------
+
+_GBA = dict(method="gba", d_sae=1024, batch_size=512, lr=1e-2, update_every=2, wandb="disabled", device="cpu")
+
+
+def _gba_recovery(seed: int, n_tokens: int):
+    data = make_dataset(n_samples=100_000, seed=seed)
+    sae = train({**_GBA, "n_tokens": n_tokens, "seed": seed}, data.x, progress=False)
+    with torch.no_grad():
+        l0 = (sae.encode(data.x[:4096]) > 0).sum(1).float().mean().item()
+    return recovery(sae.directions(), data.directions), l0
+
+
+@pytest.mark.slow
+def test_gba_learns_planted_features_at_reduced_scale():
+    """One seed, 300k samples (~590 steps): the thresholds settle near their targets (L0 at most
+    the sum of the group targets times the group size, ~25) and most features are found at
+    τ = 0.8. The paper's bar (>= 95% at τ = 0.9) needs longer training: see the next test."""
+    rec, l0 = _gba_recovery(0, 300_000)
+    assert l0 <= 30
+    assert rec.mean_max_cos > 0.8 and rec.rates[0.8] >= 0.5, (rec.rates, rec.mean_max_cos)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("INTERP_FULL_SYNTHETIC"),
+                    reason="full-scale acceptance run (minutes); set INTERP_FULL_SYNTHETIC=1")
+def test_gba_recovers_95_percent_at_tau_09_over_3_seeds():
+    """The GBA paper's claim on its imbalanced synthetic setting, at a 3M-sample budget per seed."""
+    for seed in (0, 1, 2):
+        rec, _ = _gba_recovery(seed, 3_000_000)
+        assert rec.rates[0.9] >= 0.95, (seed, rec.rates)
