@@ -13,6 +13,8 @@ Methods not registered in this build are listed as such.
 import sys
 from pathlib import Path
 
+import torch
+
 import interp.decomposers  # noqa: F401  (registers every method)
 from interp._io import write_atomic, write_json_atomic
 from interp.cli import load_config
@@ -26,6 +28,8 @@ def main(argv: list[str]) -> None:
         outer, inner = key.split(".", 1)
         cfg[outer] = {**cfg[outer], inner: cfg.pop(key)}
     out = Path(cfg.pop("out", "runs/bench_synthetic"))
+    if cfg.get("threads"):  # tiny shapes: one thread avoids OpenMP spinning on a busy machine
+        torch.set_num_threads(cfg["threads"])
     thresholds = tuple(cfg["thresholds"])
     data = {k: tuple(tuple(v) for v in val) if k == "sparsity" else val for k, val in cfg["data"].items()}
     rows = benchmark(cfg["methods"], cfg["seeds"], data, cfg["train"], thresholds)
