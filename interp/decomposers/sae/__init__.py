@@ -2,11 +2,17 @@
 
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
 from interp.decomposers.sae.batchtopk import BatchTopKConfig, BatchTopKSAE
+from interp.decomposers.sae.bias_adaptation import BAConfig, BiasAdaptationSAE, GBAConfig, GroupBiasAdaptationSAE
 from interp.decomposers.sae.jumprelu import JumpReLUConfig, JumpReLUSAE
 from interp.decomposers.sae.relu import ReLUConfig, ReLUSAE
 from interp.decomposers.sae.saelens import load_saelens
+from interp.decomposers.sae.topafa import TopAFAConfig, TopAFASAE
 from interp.decomposers.sae.topk import TopKConfig, TopKSAE
 from interp.decomposers.sae.trainer import train
 
-__all__ = ["SAE", "BatchTopKConfig", "BatchTopKSAE", "JumpReLUConfig", "JumpReLUSAE", "ReLUConfig", "ReLUSAE",
-           "SAEConfig", "StepOutput", "TopKConfig", "TopKSAE", "load_saelens", "train"]
+__all__ = [
+    "SAE", "SAEConfig", "StepOutput", "train", "load_saelens",
+    "TopKConfig", "TopKSAE", "BatchTopKConfig", "BatchTopKSAE", "ReLUConfig", "ReLUSAE",
+    "JumpReLUConfig", "JumpReLUSAE", "TopAFAConfig", "TopAFASAE",
+    "BAConfig", "BiasAdaptationSAE", "GBAConfig", "GroupBiasAdaptationSAE",
+]

@@ -1,0 +1,93 @@
+"""Synthetic planted features: the data follow their specification, recovery() against a brute
+force, and GBA's recovery in the GBA paper's setting (n = 128, d = 42, s = 3 or 20)."""
+
+import os
+
+import pytest
+import torch
+
+from interp.decomposers.sae import TopKConfig, TopKSAE, train
+from interp.evals.synthetic import make_dataset, recovery
+
+
+def test_dataset_follows_its_specification():
+    data = make_dataset(n_samples=4000, n_features=64, d=20, sparsity=((0.5, 3), (0.5, 10)), seed=3)
+    h = data.codes.to_dense()
+    assert data.x.shape == (4000, 20) and h.shape == (4000, 64)
+    assert torch.allclose(data.directions.norm(dim=1), torch.ones(64))
+    assert torch.allclose(data.x, h @ data.directions, atol=1e-5)
+    counts = (h > 0).sum(1)
+    assert set(counts.unique().tolist()) <= {3, 10}
+    assert 0.45 < (counts == 3).float().mean() < 0.55 and h.min() >= 0 and h.max() <= 1
+    assert torch.allclose(data.frequencies, (h > 0).float().mean(0))
+    again = make_dataset(n_samples=4000, n_features=64, d=20, sparsity=((0.5, 3), (0.5, 10)), seed=3)
+    assert torch.equal(again.x, data.x)
+    fresh = make_dataset(n_samples=100, n_features=64, d=20, seed=4, feature_seed=3)
+    assert torch.equal(fresh.directions, data.directions) and not torch.equal(fresh.x, data.x[:100])
+
+
+def test_zipf_spectrum_and_noise():
+    data = make_dataset(n_samples=20000, n_features=32, d=16, sparsity=((1.0, 2),), spectrum="zipf:1.0",
+                        noise=0.1, seed=0)
+    f = data.frequencies
+    assert f[0] > 3 * f[-1] and abs(f.sum().item() - 2.0) < 1e-4
+    resid = data.x - data.codes.to_dense() @ data.directions
+    assert 0.09 < resid.std().item() < 0.11
+
+
+def test_recovery_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    true = torch.randn(20, 10, generator=g)
+    learned = torch.cat([true[:12] + 0.3 * torch.randn(12, 10, generator=g), torch.randn(30, 10, generator=g)]) * 3
+    taus = (0.5, 0.8, 0.9, 0.95)
+    rec = recovery(learned, true, taus)
+    best = []
+    for t in true:
+        cos = [float(t @ w) / (float(t.norm()) * float(w.norm())) for w in learned]
+        best.append(max(cos))
+    for tau in taus:
+        assert rec.rates[tau] == pytest.approx(sum(b > tau for b in best) / len(best))
+    assert rec.mean_max_cos == pytest.approx(sum(best) / len(best), abs=1e-6)
+    assert 0 < rec.rates[0.9] < 1
+
+
+def test_sae_init_does_not_start_at_the_planted_features():
+    data = make_dataset(n_samples=10, seed=0)
+    for seed in (0, 1, 2):
+        init = TopKSAE(TopKConfig(d_in=42, d_sae=512, k=20, seed=seed))
+        assert recovery(init.directions(), data.directions).rates[0.8] == 0
+
+
+# -- GBA in the paper's setting ---------------------------------------------------------------------
+
+_GBA = dict(method="gba", d_sae=1024, batch_size=512, lr=1e-2, update_every=2, wandb="disabled", device="cpu")
+
+
+def _gba_recovery(seed: int, n_tokens: int):
+    data = make_dataset(n_samples=100_000, seed=seed)
+    sae = train({**_GBA, "n_tokens": n_tokens, "seed": seed}, data.x, progress=False)
+    with torch.no_grad():
+        l0 = (sae.encode(data.x[:4096]) > 0).sum(1).float().mean().item()
+    return recovery(sae.directions(), data.directions), l0
+
+
+@pytest.mark.slow
+def test_gba_learns_planted_features_at_reduced_scale():
+    """One seed, 300k samples (~590 steps, ~30 s of CPU): the thresholds settle near their targets
+    (L0 at most the sum of the group targets times the group size, ~25) and the dictionary moves
+    far from its random start (mean max cosine ~0.45, nothing found at τ = 0.8). Measured: mean max
+    cosine 0.773, FRR 42% / 16% / 3% at τ = 0.8 / 0.9 / 0.95. The paper's bar (>= 95% at τ = 0.9)
+    is not reached at this budget: see the next test and the benchmark."""
+    rec, l0 = _gba_recovery(0, 300_000)
+    assert l0 <= 30
+    assert rec.mean_max_cos > 0.7 and rec.rates[0.8] >= 0.25, (rec.rates, rec.mean_max_cos)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("INTERP_FULL_SYNTHETIC"),
+                    reason="full-scale acceptance run (minutes); set INTERP_FULL_SYNTHETIC=1")
+def test_gba_recovers_95_percent_at_tau_09_over_3_seeds():
+    """The GBA paper's claim on its imbalanced synthetic setting, at a 3M-sample budget per seed."""
+    for seed in (0, 1, 2):
+        rec, _ = _gba_recovery(seed, 3_000_000)
+        assert rec.rates[0.9] >= 0.95, (seed, rec.rates)
