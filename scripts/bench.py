@@ -13,6 +13,7 @@ Prints a table and writes JSON. Sized to finish in under 10 minutes on a 2-core 
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -45,12 +46,12 @@ def _now(device: str) -> float:
 
 def bench_caching(args) -> dict:
     model = load(args.model, device=args.device)
-    n = args.cache_tokens
+    n, batch = args.cache_tokens, args.model_batch or (128 if args.device.startswith("cuda") else 16)
     with tempfile.TemporaryDirectory() as tmp:
         start = _now(args.device)
-        cache_activations(model, TEXT, [args.site], n, tmp, batch_size=args.model_batch, progress=False)
+        cache_activations(model, TEXT, [args.site], n, tmp, batch_size=batch, progress=False)
         cached = _now(args.device) - start
-    plain = hf_forward(model, n, stop_layer([args.site]), args.model_batch)
+    plain = hf_forward(model, n, stop_layer([args.site]), batch)
     return {"cache_tok_s": n / cached, "forward_tok_s": n / plain, "ratio": plain / cached}
 
 
@@ -69,9 +70,12 @@ def bench_read(cache: ActivationCache, site: str, batch: int) -> dict:
 
 
 def _sae_cfg(method: str, args, d_sae: int, n: int, **kw) -> dict:
-    return dict(method=method, d_sae=d_sae, k=args.k, batch_size=args.batch, n_tokens=n, lr=1e-4,
-                warmup_steps=1, wandb="disabled", device=args.device, exclude_special=False,
-                log_every=10_000, checkpoint_every=10_000) | kw
+    """Same width, batch, budget and lr for every variant; ``k`` where the variant has one."""
+    fields = {f.name for f in dataclasses.fields(REGISTRY[method].config_cls)}
+    cfg = dict(method=method, d_sae=d_sae, batch_size=args.batch, n_tokens=n, lr=1e-4, warmup_steps=1,
+               wandb="disabled", device=args.device, exclude_special=False, log_every=10_000,
+               checkpoint_every=10_000)
+    return cfg | ({"k": args.k} if "k" in fields else {}) | kw
 
 
 def _train_speed(x: torch.Tensor, cfg: dict) -> float:
