@@ -3,6 +3,7 @@
 Spec forms (see ``load_text``):
 - ``builtin:stdlib-docs``: the Python standard library's documentation (``stdlib_docs.py``);
   split ``train`` (default) is every document but each 10th, ``test`` every 10th, ``all`` both;
+- ``builtin:site-docs``: the same, from the installed packages' docstrings (a larger corpus);
 - a local ``.txt`` / ``.jsonl`` / ``.json`` / ``.parquet`` file, or a directory of one kind;
 - anything else: a Hugging Face hub dataset id, optionally ``id:config``, streamed;
 - any of these followed by ``?split=...&column=...&shuffle_seed=...`` (overrides the kwargs).
@@ -24,7 +25,8 @@ import numpy as np
 
 from interp.data import hf_sources, stdlib_docs
 
-BUILTINS: dict[str, Callable[[], Iterator[str]]] = {stdlib_docs.NAME: stdlib_docs.iter_texts}
+BUILTINS: dict[str, Callable[[], Iterator[str]]] = {
+    stdlib_docs.NAME: stdlib_docs.iter_texts, stdlib_docs.SITE_NAME: stdlib_docs.iter_site_texts}
 SPEC_OPTIONS = ("split", "column", "shuffle_seed")
 ACCEPTED_FORMS = (
     "Accepted forms: 'builtin:<name>' (" + ", ".join(f"'builtin:{n}'" for n in BUILTINS) + "); "

@@ -1,12 +1,18 @@
-"""The built-in corpus ``builtin:stdlib-docs``: the Python standard library's own documentation.
+"""The built-in corpora made of Python documentation, so nothing needs the network.
 
-Present on every Python install, so nothing needs the network. Documents, in a fixed order:
+``builtin:stdlib-docs``: the standard library's own documentation. Documents, in a fixed order:
 first the topics of ``pydoc_data.topics`` (sorted by key), then one document per public stdlib
 module, built from the docstrings (module, classes, functions) found by parsing its *source*
-with ``ast`` (modules are never imported: some have side effects). About 1.8 M characters.
+with ``ast`` (modules are never imported: some have side effects). About 1.8 M characters
+(~0.45 M SmolLM2 tokens).
 
-Parsing takes ~10 s, so the document list is cached once per Python minor version as JSON lines
-(``{"text": ...}`` per line) at ``$INTERP_CACHE/corpora/stdlib-docs-py{major}.{minor}.jsonl``
+``builtin:site-docs``: the same extraction over the installed third-party packages
+(``site-packages``: torch, transformers, numpy, ...), for runs that need more than the stdlib
+holds (tens of millions of characters in interp's own environment). Its content depends on what
+is installed, so its cache file is keyed by a hash of the installed distributions and versions.
+
+Parsing takes ~10 s (stdlib) to minutes (site-packages), so a corpus's document list is cached as
+JSON lines (``{"text": ...}`` per line) at ``$INTERP_CACHE/corpora/<name>-py{major}.{minor}[-hash].jsonl``
 (default ``~/.cache/interp``). The first iteration generates documents lazily and writes the
 cache file atomically only when it ran to the end; a consumer that stops early (a small token
 request) therefore only pays for the documents it read.
@@ -15,6 +21,7 @@ request) therefore only pays for the documents it read.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import sys
@@ -24,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 NAME = "stdlib-docs"
+SITE_NAME = "site-docs"
 MIN_DOCSTRING_CHARS = 40
 SKIP_NAMES = {
     "idlelib", "lib2to3", "site-packages", "dist-packages", "turtledemo", "ensurepip", "tkinter",
@@ -31,20 +39,37 @@ SKIP_NAMES = {
 }
 
 
-def cache_path() -> Path:
-    """Where the document list of this Python version is cached."""
+def cache_path(name: str = NAME) -> Path:
+    """Where the document list of corpus ``name`` is cached for this Python (and, for site-docs,
+    this set of installed distributions)."""
     root = Path(os.environ.get("INTERP_CACHE", "~/.cache/interp")).expanduser()
     major, minor = sys.version_info[:2]
-    return root / "corpora" / f"{NAME}-py{major}.{minor}.jsonl"
+    suffix = f"-{_installed_hash()}" if name == SITE_NAME else ""
+    return root / "corpora" / f"{name}-py{major}.{minor}{suffix}.jsonl"
 
 
 def iter_texts() -> Iterator[str]:
-    """Yield the corpus documents in canonical order (from the cache when it exists)."""
-    path = cache_path()
+    """Yield the stdlib corpus documents in canonical order (from the cache when it exists)."""
+    yield from _cached(cache_path(NAME), _generate)
+
+
+def iter_site_texts() -> Iterator[str]:
+    """Yield the site-packages corpus documents in canonical order (cached like the stdlib's)."""
+    yield from _cached(cache_path(SITE_NAME), _generate_site)
+
+
+def _cached(path: Path, generate) -> Iterator[str]:
     if path.is_file():
         yield from _read_cache(path)
     else:
-        yield from _build_and_cache(path)
+        yield from _build_and_cache(path, generate)
+
+
+def _installed_hash() -> str:
+    from importlib import metadata
+
+    names = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
 
 
 def _read_cache(path: Path) -> Iterator[str]:
@@ -53,14 +78,14 @@ def _read_cache(path: Path) -> Iterator[str]:
             yield json.loads(line)["text"]
 
 
-def _build_and_cache(path: Path) -> Iterator[str]:
+def _build_and_cache(path: Path, generate) -> Iterator[str]:
     """Generate the documents, writing them to a temp file that replaces ``path`` at the end."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     done = False
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for text in _generate():
+            for text in generate():
                 f.write(json.dumps({"text": text}) + "\n")
                 yield text
             f.flush()
@@ -79,6 +104,17 @@ def _generate() -> Iterator[str]:
         text = _module_text(file)
         if text:
             yield text
+
+
+def _generate_site() -> Iterator[str]:
+    """One document per public module of the installed packages (sorted by path)."""
+    root = Path(sysconfig.get_paths()["purelib"])
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if entry.is_dir() and not entry.name.endswith((".dist-info", ".egg-info", ".data")):
+            for file in _module_files(entry):
+                text = _module_text(file)
+                if text:
+                    yield text
 
 
 def _topic_texts() -> Iterator[str]:

@@ -66,3 +66,18 @@ def test_module_text_skips_private_and_tests(tmp_path):
     assert stdlib_docs._module_text(root / "m.py") == (
         "Class docstring long enough to keep, over forty chars.\n\n"
         "Method docstring, also long enough to be kept here.")
+
+
+def test_site_docs_corpus(tmp_path, monkeypatch):
+    """site-docs walks the installed packages (here a fake purelib) and caches per install set."""
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
+    purelib = tmp_path / "site"
+    for rel in ["zpkg/__init__.py", "apkg/mod.py", "apkg/_private.py", "apkg-1.0.dist-info/x.py"]:
+        (purelib / rel).parent.mkdir(parents=True, exist_ok=True)
+        (purelib / rel).write_text(f'"""Docstring of {rel}, comfortably longer than forty characters."""\n')
+    monkeypatch.setattr(stdlib_docs.sysconfig, "get_paths", lambda: {"purelib": str(purelib)})
+    docs = [d.text for d in load_text("builtin:site-docs?split=all")]
+    assert docs == [f"Docstring of {rel}, comfortably longer than forty characters."
+                    for rel in ["apkg/mod.py", "zpkg/__init__.py"]]
+    path = stdlib_docs.cache_path(stdlib_docs.SITE_NAME)
+    assert path.is_file() and path.name.startswith("site-docs-py3.") and len(path.stem.rsplit("-", 1)[1]) == 12
