@@ -11,9 +11,10 @@ in Adam so that short runs are not pulled toward the zero it starts from.
 
 ``encode`` uses the batch top-k while the module is in training mode and the threshold in eval
 mode (``train`` and ``load`` return modules in eval mode). Steps run on the sparse kernels: the
-batch threshold is found exactly from a per-token top-2k shortlist, whose ids are then the step's
-candidates (falling back to a full selection when a token has more than 2k latents above it). SAELens has no BatchTopK inference class (it
-saves BatchTopK SAEs as JumpReLU), so the export is a JumpReLU with theta in every latent.
+batch threshold is found exactly from a per-token shortlist (top 2k, widened while some token may
+hold more above the threshold), whose ids are then the step's candidates. SAELens has no
+BatchTopK inference class (it saves BatchTopK SAEs as JumpReLU), so the export is a JumpReLU with
+theta in every latent.
 """
 
 from __future__ import annotations
@@ -43,25 +44,28 @@ def batch_threshold(acts: Float[torch.Tensor, "B F"], n_keep: int) -> torch.Tens
     return _shortlist(acts, n_keep)[0]
 
 
-def _shortlist(acts: torch.Tensor, n_keep: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(threshold, per-token top-2k ids holding every entry >= threshold, or None when a token has
-    more than that above it and the threshold came from a full selection).
+def _shortlist(acts: torch.Tensor, n_keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(threshold, per-token shortlist ids holding every entry >= threshold).
 
-    Data-parallel: ``acts`` is this rank's slice and ``n_keep`` its share; the threshold is that of
-    the global batch (the ranks' shortlists are gathered), as in one process.
+    The shortlist starts at each token's top 2k (k = n_keep / B) and grows fourfold while some
+    token has all of its shortlist at or above the threshold (it may hold more), up to all F
+    latents: early in training a few tokens fire far more than k, and one wider top-k costs less
+    than a selection over the whole batch. Data-parallel: ``acts`` is this rank's slice and
+    ``n_keep`` its share; the threshold is that of the global batch (the ranks' shortlists are
+    gathered), as in one process.
     """
     B, F = acts.shape
     size = _dist.world()[1]
     n_keep = max(1, min(n_keep, acts.numel()))
     m = min(F, 2 * math.ceil(n_keep / B))
-    short = acts.topk(m, dim=1, sorted=False)
-    pool = _dist.all_gather_cat(short.values.reshape(-1))
-    t = pool.kthvalue(pool.numel() - n_keep * size + 1).values
-    overflow = torch.tensor(float(m < F and bool(((short.values.min(1).values >= t) & (t > 0)).any())))
-    if _dist.all_reduce(overflow, "max") > 0:  # a row may hold more: select over everything
-        pool = _dist.all_gather_cat(acts.reshape(-1))
-        return pool.kthvalue(pool.numel() - n_keep * size + 1).values, None
-    return t, short.indices
+    while True:
+        short = acts.topk(m, dim=1, sorted=False)
+        pool = _dist.all_gather_cat(short.values.reshape(-1))
+        t = pool.kthvalue(pool.numel() - n_keep * size + 1).values
+        full = torch.tensor(float(m < F and bool(((short.values.min(1).values >= t) & (t > 0)).any())))
+        if m == F or _dist.all_reduce(full, "max") == 0:
+            return t, short.indices
+        m = min(F, 4 * m)
 
 
 @register("batchtopk")
@@ -92,10 +96,10 @@ class BatchTopKSAE(TopKSAE):
         return self.decode(self.encode(x))
 
     def _select(self, pre: torch.Tensor) -> Active:
-        """This batch's top k * B entries, from the shortlist when it holds them all."""
+        """This batch's top k * B entries: sparse over the shortlist unless it grew too wide."""
         t, ids = _shortlist(torch.relu(pre), self.cfg.k * len(pre))
         lower = torch.nextafter(t, t.new_full((), -math.inf)).clamp_min(0.0)
-        if ids is None or ids.shape[1] > ops.SPARSE_MAX_DENSITY * pre.shape[1]:
+        if ids.shape[1] > ops.SPARSE_MAX_DENSITY * pre.shape[1]:
             return Active(pre, lower)
         return Active.from_candidates(ids, pre.gather(1, ids) > lower, pre.shape[1])
 
