@@ -3,11 +3,10 @@
 Caches one middle residual site of the built-in SmolLM2-135M once, trains every method of the
 config over its sparsity sweep on that cache (the one trainer, wandb offline per run), evaluates
 each SAE spliced into the model on held-out text (``interp.evals.reconstruction.evaluate``: FVU,
-L0, CE-loss recovered, KL, dead fraction) and, when ``interp.evals.afa.elbo`` exists, the median
-per-token εLBO on held-out activations (the column stays empty otherwise). Writes
-``OUT/results.json``, ``OUT/results.md`` and ``OUT/frontiers.png`` (FVU-L0 and CE-recovered-L0).
-Methods of the config that this checkout does not register are listed as such in every output.
-Re-running resumes: finished runs and evaluations are read back.
+L0, CE-loss recovered, KL, dead fraction) and the median per-token εLBO on held-out activations
+(``interp.evals.afa.elbo``). Writes ``OUT/results.json``, ``OUT/results.md`` and
+``OUT/frontiers.png`` (FVU-L0 and CE-recovered-L0). Re-running resumes: finished runs and
+evaluations are read back.
 
 Scale (configs/sweep_sae.yaml, reduced for a 2-core CPU): 131k cached training tokens at
 blocks.15.hook_resid_post, 524k training tokens per run (512 steps of 1024, cycling over the
@@ -28,6 +27,7 @@ from interp.activations import ActivationCache, cache_activations
 from interp.cli import load_config
 from interp.decomposers import REGISTRY
 from interp.decomposers.sae import SAE, train
+from interp.evals.afa import elbo
 from interp.evals.reconstruction import evaluate
 from interp.models import load
 
@@ -38,6 +38,9 @@ def sweep_runs(methods: dict[str, dict]) -> list[tuple[str, str, Any, dict]]:
     """(method, swept key, value, fixed settings) for every run of the config."""
     runs = []
     for method, spec in methods.items():
+        if method not in REGISTRY or not issubclass(REGISTRY[method], SAE):
+            known = sorted(m for m, c in REGISTRY.items() if issubclass(c, SAE))
+            raise ValueError(f"methods.{method}: not a registered SAE method; choose from {known}")
         lists = [k for k, v in spec.items() if isinstance(v, list)]
         if len(lists) != 1:
             raise ValueError(f"methods.{method}: give exactly one list of sparsity settings, got {lists}")
@@ -45,15 +48,6 @@ def sweep_runs(methods: dict[str, dict]) -> list[tuple[str, str, Any, dict]]:
         fixed = {k: v for k, v in spec.items() if k != key}
         runs += [(method, key, value, fixed) for value in spec[key]]
     return runs
-
-
-def elbo_function():
-    """``interp.evals.afa.elbo`` when this checkout has it, else None (the column stays empty)."""
-    try:
-        from interp.evals.afa import elbo
-    except ImportError:
-        return None
-    return elbo
 
 
 def held_out_activations(model, cfg: dict, out: Path) -> torch.Tensor:
@@ -64,11 +58,9 @@ def held_out_activations(model, cfg: dict, out: Path) -> torch.Tensor:
     return cache.activations(cfg["site"]).reshape(-1, cache.width(cfg["site"]))[keep].float()
 
 
-def run_one(cfg: dict, cache: ActivationCache, model, run: tuple, elbo, x_held) -> dict:
+def run_one(cfg: dict, cache: ActivationCache, model, run: tuple, x_held) -> dict:
     method, key, value, fixed = run
     row = {"method": method, "setting": f"{key}={value}", "status": "ok"}
-    if method not in REGISTRY or not issubclass(REGISTRY[method], SAE):
-        return row | {"status": "not registered on this branch"}
     out = Path(cfg["out"]) / "runs" / f"{method}-{key}={value}"
     start = time.time()
     sae = train({**cfg["sae"], **fixed, "method": method, key: value}, cache, out=out)
@@ -82,9 +74,8 @@ def run_one(cfg: dict, cache: ActivationCache, model, run: tuple, elbo, x_held) 
         saved = {"eval_config": cfg["eval"], **evaluate(sae, model, cfg["site"], progress=False, **cfg["eval"])}
         write_json_atomic(done, saved)
     row |= {k: v for k, v in saved.items() if k != "eval_config"}
-    if elbo is not None:
-        with torch.no_grad():
-            row["elbo_median"] = elbo(sae, x_held.to(sae.W_enc.device)).median().item()
+    with torch.no_grad():
+        row["elbo_median"] = elbo(sae, x_held.to(sae.W_enc.device)).median().item()
     return row
 
 
@@ -94,16 +85,16 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def write_table(rows: list[dict], cfg: dict, out: Path, note: str) -> None:
+def write_table(rows: list[dict], cfg: dict, out: Path) -> None:
     head = ["method", "setting", *COLUMNS]
     lines = [f"SAE sweep on {cfg['model']} {cfg['site']}: {cfg['sae']['n_tokens']} training tokens per run "
              f"(cache {cfg['cache_tokens']}), expansion {cfg['sae'].get('expansion_factor')}, evaluated on "
-             f"{cfg['eval']['n_tokens']} held-out tokens. {note}", "",
+             f"{cfg['eval']['n_tokens']} held-out tokens.", "",
              "| " + " | ".join(head + ["status"]) + " |", "|" + "---|" * (len(head) + 1)]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c)) for c in head + ["status"]) + " |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    write_json_atomic(out / "results.json", {"config": cfg, "note": note, "rows": rows})
+    write_json_atomic(out / "results.json", {"config": cfg, "rows": rows})
 
 
 def plot(rows: list[dict], out: Path) -> None:
@@ -154,20 +145,15 @@ def main(argv: list[str]) -> None:
     model = load(cfg["model"])
     cache = ActivationCache(cache_activations(model, cfg["text"], [cfg["site"]], cfg["cache_tokens"],
                                               out / "cache", seq_len=cfg["seq_len"]))
-    elbo = elbo_function()
-    x_held = held_out_activations(model, cfg, out) if elbo else None
-    note = "" if elbo else "εLBO: interp.evals.afa.elbo is not on this branch, column left empty."
+    x_held = held_out_activations(model, cfg, out)
     rows = []
     for run in runs:
         try:
-            rows.append(run_one(cfg, cache, model, run, elbo, x_held))
+            rows.append(run_one(cfg, cache, model, run, x_held))
         except Exception as e:  # one failed run (e.g. a diverged loss) is reported, the sweep goes on
             rows.append({"method": run[0], "setting": f"{run[1]}={run[2]}", "status": f"error: {e}"})
         print(" ".join(f"{k}={_fmt(v)}" for k, v in rows[-1].items() if k in ("method", "setting", "status", *COLUMNS)))
-        write_table(rows, cfg, out, note)
-    missing = sorted({r["method"] for r in rows if r["status"] == "not registered on this branch"})
-    if missing:
-        print(f"NOT RUN (not registered on this branch): {', '.join(missing)}")
+        write_table(rows, cfg, out)
     plot(rows, out)
     log_wandb(rows, cfg, out)
     print(f"\n{(out / 'results.md').read_text()}\ntotal {time.time() - t0:.0f} s; "
