@@ -9,7 +9,7 @@ L0, CE-loss recovered, KL, dead fraction) and the median per-token εLBO on held
 evaluations are read back.
 
 Scale (configs/sweep_sae.yaml, reduced for a 2-core CPU): 131k cached training tokens at
-blocks.15.hook_resid_post, 524k training tokens per run (512 steps of 1024, cycling over the
+blocks.15.hook_resid_post, 262k training tokens per run (256 steps of 1024, cycling over the
 cache), d_sae 4608 (8x), 3 settings per method, evaluation on 2,048 held-out tokens (16 sequences
 of 128). Override e.g. ``sae={...}`` or ``cache_tokens=...`` for another scale.
 """

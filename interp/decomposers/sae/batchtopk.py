@@ -11,8 +11,8 @@ in Adam so that short runs are not pulled toward the zero it starts from.
 
 ``encode`` uses the batch top-k while the module is in training mode and the threshold in eval
 mode (``train`` and ``load`` return modules in eval mode). Steps run on the sparse kernels: the
-batch threshold is found exactly from a per-token shortlist (top 2k, widened while some token may
-hold more above the threshold), whose ids are then the step's candidates. SAELens has no
+batch threshold is found exactly from per-token shortlists (top 2k, and every entry above a lower
+bound for the few tokens that may hold more), whose ids are then the step's candidates. SAELens has no
 BatchTopK inference class (it saves BatchTopK SAEs as JumpReLU), so the export is a JumpReLU with
 theta in every latent.
 """
@@ -45,27 +45,36 @@ def batch_threshold(acts: Float[torch.Tensor, "B F"], n_keep: int) -> torch.Tens
 
 
 def _shortlist(acts: torch.Tensor, n_keep: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(threshold, per-token shortlist ids holding every entry >= threshold).
+    """(threshold, per-token candidate ids holding every entry >= threshold).
 
-    The shortlist starts at each token's top 2k (k = n_keep / B) and grows fourfold while some
-    token has all of its shortlist at or above the threshold (it may hold more), up to all F
-    latents: early in training a few tokens fire far more than k, and one wider top-k costs less
-    than a selection over the whole batch. Data-parallel: ``acts`` is this rank's slice and
-    ``n_keep`` its share; the threshold is that of the global batch (the ranks' shortlists are
-    gathered), as in one process.
+    The n_keep-th largest entry of each token's top 2k (k = n_keep / B) is a lower bound t of the
+    batch threshold. Tokens with all of their shortlist at or above t may hold more: their entries
+    >= t join the other tokens' shortlists, a pool that then holds every entry at or above the
+    exact threshold, which is its n_keep-th largest. Candidates are each token's top w, w the
+    largest count at or above it (early in training a few tokens fire far more than k).
+    Data-parallel: ``acts`` is this rank's slice and ``n_keep`` its share; the threshold is that
+    of the global batch (the ranks' pools are gathered), as in one process.
     """
     B, F = acts.shape
-    size = _dist.world()[1]
-    n_keep = max(1, min(n_keep, acts.numel()))
-    m = min(F, 2 * math.ceil(n_keep / B))
-    while True:
-        short = acts.topk(m, dim=1, sorted=False)
-        pool = _dist.all_gather_cat(short.values.reshape(-1))
-        t = pool.kthvalue(pool.numel() - n_keep * size + 1).values
-        full = torch.tensor(float(m < F and bool(((short.values.min(1).values >= t) & (t > 0)).any())))
-        if m == F or _dist.all_reduce(full, "max") == 0:
-            return t, short.indices
-        m = min(F, 4 * m)
+    n_keep = max(1, min(n_keep, acts.numel())) * _dist.world()[1]
+    m = min(F, 2 * math.ceil(n_keep / (B * _dist.world()[1])))
+    short = acts.topk(m, dim=1, sorted=False)
+    t = _kth_largest(short.values.reshape(-1), n_keep)
+    over = (short.values.min(1).values >= t) & (t > 0) & (m < F)
+    if _dist.all_reduce(over.any().float(), "max") == 0:
+        return t, short.indices
+    rows = acts[over]
+    t = _kth_largest(torch.cat([short.values[~over].reshape(-1), rows[rows >= t]]), n_keep)
+    width = max(m, int((rows >= t).sum(1).max()) if len(rows) else 0)
+    return t, (short.indices if width == m else acts.topk(width, dim=1, sorted=False).indices)
+
+
+def _kth_largest(values: Float[torch.Tensor, "N"], n: int) -> torch.Tensor:
+    """The n-th largest of ``values`` gathered over the ranks (padded with -inf to equal length)."""
+    if _dist.world()[1] > 1:
+        length = int(_dist.all_reduce(torch.tensor(float(values.numel()), device=values.device), "max"))
+        values = _dist.all_gather_cat(torch.cat([values, values.new_full((length - values.numel(),), -math.inf)]))
+    return values.kthvalue(values.numel() - n + 1).values
 
 
 @register("batchtopk")
