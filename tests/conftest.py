@@ -1,6 +1,6 @@
 """Shared fixtures: the seeded tiny Llama, a small local text corpus, and the gpu/slow markers.
 
-``gpu`` tests are skipped without CUDA; ``slow`` tests (which load a built-in real model) run
+``gpu`` tests are skipped without CUDA; ``slow`` tests (a built-in real model, or minutes of training) run
 normally (deselect them with ``-m "not slow"``).
 
 Torch runs single-threaded in tests (override with ``INTERP_TEST_THREADS``): the shapes here are
@@ -76,7 +76,7 @@ def pytest_configure(config):
     import torch
 
     config.addinivalue_line("markers", "gpu: needs CUDA (skipped without it)")
-    config.addinivalue_line("markers", "slow: loads a built-in real model")
+    config.addinivalue_line("markers", "slow: loads a built-in real model or trains for minutes")
 
     torch.set_num_threads(int(os.environ.get("INTERP_TEST_THREADS", "1")))
 

@@ -60,34 +60,30 @@ def test_sae_init_does_not_start_at_the_planted_features():
 
 # -- GBA in the paper's setting ---------------------------------------------------------------------
 
-_GBA = dict(method="gba", d_sae=1024, batch_size=512, lr=1e-2, update_every=2, wandb="disabled", device="cpu")
+# The benchmark's settings (configs/bench_synthetic.yaml): width 8n, Adam lr 5e-2, a bias update
+# every 2 steps, 3M samples (~5,900 steps of 512, ~3 min of one CPU core per seed).
+_GBA = dict(method="gba", d_sae=1024, batch_size=512, lr=5e-2, update_every=2, n_tokens=3_000_000,
+            wandb="disabled", device="cpu")
 
 
-def _gba_recovery(seed: int, n_tokens: int):
+def _gba_recovery(seed: int):
     data = make_dataset(n_samples=100_000, seed=seed)
-    sae = train({**_GBA, "n_tokens": n_tokens, "seed": seed}, data.x, progress=False)
-    with torch.no_grad():
-        l0 = (sae.encode(data.x[:4096]) > 0).sum(1).float().mean().item()
-    return recovery(sae.directions(), data.directions), l0
+    sae = train({**_GBA, "seed": seed}, data.x, progress=False)
+    return recovery(sae.directions(), data.directions)
 
 
 @pytest.mark.slow
-def test_gba_learns_planted_features_at_reduced_scale():
-    """One seed, 300k samples (~590 steps, ~30 s of CPU): the thresholds settle near their targets
-    (L0 at most the sum of the group targets times the group size, ~25) and the dictionary moves
-    far from its random start (mean max cosine ~0.45, nothing found at τ = 0.8). Measured: mean max
-    cosine 0.773, FRR 42% / 16% / 3% at τ = 0.8 / 0.9 / 0.95. The paper's bar (>= 95% at τ = 0.9)
-    is not reached at this budget: see the next test and the benchmark."""
-    rec, l0 = _gba_recovery(0, 300_000)
-    assert l0 <= 30
-    assert rec.mean_max_cos > 0.7 and rec.rates[0.8] >= 0.25, (rec.rates, rec.mean_max_cos)
+def test_gba_recovers_95_percent_at_tau_09():
+    """The GBA paper's claim (>= 95% of the planted features at τ = 0.9) on one seed in CI.
+    Measured on seeds 0 / 1 / 2: 100% / 98.4% / 100% at τ = 0.9 (mean max cosine ~0.96)."""
+    rec = _gba_recovery(0)
+    assert rec.rates[0.9] >= 0.95, rec.rates
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("INTERP_FULL_SYNTHETIC"),
-                    reason="full-scale acceptance run (minutes); set INTERP_FULL_SYNTHETIC=1")
-def test_gba_recovers_95_percent_at_tau_09_over_3_seeds():
-    """The GBA paper's claim on its imbalanced synthetic setting, at a 3M-sample budget per seed."""
-    for seed in (0, 1, 2):
-        rec, _ = _gba_recovery(seed, 3_000_000)
+                    reason="the other two seeds of the acceptance run (~6 min); set INTERP_FULL_SYNTHETIC=1")
+def test_gba_recovers_95_percent_at_tau_09_on_more_seeds():
+    for seed in (1, 2):
+        rec = _gba_recovery(seed)
         assert rec.rates[0.9] >= 0.95, (seed, rec.rates)
