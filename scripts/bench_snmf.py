@@ -4,11 +4,19 @@ explicit inverse, full reconstruction for the loss), same initialisation, same n
 iterations, on real SmolLM2-135M MLP activations. Prints seconds per iteration, the speed ratio
 and how far the results differ (loss, features).
 
+``--scale N ...`` instead fits N tokens from the cache alone, in both modes (the full iteration
+streamed over row blocks, and the online mini-batch mode, one epoch), with no dense copy: the
+check that the fit is not limited by memory. It prints the time, the FVU and the peak resident
+memory beside the size of the activations themselves. The stdlib corpus holds ~0.45M tokens, so
+use ``--text builtin:site-docs`` for a million.
+
     python scripts/bench_snmf.py [--tokens 10000 100000] [--rank 100] [--iters 20] [--layer 15]
+    python scripts/bench_snmf.py --scale 1000000 --text builtin:site-docs --layer 3 --cache runs/bench/snmf-1m
 """
 
 import argparse
 import math
+import resource
 import time
 from pathlib import Path
 
@@ -61,17 +69,21 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--cache", default="runs/bench/snmf-cache")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--text", default="builtin:stdlib-docs")
+    ap.add_argument("--scale", type=int, nargs="+", help="fit this many tokens from the cache alone (no dense copy)")
     args = ap.parse_args()
     site = f"blocks.{args.layer}.mlp.hook_post"
     path = Path(args.cache)
     if not (path / "manifest.json").exists():
-        n_cache = int(max(args.tokens) * 1.02) + 256  # BOS tokens are left out of the fit
-        cache_activations(args.model, "builtin:stdlib-docs", [site], n_cache, path, seq_len=128)
+        n_cache = int(max(args.scale or args.tokens) * 1.02) + 256  # BOS tokens are left out of the fit
+        cache_activations(args.model, args.text, [site], n_cache, path, seq_len=128)
     cache = ActivationCache(path)
     common = dict(rank=args.rank, sparsity=args.sparsity, init="random", max_iter=args.iters,
                   patience=args.iters + 1, keep_best=False, site=site, progress=False, device=args.device)
     print(f"{args.model} {site}, k={args.rank}, p={args.sparsity}, {args.iters} iterations, {args.device}, "
           f"{torch.get_num_threads()} threads")
+    if args.scale:
+        return scale(cache, site, args, common)
     for n in args.tokens:
         rows = as_rows(cache, site, n)
         if rows.n < n:
@@ -87,6 +99,20 @@ def main() -> None:
               f"(ratio {t_ref / t_ours:.2f}x) | SNMF in memory {t_mem / args.iters:.3f} s/it (ratio {t_ref / t_mem:.2f}x) "
               f"| final FVU {losses[-1] / X.pow(2).sum().item():.4f}, loss rel diff {rel_loss:.1e}, "
               f"F rel diff {rel_f:.1e}")
+
+
+def scale(cache: ActivationCache, site: str, args, common: dict) -> None:
+    """Both fitting modes straight from the cache; time, FVU and peak memory against the data size."""
+    for n in args.scale:
+        rows = as_rows(cache, site, n)
+        if rows.n < n:
+            raise SystemExit(f"{args.cache} holds only {rows.n} tokens: delete it (or pass --cache) to re-cache")
+        gib = n * cache.width(site) * 4 / 2**30
+        for mode, extra in (("full", {}), ("minibatch", {"epochs": 1})):
+            model, t = timed(lambda: SNMF.fit(cache, n_tokens=n, mode=mode, **common, **extra), args.device)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
+            print(f"n={n:>8} {mode:>9}: {t:7.1f} s, FVU {model.meta['fvu']:.4f}, peak RSS so far {peak:.2f} GiB "
+                  f"(the activations: {gib:.2f} GiB as float32)")
 
 
 if __name__ == "__main__":
