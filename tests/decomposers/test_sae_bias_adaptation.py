@@ -23,6 +23,29 @@ def test_group_targets_are_geometric():
     assert group_targets(1, 0.2, 1e-3).tolist() == [pytest.approx(0.2)]
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_quantile_bias_init_fires_each_neuron_at_its_target(tied):
+    """bias_init="quantile": on the batch it was set from, each neuron fires at its group's target
+    (up to one token of rounding; less where the bias is clamped at 0), checked per neuron against
+    torch.quantile."""
+    cfg = GBAConfig(d_in=16, d_sae=40, n_groups=4, htf=0.5, ltf=0.05, tied=tied, bias_init="quantile", seed=1)
+    sae = GroupBiasAdaptationSAE(cfg)
+    x = torch.randn(1000, 16) + 0.5
+    sae.init_from_data(x)
+    y = (x - sae.b_dec) @ sae._W()
+    target = sae.targets[sae.group]
+    freq = (y + sae.b_enc > 0).float().mean(0)
+    free = sae.b_enc < 0
+    assert free.sum() > 30 and (freq - target)[free].abs().max() <= 1.5 / len(x)
+    assert (freq[~free] <= target[~free]).all()
+    for m in range(cfg.d_sae):
+        want = (-torch.quantile(y[:, m], 1 - target[m].item(), interpolation="nearest")).clamp(max=0)
+        assert sae.b_enc[m] == pytest.approx(want.item(), abs=1e-6)
+    assert torch.equal(GroupBiasAdaptationSAE(dataclasses.replace(cfg, bias_init="zero")).b_enc, torch.zeros(40))
+    with pytest.raises(ValueError, match="bias_init"):
+        GroupBiasAdaptationSAE(dataclasses.replace(cfg, bias_init="median"))
+
+
 def test_bias_update_matches_hand_computed_step():
     sae = GroupBiasAdaptationSAE(GBAConfig(d_in=4, d_sae=6, n_groups=2, htf=0.5, ltf=0.1, batch_size=10,
                                            update_every=1, buffer_tokens=20, gamma_up=0.1, gamma_down=0.2,
