@@ -100,21 +100,19 @@ def _build_and_cache(path: Path, generate) -> Iterator[str]:
 
 def _generate() -> Iterator[str]:
     yield from _topic_texts()
-    for file in _module_files(Path(sysconfig.get_paths()["stdlib"])):
-        text = _module_text(file)
-        if text:
-            yield text
+    yield from _module_docs(Path(sysconfig.get_paths()["stdlib"]))
 
 
 def _generate_site() -> Iterator[str]:
     """One document per public module of the installed packages (sorted by path)."""
-    root = Path(sysconfig.get_paths()["purelib"])
-    for entry in sorted(root.iterdir(), key=lambda p: p.name):
-        if entry.is_dir() and not entry.name.endswith((".dist-info", ".egg-info", ".data")):
-            for file in _module_files(entry):
-                text = _module_text(file)
-                if text:
-                    yield text
+    yield from _module_docs(Path(sysconfig.get_paths()["purelib"]))
+
+
+def _module_docs(root: Path) -> Iterator[str]:
+    for file in _module_files(root):
+        text = _module_text(file)
+        if text:
+            yield text
 
 
 def _topic_texts() -> Iterator[str]:
@@ -129,7 +127,7 @@ def _topic_texts() -> Iterator[str]:
 def _skipped(name: str) -> bool:
     return (
         name in SKIP_NAMES or name.startswith("test") or name.startswith("config-")
-        or (name.startswith("_") and name != "__init__.py")
+        or (name.startswith("_") and name != "__init__.py") or name.endswith((".dist-info", ".egg-info"))
     )
 
 
