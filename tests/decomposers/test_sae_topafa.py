@@ -22,12 +22,14 @@ def _loop_k(acts: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.tensor(ks)
 
 
+@pytest.mark.parametrize("start", [1, 3, 64])  # 1, 3: the prefix grows over several rounds
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_selected_k_matches_per_token_loop(seed):
+def test_selected_k_matches_per_token_loop(seed, start):
     g = torch.Generator().manual_seed(seed)
     acts = torch.relu(torch.randn(300, 64, generator=g, dtype=torch.float64))
+    acts[:20, 5:] = 0  # tokens with few positive pre-activations
     target = torch.rand(300, generator=g, dtype=torch.float64) * 8  # some beyond every prefix
-    idx, k = select_k(acts, target, k_max=63)
+    idx, k = select_k(acts, target, k_max=63, start=start)
     assert torch.equal(k, _loop_k(acts, target))
     # the kept latents are each token's k largest
     kept = torch.zeros_like(acts).scatter(1, idx, torch.ones_like(idx, dtype=acts.dtype))

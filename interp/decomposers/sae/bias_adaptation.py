@@ -48,7 +48,7 @@ from jaxtyping import Float
 
 from interp.decomposers.base import register
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
-from interp.decomposers.sae.ops import Pattern, gather_encode, sparse_decode
+from interp.decomposers.sae.ops import Active
 from interp.decomposers.sae.topk import normalized_mse
 
 
@@ -69,7 +69,7 @@ class BAConfig(SAEConfig):
     bias_min: float | None = None  # None: -sqrt(d_in)
     update_every: int = 50  # steps between bias updates
     buffer_tokens: int | None = None  # None: update_every * batch_size
-    sparse_frac: float = 0.125  # use the sparse kernels when a batch's max L0 is below this * d_sae
+    sparse_frac: float = 0.125  # use the sparse kernels when a batch's mean L0 is below this * d_sae
 
 
 @dataclass(frozen=True)
@@ -137,39 +137,27 @@ class BiasAdaptationSAE(SAE):
             self.b_enc.copy_(b.clamp(self.bias_min, 0.0))
 
     # -- forward --------------------------------------------------------------------------------
-    def _sparse(self, xn, pre):
-        """(code values, Pattern) over each token's firing latents, padded to the batch max."""
-        k = max(1, int((pre > 0).sum(1).max()))
-        idx = pre.topk(k, dim=1, sorted=False).indices
-        pattern = Pattern(idx, self.cfg.d_sae)
-        y = gather_encode(xn, self.b_dec, self._W(), self.b_enc, pre, pattern)
-        return self._code(y, self.b_enc[idx], self.scale[idx]), pattern
-
-    def encode_sparse(self, xn):
-        with torch.no_grad():
-            pre = self.pre_acts(xn)
-        vals, pattern = self._sparse(xn, pre)
-        return vals, pattern.idx
-
     def pre_acts(self, xn):
         return (xn - self.b_dec) @ self._W() + self.b_enc
+
+    def encode(self, x: Float[torch.Tensor, "B D"]) -> Float[torch.Tensor, "B F"]:
+        pre = self.pre_acts(x.to(self.W_enc.dtype) * self.norm_scale)
+        return self._code(pre, self.b_enc, self.scale)
+
+    def reconstruct(self, x: Float[torch.Tensor, "B D"]) -> Float[torch.Tensor, "B D"]:
+        return self.decode(self.encode(x))
 
     def step(self, xn: Float[torch.Tensor, "B D"], dead: torch.Tensor | None) -> StepOutput:
         with torch.no_grad():
             pre = self.pre_acts(xn)
-            on = pre > 0
-            self._pending = (on.sum(0).float(), pre.max(0).values.clamp_min(0), len(xn))
-            sparse = int(on.sum(1).max()) <= self.cfg.sparse_frac * self.cfg.d_sae
-        if sparse:
-            vals, pattern = self._sparse(xn, pre)
-            x_hat = sparse_decode(vals, pattern, self.W_dec) + self.b_dec
-        else:
-            y = self.pre_acts(xn)
-            x_hat = self._code(y, self.b_enc, self.scale) @ self.W_dec + self.b_dec
+            act = Active(pre, 0.0, self.cfg.sparse_frac)  # the firing neurons, sparse once codes are
+            self._pending = (act.count(), act.peak(pre), len(xn))
+        y = act.encode(xn, self.b_dec, self._W(), self.b_enc, pre)
+        vals = self._code(y, act.per_latent(self.b_enc), act.per_latent(self.scale))
+        x_hat = act.decode(vals, self.W_dec) + self.b_dec
         fvu = normalized_mse(x_hat, xn)
-        fired = on.any(0)
-        return StepOutput(loss=fvu, terms={"fvu": fvu, "l0": on.sum(1).float().mean()},
-                          x_hat=x_hat.detach(), fired=fired)
+        l0 = self._pending[0].sum() / len(xn)
+        return StepOutput(loss=fvu, terms={"fvu": fvu, "l0": l0}, x_hat=x_hat.detach(), fired=self._pending[0] > 0)
 
     # -- bias adaptation ------------------------------------------------------------------------
     @torch.no_grad()

@@ -15,9 +15,11 @@ The authors' options, with their code's choices as defaults:
   the two on purpose or not; the theory treats b_dec as one more feature;
 - ``use_b_enc`` False: their forward never adds the encoder bias (it stays zero here);
 - ``standardize`` True (per-token standardisation); False uses the trainer's norm scaling.
-Selection is vectorised: one partial sort (``topk``) bounded by ``k_max`` (default
-min(d_sae - 1, 4 d_in); the authors' L0 peaked at ~3.1 d_in), cumulative sums, one argmin. k never
-reaches d_sae, which is what the authors' 1e8 sentinel on the last cumulative sum ensures.
+Selection is vectorised: a partial sort (``topk``) of a prefix just long enough to settle every
+token's k (twice the previous batch's largest k, grown while too short; see ``select_k``), bounded
+by ``k_max`` (default min(d_sae - 1, 4 d_in); the authors' L0 peaked at ~3.1 d_in), cumulative
+sums, one argmin. k never reaches d_sae, which is what the authors' 1e8 sentinel on the last
+cumulative sum ensures.
 Deviations: b_dec starts at the data mean (theirs: zero); AuxK is this package's (detached
 residual, FVU-normalised, as in ``topk.py``); the fraction of tokens whose k hit ``k_max`` is
 logged as ``k_capped`` so a too-small bound shows.
@@ -51,11 +53,22 @@ class TopAFAConfig(SAEConfig):
     sparse_frac: float = 0.125  # sparse kernels while the batch's max k is below this * d_sae
 
 
-def select_k(acts: Float[torch.Tensor, "B F"], target: Float[torch.Tensor, "B"], k_max: int
+def select_k(acts: Float[torch.Tensor, "B F"], target: Float[torch.Tensor, "B"], k_max: int, start: int = 64
              ) -> tuple[Int[torch.Tensor, "B K"], Int[torch.Tensor, "B"]]:
-    """Latents sorted by activation (the first ``max k`` of the batch) and each token's k."""
-    vals, idx = acts.topk(k_max, dim=1, sorted=True)
-    norms = vals.pow(2).cumsum(1).sqrt()
+    """Latents sorted by activation (the first ``max k`` of the batch) and each token's k.
+
+    The cumulative norms C_j only grow, so |C_j - target| is smallest at or before the first j with
+    C_j >= target, and nothing past a zero activation changes C. A partial sort of the first
+    ``start`` latents therefore settles every token whose prefix reaches its target or a zero; the
+    prefix grows 4x until all are settled (or it reaches ``k_max``). Exact for any ``start``.
+    """
+    m = max(1, min(k_max, start))
+    while True:
+        vals, idx = acts.topk(m, dim=1, sorted=True)
+        norms = vals.pow(2).cumsum(1).sqrt()
+        if m == k_max or bool(((norms[:, -1] >= target) | (vals[:, -1] <= 0)).all()):
+            break
+        m = min(k_max, 4 * m)
     k = (norms - target[:, None]).abs().argmin(1) + 1
     return idx[:, :int(k.max())], k
 
@@ -75,6 +88,7 @@ class TopAFASAE(SAE):
         self.register_buffer("mean_k", torch.zeros(()))  # running mean of k (for the SAELens export)
         self._ln: tuple[torch.Tensor, torch.Tensor] | None = None
         self._k: torch.Tensor | None = None
+        self._start = 64  # select_k's first prefix length (speed only: the selection is exact)
 
     @property
     def k_max(self) -> int:
@@ -98,7 +112,8 @@ class TopAFASAE(SAE):
     def _code(self, xs: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, Pattern, torch.Tensor]:
         """Differentiable kept values [B, K] (zero beyond each token's k), their pattern, and k."""
         with torch.no_grad():
-            idx, k = select_k(torch.relu(pre), self._target(xs, self.cfg.k_target), self.k_max)
+            idx, k = select_k(torch.relu(pre), self._target(xs, self.cfg.k_target), self.k_max, self._start)
+            self._start = max(32, 2 * idx.shape[1])  # next batch's first prefix: twice this one's max k
             mask = torch.arange(idx.shape[1], device=idx.device) < k[:, None]
         pattern = Pattern(idx, self.cfg.d_sae)
         if idx.shape[1] <= self.cfg.sparse_frac * self.cfg.d_sae:
