@@ -6,14 +6,17 @@ expansion, k 32, batch 4096, fp32) with the same hyperparameters (Adam, constant
 clipping, same initial b_dec and input scaling), and are scored by FVU on held-out tokens, so the
 comparison is of the kernels. Prints tokens/s of each and the ratios, measured in the same run.
 
-With ``--variants`` it instead trains every registered SAE method (relu, topk, batchtopk,
-jumprelu, and any added later) through the same trainer at the same width and budget, each with its
-own config defaults (k from ``--k`` where the method has one), and prints each one's training
-tokens/s as a ratio to TopK's: over the whole run, and over its second half (L1/L0-penalised SAEs
-start dense and run on the sparse kernels only once their codes are sparse).
+With ``--variants`` it instead trains every registered SAE method through the same trainer at
+the same width and budget and prints each one's training tokens/s as a ratio to TopK's: over the
+whole run, and over its second half. The second half is the steady state: L1/L0-penalised SAEs
+and BA/GBA from a zero bias start dense (a dense step costs ~3x a TopK step) and run on the sparse
+kernels once their codes are sparse. Each method takes its settings from ``--settings`` (default
+the LLM sweep's config: its fixed settings and the middle of its sparsity list, with the config's
+``sae`` block for lr and warm-up), or its own config defaults with ``--settings none`` (k from
+``--k`` where the method has one).
 
     python scripts/bench_sae.py [--cache DIR] [--site S] [--device cpu|cuda] [--n-tokens 200000]
-    python scripts/bench_sae.py --variants [--expansion 16] [--n-tokens 200000]
+    python scripts/bench_sae.py --variants [--settings configs/sweep_sae.yaml|none] [--expansion 8]
 """
 
 import argparse
@@ -108,6 +111,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--variants", action="store_true", help="every registered SAE method vs TopK")
+    ap.add_argument("--settings", default="configs/sweep_sae.yaml",
+                    help="--variants: per-method settings from this sweep config, or 'none' for defaults")
     args = ap.parse_args()
     if not (Path(args.cache) / "manifest.json").exists():
         cache_activations(args.model, "builtin:stdlib-docs", [args.site],
@@ -176,17 +181,37 @@ class _StepClock:
             self.cls.after_step = self.original
 
 
+def variant_settings(path: str) -> dict[str, dict]:
+    """Per-method settings from a sweep config: its ``sae`` lr and warm-up, the method's fixed
+    settings and the middle value of its sparsity list ({} for every method with ``none``)."""
+    if path == "none":
+        return {}
+    from interp.cli import load_config
+
+    cfg = load_config(path)
+    shared = {k: v for k, v in cfg.get("sae", {}).items() if k in ("lr", "warmup_steps")}
+    out = {}
+    for method, spec in cfg["methods"].items():
+        out[method] = dict(shared)
+        for key, value in spec.items():
+            out[method][key] = value[len(value) // 2] if isinstance(value, list) else value
+    return out
+
+
 def bench_variants(args, x_train, x_test) -> None:
     """Every registered SAE method through the one trainer, same width, data, batch and budget."""
     d_sae = args.expansion * x_train.shape[1]
+    settings = variant_settings(args.settings)
     methods = sorted((m for m, c in REGISTRY.items() if issubclass(c, SAE)), key=lambda m: m != "topk")
     print(f"SAE variants, d_in {x_train.shape[1]}, d_sae {d_sae}, batch {args.batch}, "
-          f"{(len(x_train) // args.batch) * args.batch} tokens, {args.device}; ratio = variant time / TopK time")
+          f"{(len(x_train) // args.batch) * args.batch} tokens, {args.device}, settings {args.settings}; "
+          f"ratio = variant time / TopK time")
     rows = {}
     for method in methods:
         fields = {f.name for f in dataclasses.fields(REGISTRY[method].config_cls)}
         cfg = dict(method=method, d_sae=d_sae, batch_size=args.batch, n_tokens=len(x_train), wandb="disabled",
                    device=args.device, exclude_special=False, **({"k": args.k} if "k" in fields else {}))
+        cfg |= settings.get(method, {})
         train({**cfg, "n_tokens": args.batch * 2}, x_train, progress=False)  # warm-up
         with _StepClock(REGISTRY[method], args.device) as clock:
             start = time.perf_counter()

@@ -12,7 +12,8 @@ in Adam so that short runs are not pulled toward the zero it starts from.
 ``encode`` uses the batch top-k while the module is in training mode and the threshold in eval
 mode (``train`` and ``load`` return modules in eval mode). Steps run on the sparse kernels: the
 batch threshold is found exactly from per-token shortlists (top 2k, and every entry above a lower
-bound for the few tokens that may hold more), whose ids are then the step's candidates. SAELens has no
+bound for the few tokens that may hold more); the kept entries form a ragged pattern, so each
+token costs what it holds however unevenly the batch top-k spreads them. SAELens has no
 BatchTopK inference class (it saves BatchTopK SAEs as JumpReLU), so the export is a JumpReLU with
 theta in every latent.
 """

@@ -1,12 +1,14 @@
-"""Sparse kernels shared by the k-sparse SAE family.
+"""Sparse kernels shared by the SAE family.
 
-With a k-sparse code only the encoder's forward matmul is dense (the top-k needs every
-pre-activation). Everything else touches only the k active entries per token:
+With a sparse code only the encoder's forward matmul is dense (the selection needs every
+pre-activation). Everything else touches only the active entries (a ``Pattern``: k per token, or
+ragged, each token its own count):
 - ``gather_encode`` returns the selected pre-activations; its backward forms the encoder gradients
   as a sparse ``[F, B] @ [B, D]`` product (CSR) instead of a second dense matmul;
 - ``sparse_decode`` sums the active decoder rows (``embedding_bag``); its backward gets the code
   gradients by a sampled dense-dense product and the decoder gradient by the same CSR product.
-So one training step costs about one dense matmul (a dense-autograd TopK SAE costs five). On CUDA,
+So one training step costs about one dense matmul (a dense-autograd TopK SAE costs five). Codes of
+variable sparsity (``Active``) fall back to dense matmuls while they are too dense to gain. On CUDA,
 where dense matmuls are cheap and cuSPARSE is not, the backward scatters into a dense matrix and
 uses cuBLAS instead (measured faster on an H100).
 Follows the fused-encoder idea of EleutherAI's sparsify; the CSR/SDDMM backward is ours.

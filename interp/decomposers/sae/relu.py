@@ -19,8 +19,9 @@ gives the older constrained recipe (Bricken et al. 2023), where the weighting is
 
 One deliberate difference: the encoder sees ``x - b_dec`` (SAELens' ``standard`` form) where the
 update feeds ``x``; both parametrise the same functions (``b_enc`` absorbs ``W_enc^T b_dec``).
-Codes are not k-sparse early in training, so steps whose densest token has more than
-``ops.SPARSE_MAX_DENSITY`` of the latents active run dense; later steps use the sparse kernels.
+Codes are not sparse early in training (from b_enc = 0 about half the latents fire), so steps
+whose batch has more than ``ops.SPARSE_MAX_DENSITY`` of its entries active run dense; later steps
+run on the sparse kernels, each token holding only its own active latents (a ragged pattern).
 """
 
 from __future__ import annotations
