@@ -105,9 +105,14 @@ def test_sparse_and_dense_paths_agree():
     sae.b_enc.copy_(-torch.rand(64) * 4)
     x = torch.randn(16, 8)
     out_sparse = sae.step(x, None)
+    stats_sparse = sae._pending
     sae.cfg = dataclasses.replace(sae.cfg, sparse_frac=0.0)
     out_dense = sae.step(x, None)
     assert torch.allclose(out_sparse.x_hat, out_dense.x_hat, atol=1e-5)
+    # the buffered firing counts and peaks (what the bias update reads) agree too
+    for a, b in zip(stats_sparse, sae._pending):
+        assert torch.allclose(torch.as_tensor(a).float(), torch.as_tensor(b).float(), atol=1e-5)
+    assert torch.equal(out_sparse.fired, out_dense.fired) and torch.allclose(out_sparse.terms["l0"], out_dense.terms["l0"])
     g1 = torch.autograd.grad(out_sparse.loss, [sae.W_dec, sae.b_dec, sae.scale])
     g2 = torch.autograd.grad(out_dense.loss, [sae.W_dec, sae.b_dec, sae.scale])
     for a, b in zip(g1, g2):
