@@ -2,14 +2,15 @@
 
 Caches one middle residual site of the built-in SmolLM2-135M once, trains every method of the
 config over its sparsity sweep on that cache (the one trainer, wandb offline per run), evaluates
-each SAE spliced into the model on held-out text (``interp.evals.reconstruction.evaluate``: FVU,
-L0, CE-loss recovered, KL, dead fraction) and the median per-token εLBO on held-out activations
+each SAE spliced into the model on held-out text (``interp.evals.reconstruction.evaluate_many``,
+all runs together, sharing the clean and ablated passes: FVU, L0, CE-loss recovered, KL, dead
+fraction) and the median per-token εLBO on held-out activations
 (``interp.evals.afa.elbo``). Writes ``OUT/results.json``, ``OUT/results.md`` and
 ``OUT/frontiers.png`` (FVU-L0 and CE-recovered-L0). Re-running resumes: finished runs and
 evaluations are read back.
 
 Scale (configs/sweep_sae.yaml, reduced for a 2-core CPU): 131k cached training tokens at
-blocks.15.hook_resid_post, 262k training tokens per run (256 steps of 1024, cycling over the
+blocks.15.hook_resid_post, 197k training tokens per run (192 steps of 1024, cycling over the
 cache), d_sae 4608 (8x), 3 settings per method, evaluation on 2,048 held-out tokens (16 sequences
 of 128). Override e.g. ``sae={...}`` or ``cache_tokens=...`` for another scale.
 """
@@ -28,7 +29,7 @@ from interp.cli import load_config
 from interp.decomposers import REGISTRY
 from interp.decomposers.sae import SAE, train
 from interp.evals.afa import elbo
-from interp.evals.reconstruction import evaluate
+from interp.evals.reconstruction import evaluate_many
 from interp.models import load
 
 COLUMNS = ("l0", "fvu", "ce_loss_recovered", "kl", "dead_frac_train", "dead_frac", "elbo_median", "train_s")
@@ -58,7 +59,8 @@ def held_out_activations(model, cfg: dict, out: Path) -> torch.Tensor:
     return cache.activations(cfg["site"]).reshape(-1, cache.width(cfg["site"]))[keep].float()
 
 
-def run_one(cfg: dict, cache: ActivationCache, model, run: tuple, x_held) -> dict:
+def train_one(cfg: dict, cache: ActivationCache, run: tuple) -> tuple[dict, SAE]:
+    """Train (or read back) one run: its table row so far and the SAE."""
     method, key, value, fixed = run
     row = {"method": method, "setting": f"{key}={value}", "status": "ok"}
     out = Path(cfg["out"]) / "runs" / f"{method}-{key}={value}"
@@ -68,15 +70,26 @@ def run_one(cfg: dict, cache: ActivationCache, model, run: tuple, x_held) -> dic
                       else {"train_s": time.time() - start})["train_s"]
     write_json_atomic(out / "timing.json", {"train_s": row["train_s"]})
     row["dead_frac_train"] = sae.meta.get("dead_frac")
-    done = out / "eval.json"
-    saved = read_json(done, "eval") if done.exists() else {}
-    if saved.get("eval_config") != cfg["eval"]:
-        saved = {"eval_config": cfg["eval"], **evaluate(sae, model, cfg["site"], progress=False, **cfg["eval"])}
-        write_json_atomic(done, saved)
-    row |= {k: v for k, v in saved.items() if k != "eval_config"}
-    with torch.no_grad():
-        row["elbo_median"] = elbo(sae, x_held.to(sae.W_enc.device)).median().item()
-    return row
+    return row | {"_dir": out}, sae
+
+
+def evaluate_runs(cfg: dict, model, trained: list[tuple[dict, SAE]], x_held) -> None:
+    """Fill every row's evaluation: spliced into the model (the runs not yet evaluated with this
+    ``eval`` config together, sharing the clean and ablated passes) and the εLBO median."""
+    def done(row: dict) -> bool:
+        path = row["_dir"] / "eval.json"
+        return path.exists() and read_json(path, "eval").get("eval_config") == cfg["eval"]
+
+    todo = [(row, sae) for row, sae in trained if not done(row)]
+    if todo:
+        results = evaluate_many([sae for _, sae in todo], model, cfg["site"], **cfg["eval"])
+        for (row, _), result in zip(todo, results):
+            write_json_atomic(row["_dir"] / "eval.json", {"eval_config": cfg["eval"], **result})
+    for row, sae in trained:
+        saved = read_json(row.pop("_dir") / "eval.json", "eval")
+        row |= {k: v for k, v in saved.items() if k != "eval_config"}
+        with torch.no_grad():
+            row["elbo_median"] = elbo(sae, x_held.to(sae.W_enc.device)).median().item()
 
 
 def _fmt(v: Any) -> str:
@@ -146,14 +159,18 @@ def main(argv: list[str]) -> None:
     cache = ActivationCache(cache_activations(model, cfg["text"], [cfg["site"]], cfg["cache_tokens"],
                                               out / "cache", seq_len=cfg["seq_len"]))
     x_held = held_out_activations(model, cfg, out)
-    rows = []
+    rows, trained = [], []
     for run in runs:
         try:
-            rows.append(run_one(cfg, cache, model, run, x_held))
+            row, sae = train_one(cfg, cache, run)
+            trained.append((row, sae))
         except Exception as e:  # one failed run (e.g. a diverged loss) is reported, the sweep goes on
-            rows.append({"method": run[0], "setting": f"{run[1]}={run[2]}", "status": f"error: {e}"})
-        print(" ".join(f"{k}={_fmt(v)}" for k, v in rows[-1].items() if k in ("method", "setting", "status", *COLUMNS)))
-        write_table(rows, cfg, out)
+            row = {"method": run[0], "setting": f"{run[1]}={run[2]}", "status": f"error: {e}"}
+        rows.append(row)
+        print(" ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k in ("method", "setting", "status", *COLUMNS)))
+    print(f"evaluating {len(trained)} SAEs on {cfg['eval']['n_tokens']} held-out tokens")
+    evaluate_runs(cfg, model, trained, x_held)
+    write_table(rows, cfg, out)
     plot(rows, out)
     log_wandb(rows, cfg, out)
     print(f"\n{(out / 'results.md').read_text()}\ntotal {time.time() - t0:.0f} s; "

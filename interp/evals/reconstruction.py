@@ -14,7 +14,7 @@ spliced runs, are left out of FVU/L0, and are not scored as CE targets.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -79,37 +79,38 @@ def _ce_terms(logits: torch.Tensor, tokens: torch.Tensor, scored: torch.Tensor) 
 
 
 @torch.no_grad()
-def _eval_batch(dec: Decomposer, model: LoadedModel, site: str, tokens: torch.Tensor,
-                special: torch.Tensor, totals: _Totals) -> None:
+def _eval_batch(decs: Sequence[Decomposer], model: LoadedModel, site: str, tokens: torch.Tensor,
+                special: torch.Tensor, totals: Sequence[_Totals]) -> None:
+    """One batch for every decomposer: the clean and zero-ablated passes once, a spliced pass each."""
     tokens, special = tokens.to(model.device), special.to(model.device)
     captured: dict[str, torch.Tensor] = {}
 
     def capture(act, hook):
         captured["x"] = act
 
+    def run(replacement: torch.Tensor) -> torch.Tensor:
+        return model.bridge.run_with_hooks(
+            tokens, fwd_hooks=[(site, lambda a, hook: replacement.reshape(a.shape).to(a.dtype))])
+
     clean_logits = model.bridge.run_with_hooks(tokens, fwd_hooks=[(site, capture)])
-    act = captured["x"]
-    x = act.reshape(*tokens.shape, -1)
-    keep = ~special
-    codes = dec.encode(x[keep].to(dec_dtype(dec)))
-    x_hat = dec.decode(codes).to(x.dtype)
-    if isinstance(codes, tuple):  # sparse (indices, values) codes, e.g. ITDA's
-        codes = codes[1].new_zeros(len(x_hat), totals.fires.numel()).scatter_add_(1, *codes)
-    totals.add_codes(x[keep], x_hat, codes)
-    spliced = x.clone()
-    spliced[keep] = x_hat
-    zero = torch.where(keep[..., None], torch.zeros_like(x), x)
-    scored = ~special[:, 1:]
-    ce, logp_clean = _ce_terms(clean_logits, tokens, scored)
-    totals.ce["clean"] += ce
-    totals.targets += int(scored.sum())
-    for name, replacement in (("recon", spliced), ("zero", zero)):
-        logits = model.bridge.run_with_hooks(
-            tokens, fwd_hooks=[(site, lambda a, hook, r=replacement: r.reshape(a.shape).to(a.dtype))])
-        ce, logp = _ce_terms(logits, tokens, scored)
-        totals.ce[name] += ce
-        if name == "recon":
-            totals.kl += F.kl_div(logp, logp_clean, log_target=True, reduction="sum").item()
+    x = captured["x"].reshape(*tokens.shape, -1)
+    keep, scored = ~special, ~special[:, 1:]
+    ce_clean, logp_clean = _ce_terms(clean_logits, tokens, scored)
+    ce_zero, _ = _ce_terms(run(torch.where(keep[..., None], torch.zeros_like(x), x)), tokens, scored)
+    for dec, tot in zip(decs, totals):
+        codes = dec.encode(x[keep].to(dec_dtype(dec)))
+        x_hat = dec.decode(codes).to(x.dtype)
+        if isinstance(codes, tuple):  # sparse (indices, values) codes, e.g. ITDA's
+            codes = codes[1].new_zeros(len(x_hat), tot.fires.numel()).scatter_add_(1, *codes)
+        tot.add_codes(x[keep], x_hat, codes)
+        spliced = x.clone()
+        spliced[keep] = x_hat
+        ce_recon, logp = _ce_terms(run(spliced), tokens, scored)
+        tot.ce["clean"] += ce_clean
+        tot.ce["zero"] += ce_zero
+        tot.ce["recon"] += ce_recon
+        tot.kl += F.kl_div(logp, logp_clean, log_target=True, reduction="sum").item()
+        tot.targets += int(scored.sum())
 
 
 def dec_dtype(dec: Decomposer) -> torch.dtype:
@@ -136,24 +137,49 @@ def evaluate(
     ``fvu``, ``explained_variance``, ``l0``, ``dead_frac``, ``dense_frac``, ``ce_clean``,
     ``ce_recon``, ``ce_zero``, ``ce_loss_recovered``, ``kl`` and ``n_tokens``.
     """
+    return evaluate_many([decomposer], model, site, text_spec, n_tokens, seq_len, batch_size,
+                         exclude_special, dense_threshold, shuffle_seed, progress)[0]
+
+
+def evaluate_many(
+    decomposers: Sequence[Decomposer | str],
+    model: LoadedModel | str | None = None,
+    site: str | None = None,
+    text_spec: str = "builtin:stdlib-docs?split=test",
+    n_tokens: int = 16_384,
+    seq_len: int = 128,
+    batch_size: int = 8,
+    exclude_special: bool = True,
+    dense_threshold: float = 0.1,
+    shuffle_seed: int | None = 1,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """``evaluate`` for several decomposers at one site on the same tokens, one dict each.
+
+    The clean and zero-ablated model passes are shared, so each decomposer costs one spliced pass
+    (a sweep's evaluation takes about a third of the time of separate ``evaluate`` calls).
+    """
     from interp.data import load_text, tokenize
 
-    dec = load(decomposer) if isinstance(decomposer, str) else decomposer
-    model = model or getattr(dec.cfg, "model", None)
-    site = site or getattr(dec.cfg, "site", None)
+    decs = [load(d) if isinstance(d, str) else d for d in decomposers]
+    if not decs:
+        raise ValueError("evaluate_many needs at least one decomposer")
+    model = model or getattr(decs[0].cfg, "model", None)
+    site = site or getattr(decs[0].cfg, "site", None)
     if model is None or site is None:
         raise ValueError("say which model and site to evaluate on: the artifact does not record them")
     model = load_model(model) if isinstance(model, str) else model
     model.validate_site(site)
     width = model.site_width(site)
-    if dec.cfg.d_in != width:
-        raise ValueError(f"site/width mismatch: the decomposer expects d_in={dec.cfg.d_in}, but {site} "
-                         f"of {model.name} has width {width}. Evaluate it on the site it was trained on.")
-    dec = dec.to(model.device).eval()
+    for dec in decs:
+        if dec.cfg.d_in != width:
+            raise ValueError(f"site/width mismatch: the decomposer expects d_in={dec.cfg.d_in}, but {site} "
+                             f"of {model.name} has width {width}. Evaluate it on the site it was trained on.")
+    decs = [dec.to(model.device).eval() for dec in decs]
     text = tokenize(load_text(text_spec, shuffle_seed=shuffle_seed), model.tokenizer, seq_len, n_tokens)
     tokens = torch.from_numpy(text.tokens)
     special = torch.from_numpy(text.special_mask()) if exclude_special else torch.zeros_like(tokens, dtype=torch.bool)
-    totals = _Totals(dec.directions().shape[0])
+    totals = [_Totals(dec.directions().shape[0]) for dec in decs]
     for a in tqdm(range(0, len(tokens), batch_size), disable=not progress, desc="evaluating"):
-        _eval_batch(dec, model, site, tokens[a:a + batch_size], special[a:a + batch_size], totals)
-    return totals.result(dense_threshold)
+        _eval_batch(decs, model, site, tokens[a:a + batch_size], special[a:a + batch_size], totals)
+    return [tot.result(dense_threshold) for tot in totals]

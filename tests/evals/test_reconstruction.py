@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from interp.data import load_text, tokenize
 from interp.decomposers import Decomposer
-from interp.evals.reconstruction import evaluate, fvu
+from interp.evals.reconstruction import evaluate, evaluate_many, fvu
 
 SITE = "blocks.0.hook_resid_post"
 
@@ -120,3 +120,16 @@ def test_width_mismatch_is_a_clear_error(tiny_model, tiny_corpus):
     with pytest.raises(ValueError, match="site/width mismatch"):
         evaluate(_Linear(64, 16, 1.0), tiny_model, "blocks.0.mlp.hook_post", tiny_corpus,
                  n_tokens=64, seq_len=32, progress=False)
+
+
+def test_evaluate_many_equals_separate_calls(tiny_model, tiny_corpus):
+    decs = [_Linear(64, 96, 0.5), _Linear(64, 48, 1.0, seed=1)]
+    kw = dict(text_spec=tiny_corpus, n_tokens=256, seq_len=32, batch_size=4, progress=False)
+    together = evaluate_many(decs, tiny_model, SITE, **kw)
+    for dec, got in zip(decs, together):
+        want = evaluate(dec, tiny_model, SITE, **kw)
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
+    with pytest.raises(ValueError, match="site/width mismatch"):
+        evaluate_many([decs[0], _Linear(32, 16, 1.0)], tiny_model, SITE, **kw)
