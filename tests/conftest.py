@@ -52,6 +52,35 @@ def corpus_paragraphs(n: int = 40) -> list[str]:
     return paras
 
 
+class KeywordJudge:
+    """A steering judge whose embeddings are keyword counts plus a constant, normalised, so
+    concept scores can be checked by hand."""
+
+    def __init__(self, words: tuple[str, ...], constant: float = 0.5):
+        self.words, self.constant = words, constant
+
+    def embed(self, texts):
+        import numpy as np
+
+        e = np.array([[t.lower().count(w) for w in self.words] + [self.constant] for t in texts], dtype=float)
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    def reference(self, texts):
+        import numpy as np
+
+        r = self.embed(texts).mean(0)
+        return r / np.linalg.norm(r)
+
+    def similarity(self, texts, concept):
+        return self.embed(texts) @ self.reference(concept)
+
+
+@pytest.fixture
+def keyword_judge():
+    """``keyword_judge(words, constant=0.5)`` builds a ``KeywordJudge``."""
+    return KeywordJudge
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     import interp.models

@@ -3,7 +3,6 @@ summary's miss counting, and a miniature end-to-end run on the tiny model with t
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -43,20 +42,7 @@ def test_summarise_counts_misses_and_keeps_them():
     assert row["concept"][0] == pytest.approx(0.6) and row["combined"][0] == pytest.approx(0.65)
 
 
-class _KeywordJudge:
-    def embed(self, texts):
-        e = np.array([[t.count(c) for c in "aeiou"] + [1.0] for t in texts], dtype=float)
-        return e / np.linalg.norm(e, axis=1, keepdims=True)
-
-    def reference(self, texts):
-        r = self.embed(texts).mean(0)
-        return r / np.linalg.norm(r)
-
-    def similarity(self, texts, concept):
-        return self.embed(texts) @ self.reference(concept)
-
-
-def test_miniature_run_end_to_end(tiny_model, tmp_path, monkeypatch):
+def test_miniature_run_end_to_end(tiny_model, tmp_path, monkeypatch, keyword_judge):
     from interp.decomposers.sae import TopKConfig, TopKSAE
     from interp.evals import llm_judge
 
@@ -69,7 +55,7 @@ def test_miniature_run_end_to_end(tiny_model, tmp_path, monkeypatch):
                                 kl_targets=(0.002, 1e3), steer_prompts=("I think",), samples_per_prompt=2,
                                 max_new_tokens=4, n_select_neutral=6, max_iter=8, tol=0.2, n_boot=50,
                                 llm_judge={"base_url": "http://judge.invalid/v1", "model": "stub"})
-    result = run_experiment(tiny_model, {"diffmeans": None, "sae": sae}, cfg, _KeywordJudge(), progress=False)
+    result = run_experiment(tiny_model, {"diffmeans": None, "sae": sae}, cfg, keyword_judge(tuple("aeiou"), 1.0), progress=False)
     recs = result["records"]
     assert len(recs) == 2 * 2 * 2  # methods x concepts x targets, misses included
     assert all(not r["hit"] for r in recs if r["target"] == 1e3)

@@ -65,25 +65,8 @@ def test_harmonic_and_bootstrap():
     assert bootstrap_ci([[0.4, 0.4], [0.4]])[1:] == pytest.approx((0.4, 0.4))
 
 
-class _FakeJudge:
-    """Embeddings from keyword counts, so the concept score can be checked by hand."""
-
-    words = ("cat", "dog", "stock")
-
-    def embed(self, texts):
-        e = np.array([[t.lower().count(w) for w in self.words] + [0.5] for t in texts], dtype=float)
-        return e / np.linalg.norm(e, axis=1, keepdims=True)
-
-    def reference(self, texts):
-        r = self.embed(texts).mean(0)
-        return r / np.linalg.norm(r)
-
-    def similarity(self, texts, concept):
-        return self.embed(texts) @ self.reference(concept)
-
-
-def test_score_generations_matches_formulas(tiny_model):
-    judge = _FakeJudge()
+def test_score_generations_matches_formulas(tiny_model, keyword_judge):
+    judge = keyword_judge(("cat", "dog", "stock"))
     prompts = ["I think that", "I think that"]
     gens, base = [" the cat and the cat", " stock stock stock stock"], [" it rained", " we left"]
     concept = ["cat", "a cat sat"]
