@@ -151,13 +151,14 @@ class BiasAdaptationSAE(SAE):
         with torch.no_grad():
             pre = self.pre_acts(xn)
             act = Active(pre, 0.0, self.cfg.sparse_frac)  # the firing neurons, sparse once codes are
-            self._pending = (act.count(), act.peak(pre), len(xn))
+            count = act.count()
+            self._pending = (count, act.peak(pre), len(xn))  # the bias update's buffer entry
         y = act.encode(xn, self.b_dec, self._W(), self.b_enc, pre)
         vals = self._code(y, act.per_latent(self.b_enc), act.per_latent(self.scale))
         x_hat = act.decode(vals, self.W_dec) + self.b_dec
         fvu = normalized_mse(x_hat, xn)
-        l0 = self._pending[0].sum() / len(xn)
-        return StepOutput(loss=fvu, terms={"fvu": fvu, "l0": l0}, x_hat=x_hat.detach(), fired=self._pending[0] > 0)
+        return StepOutput(loss=fvu, terms={"fvu": fvu, "l0": count.sum() / len(xn)}, x_hat=x_hat.detach(),
+                          fired=count > 0)
 
     # -- bias adaptation ------------------------------------------------------------------------
     @torch.no_grad()
