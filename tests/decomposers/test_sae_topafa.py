@@ -107,3 +107,24 @@ def test_saelens_export_is_topk_under_layer_norm(tmp_path):
         v, i = ours_pre.topk(k, dim=1)
         ours = (torch.zeros_like(ours_pre).scatter(1, i, torch.relu(v)) @ sae.W_dec + sae.b_dec) * sd + mu
     assert torch.allclose(x_hat, ours, atol=1e-4)
+
+
+def test_ragged_and_dense_steps_agree():
+    """The training step on the ragged sparse kernels equals the dense-matmul step (loss, x_hat,
+    fired latents, every gradient), with tokens keeping different numbers of latents."""
+    outs = []
+    for sparse_frac in (1.0, 0.0):
+        sae = TopAFASAE(TopAFAConfig(d_in=12, d_sae=48, seed=0, sparse_frac=sparse_frac)).double()
+        with torch.no_grad():
+            sae.b_dec.normal_(generator=torch.Generator().manual_seed(5))
+        xn = torch.randn(40, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3
+        out = sae.step(xn, dead=torch.rand(48, generator=torch.Generator().manual_seed(2)) < 0.5)
+        out.loss.backward()
+        outs.append((out, {n: p.grad.clone() for n, p in sae.named_parameters() if p.grad is not None}))
+    (a, ga), (b, gb) = outs
+    assert a.terms["l0"] > 1 and len(set(sae._k.tolist())) > 1  # variable k per token
+    torch.testing.assert_close(a.loss, b.loss)
+    torch.testing.assert_close(a.x_hat, b.x_hat)
+    assert torch.equal(a.fired, b.fired) and ga.keys() == gb.keys()
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], msg=name)

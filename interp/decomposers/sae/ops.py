@@ -209,12 +209,19 @@ class Active:
             self.pattern = Pattern.ragged(tok, flat - tok * self.n_feat, len(pre), self.n_feat)
 
     @classmethod
-    def from_candidates(cls, idx: Int[torch.Tensor, "B K"], valid: torch.Tensor, n_feat: int) -> "Active":
-        """The ``valid`` entries of per-token candidate ids (e.g. a top-k shortlist)."""
+    def from_candidates(cls, idx: Int[torch.Tensor, "B K"], valid: torch.Tensor, n_feat: int,
+                        max_density: float | None = None) -> "Active":
+        """The ``valid`` entries of per-token candidate ids (distinct per row, e.g. a top-k
+        shortlist); held dense above ``max_density``, as in ``__init__``."""
+        max_density = SPARSE_MAX_DENSITY if max_density is None else max_density
         act = cls.__new__(cls)
         tok, col = valid.nonzero(as_tuple=True)
-        act.n_feat, act.dense, act.mask = n_feat, False, None
-        act.pattern = Pattern.ragged(tok, idx[tok, col], len(idx), n_feat)
+        act.n_feat, act.dense = n_feat, tok.numel() > max_density * len(idx) * n_feat
+        act.mask, act.pattern = None, None
+        if act.dense:
+            act.mask = torch.zeros(len(idx), n_feat, dtype=torch.bool, device=idx.device).scatter_(1, idx, valid)
+        else:
+            act.pattern = Pattern.ragged(tok, idx[tok, col], len(idx), n_feat)
         return act
 
     def encode(self, x, b_dec, W_enc, b_enc, pre) -> torch.Tensor:
@@ -234,6 +241,13 @@ class Active:
     def decode(self, vals: torch.Tensor, W_dec: Float[torch.Tensor, "F D"]) -> Float[torch.Tensor, "B D"]:
         """sum_j vals_j W_dec[j] (without b_dec)."""
         return vals @ W_dec if self.dense else sparse_decode(vals, self.pattern, W_dec)
+
+    def row_norm(self, vals: torch.Tensor) -> Float[torch.Tensor, "B"]:
+        """Each token's code norm (differentiable)."""
+        if self.dense:
+            return vals.norm(dim=1)
+        sq = torch.zeros(self.pattern.n_tok, dtype=vals.dtype, device=vals.device)
+        return sq.index_add(0, self.pattern.tok, vals.pow(2)).sqrt()
 
     def fired(self, vals: torch.Tensor) -> torch.Tensor:
         """Latents with a non-zero code in the batch."""

@@ -34,7 +34,7 @@ from jaxtyping import Float, Int
 
 from interp.decomposers.base import register
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
-from interp.decomposers.sae.ops import Pattern, gather_encode, sparse_decode
+from interp.decomposers.sae.ops import Active, gather_encode
 from interp.decomposers.sae.topk import TopKSAE
 
 
@@ -50,7 +50,7 @@ class TopAFAConfig(SAEConfig):
     std_eps: float = 1e-5
     aux_k: int = 512
     aux_alpha: float = 1 / 32
-    sparse_frac: float = 0.125  # sparse kernels while the batch's max k is below this * d_sae
+    sparse_frac: float = 0.125  # sparse kernels while the batch's mean k is below this * d_sae
 
 
 def select_k(acts: Float[torch.Tensor, "B F"], target: Float[torch.Tensor, "B"], k_max: int, start: int = 64
@@ -109,30 +109,19 @@ class TopAFASAE(SAE):
         return (xs - self.b_dec if which == "centred" else xs).norm(dim=1)
 
     # -- selection and code ---------------------------------------------------------------------
-    def _code(self, xs: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, Pattern, torch.Tensor]:
-        """Differentiable kept values [B, K] (zero beyond each token's k), their pattern, and k."""
-        with torch.no_grad():
-            idx, k = select_k(torch.relu(pre), self._target(xs, self.cfg.k_target), self.k_max, self._start)
-            self._start = max(32, 2 * idx.shape[1])  # next batch's first prefix: twice this one's max k
-            mask = torch.arange(idx.shape[1], device=idx.device) < k[:, None]
-        pattern = Pattern(idx, self.cfg.d_sae)
-        if idx.shape[1] <= self.cfg.sparse_frac * self.cfg.d_sae:
-            vals = gather_encode(xs, self.b_dec, self.W_enc, self.b_enc, pre, pattern)
-        else:  # dense matmuls beat the sparse kernels at this density
-            vals = self.pre_acts(xs).gather(1, idx)
-        return torch.relu(vals) * mask, pattern, k
-
-    def _decode(self, vals: torch.Tensor, pattern: Pattern) -> torch.Tensor:
-        if pattern.idx.shape[1] <= self.cfg.sparse_frac * self.cfg.d_sae:
-            return sparse_decode(vals, pattern, self.W_dec) + self.b_dec
-        codes = torch.zeros(len(vals), self.cfg.d_sae, dtype=vals.dtype, device=vals.device)
-        return codes.scatter(1, pattern.idx, vals) @ self.W_dec + self.b_dec
+    @torch.no_grad()
+    def _select(self, xs: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids [B, K] sorted by activation, which of them each token keeps [B, K], k [B])."""
+        idx, k = select_k(torch.relu(pre), self._target(xs, self.cfg.k_target), self.k_max, self._start)
+        self._start = max(32, 2 * idx.shape[1])  # next batch's first prefix: twice this one's max k
+        return idx, torch.arange(idx.shape[1], device=idx.device) < k[:, None], k
 
     def encode_sparse(self, xs):
+        """Differentiable codes of SAE-space inputs: (values [B, K], zero past each token's k; ids)."""
         with torch.no_grad():
             pre = self.pre_acts(xs)
-        vals, pattern, _ = self._code(xs, pre)
-        return vals, pattern.idx
+        idx, kept, _ = self._select(xs, pre)
+        return torch.relu(gather_encode(xs, self.b_dec, self.W_enc, self.b_enc, pre, idx)) * kept, idx
 
     # -- public interface (raw activations) -----------------------------------------------------
     def encode(self, x: Float[torch.Tensor, "B D"]) -> Float[torch.Tensor, "B F"]:
@@ -167,20 +156,20 @@ class TopAFASAE(SAE):
         xs = self.prepare_input(xn / self.norm_scale)[0] if self.cfg.standardize else xn
         with torch.no_grad():
             pre = self.pre_acts(xs)
-        vals, pattern, k = self._code(xs, pre)
-        x_hat = self._decode(vals, pattern)
+        idx, kept, k = self._select(xs, pre)
+        act = Active.from_candidates(idx, kept, self.cfg.d_sae, self.cfg.sparse_frac)  # ragged: k per token
+        vals = act.keep(torch.relu(act.encode(xs, self.b_dec, self.W_enc, self.b_enc, pre)))
+        x_hat = act.decode(vals, self.W_dec) + self.b_dec
         mse = (x_hat - xs).pow(2).mean()
-        afa = (vals.norm(dim=1) - self._target(xs, self.cfg.afa_target)).pow(2).mean()
+        afa = (act.row_norm(vals) - self._target(xs, self.cfg.afa_target)).pow(2).mean()
         loss = mse + self.cfg.lambda_afa * afa
-        terms = {"mse": mse, "afa": afa, "l0": (vals > 0).sum(1).float().mean(),
+        terms = {"mse": mse, "afa": afa, "l0": (vals > 0).sum() / len(xs),
                  "k_capped": (k >= self.k_max).float().mean()}
         if dead is not None and dead.any() and self.cfg.aux_alpha > 0:
             terms["aux"] = TopKSAE._aux_loss(self, xs, pre, dead, (xs - x_hat).detach())  # type: ignore[arg-type]
             loss = loss + self.cfg.aux_alpha * terms["aux"]
-        fired = torch.zeros(self.cfg.d_sae, dtype=torch.bool, device=xs.device)
-        fired[pattern.idx[vals > 0]] = True
         self._k = k
-        return StepOutput(loss=loss, terms=terms, x_hat=x_hat.detach(), fired=fired)
+        return StepOutput(loss=loss, terms=terms, x_hat=x_hat.detach(), fired=act.fired(vals))
 
     @torch.no_grad()
     def after_step(self, xn, out, step: int) -> None:
