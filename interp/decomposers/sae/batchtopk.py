@@ -28,7 +28,6 @@ from jaxtyping import Float
 
 from interp.decomposers.base import register
 from interp.decomposers.sae.base import StepOutput
-from interp.decomposers.sae import ops
 from interp import distributed as _dist
 from interp.decomposers.sae.ops import Active
 from interp.decomposers.sae.topk import TopKConfig, TopKSAE, normalized_mse
@@ -106,11 +105,9 @@ class BatchTopKSAE(TopKSAE):
         return self.decode(self.encode(x))
 
     def _select(self, pre: torch.Tensor) -> Active:
-        """This batch's top k * B entries: sparse over the shortlist unless it grew too wide."""
+        """This batch's top k * B entries (the shortlist holds every one of them)."""
         t, ids = _shortlist(torch.relu(pre), self.cfg.k * len(pre))
         lower = torch.nextafter(t, t.new_full((), -math.inf)).clamp_min(0.0)
-        if ids.shape[1] > ops.SPARSE_MAX_DENSITY * pre.shape[1]:
-            return Active(pre, lower)
         return Active.from_candidates(ids, pre.gather(1, ids) > lower, pre.shape[1])
 
     def step(self, xn: Float[torch.Tensor, "B D"], dead: torch.Tensor | None) -> StepOutput:

@@ -197,32 +197,31 @@ class Active:
 
     def __init__(self, pre: Float[torch.Tensor, "B F"], lower: torch.Tensor | float,
                  max_density: float | None = None):
-        max_density = SPARSE_MAX_DENSITY if max_density is None else max_density
         margin = pre if isinstance(lower, (int, float)) and lower == 0 else pre - lower  # no copy for ReLU
         mask = margin > 0
-        self.n_feat = pre.shape[1]
         flat = mask.reshape(-1).nonzero().squeeze(1)  # row-major: grouped by token
-        self.dense = flat.numel() > max_density * mask.numel()
-        self.mask, self.pattern = mask, None
-        if not self.dense:
-            tok = flat // self.n_feat
-            self.pattern = Pattern.ragged(tok, flat - tok * self.n_feat, len(pre), self.n_feat)
+        tok = flat // pre.shape[1]
+        self._hold(tok, flat - tok * pre.shape[1], pre.shape, max_density)
+        self.mask = mask if self.dense else None
 
     @classmethod
     def from_candidates(cls, idx: Int[torch.Tensor, "B K"], valid: torch.Tensor, n_feat: int,
                         max_density: float | None = None) -> "Active":
         """The ``valid`` entries of per-token candidate ids (distinct per row, e.g. a top-k
         shortlist); held dense above ``max_density``, as in ``__init__``."""
-        max_density = SPARSE_MAX_DENSITY if max_density is None else max_density
         act = cls.__new__(cls)
         tok, col = valid.nonzero(as_tuple=True)
-        act.n_feat, act.dense = n_feat, tok.numel() > max_density * len(idx) * n_feat
-        act.mask, act.pattern = None, None
+        act._hold(tok, idx[tok, col], (len(idx), n_feat), max_density)
         if act.dense:
             act.mask = torch.zeros(len(idx), n_feat, dtype=torch.bool, device=idx.device).scatter_(1, idx, valid)
-        else:
-            act.pattern = Pattern.ragged(tok, idx[tok, col], len(idx), n_feat)
         return act
+
+    def _hold(self, tok: torch.Tensor, lat: torch.Tensor, shape: tuple[int, int], max_density: float | None) -> None:
+        """Ragged over (tok, lat), or dense (the caller sets ``mask``) above ``max_density`` of the batch."""
+        max_density = SPARSE_MAX_DENSITY if max_density is None else max_density
+        self.n_feat, self.mask = shape[1], None
+        self.dense = tok.numel() > max_density * shape[0] * shape[1]
+        self.pattern = None if self.dense else Pattern.ragged(tok, lat, shape[0], shape[1])
 
     def encode(self, x, b_dec, W_enc, b_enc, pre) -> torch.Tensor:
         """Differentiable pre-activations of the candidates: [N] sparse or [B, F] dense."""
