@@ -168,7 +168,29 @@ def _bridge(name: str, hf_model: Any, tokenizer: Any) -> Any:
         warnings.simplefilter("ignore")
         bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer)
     bridge.eval()
+    _pass_cache_to_attention(bridge)
     return bridge
+
+
+def _pass_cache_to_attention(bridge: Any) -> None:
+    """Hand each attention bridge the KV cache under the keyword it reads.
+
+    transformers 5.x passes a layer's KV cache as ``cache=`` (``past_key_values=`` is deprecated),
+    while TransformerLens 4.3's attention bridges read only ``past_key_values`` or ``layer_past``.
+    Without this, ``hf_model.generate(use_cache=True)`` never fills the cache: every decode step
+    attends to itself alone at position 0 and the text degenerates (``Paris-----...``). The hook
+    copies the cache to ``past_key_values`` when the layer received it as ``cache`` only.
+    """
+    from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
+
+    def pre_hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if kwargs.get("cache") is not None and kwargs.get("past_key_values") is None:
+            kwargs = {**kwargs, "past_key_values": kwargs["cache"]}
+        return args, kwargs
+
+    for module in bridge.original_model.modules():
+        if isinstance(module, AttentionBridge):
+            module.register_forward_pre_hook(pre_hook, with_kwargs=True)
 
 
 def _wrap(spec: str, name: str, bridge: Any, tokenizer: Any) -> LoadedModel:
