@@ -1,20 +1,19 @@
 """Fit semi-NMF on the concept prompt set and measure how concentrated each feature's
 top-activating tokens are on one concept, against chance (random token sets of the same size).
 
-    python scripts/snmf_concepts.py [model=smollm2-135m] [layer=15] [rank=100] [max_iter=2000] [top=10]
-                                    [skip_first=0] [out=DIR]
+    interp reproduce snmf_concepts [model=smollm2-135m] [layer=15] [rank=100] [max_iter=2000] [top=10]
+                                   [skip_first=0] [out=DIR]
 
 Sentences are run one by one (BOS + sentence, as in the paper); every non-BOS token is a column.
 With ``out`` the artifact and a per-feature description (neurons, vocabulary projection, top
 contexts) are written there.
 """
 
-import sys
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-import yaml
 
 from interp._io import write_json_atomic
 from interp.cli import print_table
@@ -30,12 +29,34 @@ def concentration_per_feature(top_labels: torch.Tensor) -> torch.Tensor:
     return torch.stack([row.bincount().max() for row in top_labels]).float() / top_labels.shape[1]
 
 
-def main(argv: list[str]) -> None:
-    cfg = {"model": "smollm2-135m", "layer": 15, "rank": 100, "sparsity": 0.01, "init": "random",
-           "max_iter": 2000, "patience": 500, "top": 10, "seed": 42, "skip_first": 0, "out": None}
-    for item in argv:
-        key, _, value = item.partition("=")
-        cfg[key] = yaml.safe_load(value)
+@dataclass(frozen=True)
+class Config:
+    model: str = "smollm2-135m"
+    """Model spec."""
+    layer: int = 15
+    """Layer whose mlp.hook_post is fitted."""
+    rank: int = 100
+    """SNMF features (k)."""
+    sparsity: float = 0.01
+    """Winner-take-all keep fraction of neurons per feature."""
+    init: str = "random"
+    """random | svd | kmeans."""
+    max_iter: int = 2000
+    """Fit iterations at most."""
+    patience: int = 500
+    """Stop after this many iterations without improvement."""
+    top: int = 10
+    """Top-activating tokens per feature whose concepts are counted."""
+    seed: int = 42
+    """Fit seed."""
+    skip_first: int = 0
+    """Leave the first n non-BOS tokens of every sentence out."""
+    out: str | None = None
+    """Write the artifact and per-feature descriptions here (None: print only)."""
+
+
+def run(config: Config) -> None:
+    cfg = dataclasses.asdict(config)
     model = load(cfg["model"])
     concepts = load_concepts()
     texts = [s for c in concepts for s in c.sentences]
@@ -58,7 +79,3 @@ def main(argv: list[str]) -> None:
         out = Path(cfg["out"])
         snmf.save(out, snmf.meta | {"concept_purity": observed, "chance_purity": chance})
         write_json_atomic(out / "features.json", {"features": describe(snmf, model, as_rows(acts), grid)})
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

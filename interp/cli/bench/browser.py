@@ -1,8 +1,8 @@
 """Benchmark the feature browser: store build time for the demo SAE, and feature-page render time
 for a 16k-feature dictionary from a warm store.
 
-    python scripts/bench_browser.py [artifact=runs/demo/sae-topk] [n_tokens=20000]
-                                    [big_features=16384] [big_tokens=8192] [pages=12]
+    interp bench browser [artifact=runs/demo/sae-topk] [n_tokens=20000]
+                         [big_features=16384] [big_tokens=8192] [pages=12]
 
 1. Build: the store of ``artifact`` (``make demo`` trains it; if it is missing, an untrained TopK
    SAE of the demo's shape is used and the output says so) over ``n_tokens`` tokens, cold.
@@ -21,6 +21,7 @@ import shutil
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,8 @@ from interp.decomposers import load
 from interp.decomposers.sae import TopKConfig, TopKSAE
 from interp.models import load as load_model
 
-REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "runs" / "bench" / "browser"
+REPO = Path(__file__).resolve().parents[3]  # the source checkout (apps/browser.py)
+OUT = Path("runs") / "bench" / "browser"
 SITE, MODEL, TEXT = "blocks.8.hook_resid_post", "smollm2-135m", "builtin:stdlib-docs"
 
 
@@ -121,15 +122,22 @@ def app_render(store_dir: Path, feats: list[int]) -> list[float]:
     return times
 
 
-def main(argv: list[str]) -> None:
-    args = dict(a.split("=", 1) for a in argv)
+@dataclass(frozen=True)
+class Config:
+    artifact: str = "runs/demo/sae-topk"
+    """The decomposer whose store build is timed (make demo trains it; missing: an untrained TopK)."""
+    n_tokens: int = 20_000
+    """Tokens of the timed build."""
+    big_features: int = 16384
+    """Features of the dictionary whose pages are rendered."""
+    big_tokens: int = 8192
+    """Tokens of that dictionary's store."""
+    pages: int = 12
+    """Feature pages rendered (median reported)."""
+
+
+def run(cfg: Config) -> None:
     model = load_model(MODEL)
-    rows = bench_build(model, Path(args.get("artifact", REPO / "runs" / "demo" / "sae-topk")),
-                       int(args.get("n_tokens", 20_000)))
-    rows |= bench_render(model, int(args.get("big_features", 16384)), int(args.get("big_tokens", 8192)),
-                         int(args.get("pages", 12)))
+    rows = bench_build(model, Path(cfg.artifact), cfg.n_tokens)
+    rows |= bench_render(model, cfg.big_features, cfg.big_tokens, cfg.pages)
     print_table(rows, f"bench_browser ({torch.get_num_threads()} torch threads; shared machine: noisy)")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -1,6 +1,6 @@
 """The benchmark suite: every figure a ratio against a reference measured in the same run.
 
-    python scripts/bench.py [--device cpu|cuda] [--n-tokens 24576] [--out runs/bench/bench.json]
+    interp bench suite [device=cpu|cuda] [n_tokens=24576] [out=runs/bench/bench.json]
 
 1. caching throughput vs the plain HF forward through the same blocks (same text, same batch);
 2. cache read throughput (shuffled training batches) vs a raw sequential read of the same file;
@@ -12,7 +12,6 @@
 Prints a table and writes JSON. Sized to finish in under 10 minutes on a 2-core CPU.
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -21,21 +20,50 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_cache import TEXT, hf_forward  # noqa: E402
-from bench_sae import dense_topk  # noqa: E402
+from interp._io import write_json_atomic
+from interp.activations import ActivationCache, cache_activations
+from interp.cli.bench.cache import TEXT, hf_forward
+from interp.cli.bench.sae import dense_topk
+from interp.decomposers import REGISTRY
+from interp.decomposers.sae import SAE, train
+from interp.decomposers.sae.ops import sparse_decode
+from interp.models import load, stop_layer
 
-from interp._io import write_json_atomic  # noqa: E402
-from interp.activations import ActivationCache, cache_activations  # noqa: E402
-from interp.decomposers import REGISTRY  # noqa: E402
-from interp.decomposers.sae import SAE, train  # noqa: E402
-from interp.decomposers.sae.ops import sparse_decode  # noqa: E402
-from interp.models import load, stop_layer  # noqa: E402
+
+@dataclass(frozen=True)
+class Config:
+    model: str = "smollm2-135m"
+    """Model spec."""
+    site: str = "blocks.15.hook_resid_post"
+    """Hook site cached and trained on."""
+    cache: str = "runs/bench/smollm2-L15-suite"
+    """Activation cache (made on first use)."""
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    """Device."""
+    n_tokens: int = 24_576
+    """SAE training tokens per contender."""
+    cache_tokens: int = 8192
+    """Tokens for the caching figure."""
+    model_batch: int | None = None
+    """Sequences per forward pass (None: 128 on CUDA, 16 on CPU)."""
+    batch: int = 4096
+    """SAE tokens per step."""
+    k: int = 32
+    """Active latents per token (TopK)."""
+    expansion: int = 16
+    """d_sae / d_in."""
+    repeats: int = 5
+    """Repeats of the decoder timing."""
+    out: str = "runs/bench/bench.json"
+    """The JSON written."""
+    worker: str | None = None
+    """Internal: run one timed worker (interp, dense or idle) in this process and print JSON."""
 
 
 def _now(device: str) -> float:
@@ -150,9 +178,9 @@ def _worker(args) -> None:
 
 
 def _spawn(args, worker: str, procs: int = 1, threads: int | None = None) -> dict:
-    base = [sys.argv[0], "--worker", worker, "--cache", args.cache, "--site", args.site, "--device", args.device,
-            "--n-tokens", str(args.n_tokens), "--batch", str(args.batch), "--k", str(args.k),
-            "--expansion", str(args.expansion)]
+    keys = {"worker": worker, "cache": args.cache, "site": args.site, "device": args.device,
+            "n_tokens": args.n_tokens, "batch": args.batch, "k": args.k, "expansion": args.expansion}
+    base = ["-m", "interp", "bench", "suite", *(f"{k}={v}" for k, v in keys.items())]
     launcher = [sys.executable] if procs == 1 else [sys.executable, "-m", "torch.distributed.run",
                                                    "--standalone", "--nproc_per_node", str(procs)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads or os.cpu_count()))
@@ -185,22 +213,7 @@ def _load_x(args) -> torch.Tensor:
     return x * (x.shape[1] / x[:8192].pow(2).sum(1).mean()).sqrt()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--site", default="blocks.15.hook_resid_post")
-    ap.add_argument("--cache", default="runs/bench/smollm2-L15-suite")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--n-tokens", type=int, default=24_576, help="SAE training tokens per contender")
-    ap.add_argument("--cache-tokens", type=int, default=8192, help="tokens for the caching figure")
-    ap.add_argument("--model-batch", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--k", type=int, default=32)
-    ap.add_argument("--expansion", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default="runs/bench/bench.json")
-    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+def run(args: Config) -> None:
     if args.worker:
         return _worker(args)
     if not (Path(args.cache) / "manifest.json").exists():
@@ -220,7 +233,3 @@ def main() -> None:
             f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in results[name].items()), flush=True)
     write_json_atomic(Path(args.out), results)
     print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -2,11 +2,11 @@
 loop people write by hand (one prompt at a time, the whole sequence re-run every step with the hook),
 greedy, in the same run. Prints new tokens/s of both and their ratio, and checks they agree.
 
-``python scripts/bench_steer.py [--model smollm2-135m] [--prompts 8] [--tokens 24] [--device cpu]``
+``interp bench steer [model=smollm2-135m] [prompts=8] [tokens=24] [device=cpu]``
 """
 
-import argparse
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -27,13 +27,19 @@ def naive(model, prompts, n_new):
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--prompts", type=int, default=8)
-    ap.add_argument("--tokens", type=int, default=24)
-    ap.add_argument("--device", default=None)
-    a = ap.parse_args()
+@dataclass(frozen=True)
+class Config:
+    model: str = "smollm2-135m"
+    """Model spec."""
+    prompts: int = 8
+    """Prompts generated from (one batch)."""
+    tokens: int = 24
+    """New tokens per prompt."""
+    device: str | None = None
+    """Device (None: CUDA when available)."""
+
+
+def run(a: Config) -> None:
     model = load(a.model, device=a.device)
     site = f"blocks.{model.n_layers // 2}.hook_resid_post"
     v = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
@@ -54,7 +60,3 @@ def main() -> None:
     print(f"  generate (batched, KV cache): {n / t_ours:8.1f} tok/s")
     print(f"  naive loop (no cache):        {n / t_ref:8.1f} tok/s")
     print(f"  ratio: {t_ref / t_ours:.2f}x   identical continuations: {agree}/{a.prompts}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Compare two models layer by layer: ``python scripts/compare.py configs/compare.yaml [key=value ...]``.
+"""Compare two models layer by layer (``interp compare configs/experiments/compare.yaml``).
 
 Caches every layer of each model in one pass over the same text, builds one ITDA per layer over
 the positions where both tokenizers end a token at the same character, and writes to ``out``:
@@ -7,33 +7,59 @@ the positions where both tokenizers end a token at the same character, and write
 representations) and prints a table of each layer's best match in the other model.
 """
 
-import sys
+from __future__ import annotations
+
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+from interp._io import write_json_atomic
+from interp.activations import ActivationCache, cache_activations
+from interp.evals.compare import compare_models
+from interp.models import load
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-from interp._io import write_json_atomic  # noqa: E402
-from interp.activations import ActivationCache, cache_activations  # noqa: E402
-from interp.cli import load_config  # noqa: E402
-from interp.evals.compare import compare_models  # noqa: E402
-from interp.models import load  # noqa: E402
+@dataclass(frozen=True)
+class Config:
+    models: tuple[str, str]
+    """The two model specs compared."""
+    out: str = "runs/compare"
+    """Output folder (caches under out/cache/<model>)."""
+    site: str = "blocks.{layer}.hook_resid_post"
+    """Hook site of every layer ({layer} is replaced by 0..n_layers-1)."""
+    text: str = "builtin:stdlib-docs"
+    """Text source, the same for both models."""
+    n_tokens: int = 8192
+    """Tokens cached per model."""
+    seq_len: int = 128
+    """Tokens per context row."""
+    dtype: str = "float32"
+    """Cache storage dtype (float16 overflows on Gemma 3's residual norms)."""
+    itda: dict = field(default_factory=lambda: {"k": 40, "cos_threshold": 0.6, "batch_size": 4096, "center": True})
+    """ITDA settings of every layer's dictionary (any ITDAConfig field)."""
+    n_baseline: int = 1024
+    """Aligned tokens for CKA / SVCCA / relative representations."""
+    seed: int = 0
+    """Seed of the baseline token sample."""
+
 
 METRICS = ("jaccard", "cka", "svcca", "relative")
 
 
-def cache_all_layers(spec: str, cfg: dict, out: Path) -> tuple[ActivationCache, list[str]]:
+def cache_all_layers(spec: str, cfg: Config, out: Path) -> tuple[ActivationCache, list[str]]:
     model = load(spec)
-    sites = [cfg["site"].format(layer=layer) for layer in range(model.n_layers)]
-    path = cache_activations(model, cfg["text"], sites, int(cfg["n_tokens"]), out / "cache" / spec,
-                             seq_len=cfg["seq_len"], dtype=cfg["dtype"])
+    sites = [cfg.site.format(layer=layer) for layer in range(model.n_layers)]
+    path = cache_activations(model, cfg.text, sites, cfg.n_tokens, out / "cache" / spec,
+                             seq_len=cfg.seq_len, dtype=cfg.dtype)
     return ActivationCache(path), sites
 
 
 def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     names = [m.split("/")[-1] for m in result["models"]]
     pairs = (("aa", f"{names[0]} x {names[0]}"), ("bb", f"{names[1]} x {names[1]}"),
              ("ab", f"{names[0]} (rows) x {names[1]} (cols)"))
@@ -70,15 +96,12 @@ def table(result: dict) -> None:
     print(f"atoms per layer: {names[0]} {result['n_atoms'][0]}\n                 {names[1]} {result['n_atoms'][1]}")
 
 
-def main(argv: list[str]) -> None:
-    if not argv:
-        sys.exit(__doc__)
-    cfg = load_config(argv[0], argv[1:])
-    out = Path(cfg["out"])
+def run(cfg: Config) -> None:
+    out = Path(cfg.out)
     start, cpu = time.perf_counter(), time.process_time()
-    (cache_a, sites_a), (cache_b, sites_b) = (cache_all_layers(m, cfg, out) for m in cfg["models"])
+    (cache_a, sites_a), (cache_b, sites_b) = (cache_all_layers(m, cfg, out) for m in cfg.models)
     t_cache = time.perf_counter() - start
-    result = compare_models(cache_a, cache_b, sites_a, sites_b, cfg["itda"], cfg["n_baseline"], cfg["seed"])
+    result = compare_models(cache_a, cache_b, sites_a, sites_b, cfg.itda, cfg.n_baseline, cfg.seed)
     result["seconds"]["cache"] = t_cache
     result["seconds"]["all"] = time.perf_counter() - start
     result["seconds"]["cpu"] = time.process_time() - cpu  # all threads: ~2x the idle 2-core wall time
@@ -89,6 +112,3 @@ def main(argv: list[str]) -> None:
           f"in {result['seconds']['all']:.0f} s wall, {result['seconds']['cpu']:.0f} s CPU "
           f"(caching {t_cache:.0f} s, ITDA {result['seconds']['itda']:.0f} s wall)")
 
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -1,15 +1,14 @@
-"""Compare steering methods at matched KL budgets: ``python scripts/steer.py configs/steer.yaml [key=value ...]``.
+"""Compare steering methods at matched KL budgets (``interp steer configs/experiments/steer.yaml``).
 
 SAE features (a TopK SAE at ``blocks.L.hook_mlp_out``: ``sae_artifact=PATH``, or trained here on the
 built-in corpus), SNMF features (``blocks.L.mlp.hook_post``: ``snmf_artifact=PATH``, or fitted here
-on the concept sentences when ``interp.decomposers.semi_nmf`` is importable) and difference-in-means
-vectors, on the same concepts, each calibrated to every KL target, then generated and scored offline.
-Writes ``out/``: config.yaml (the resolved config: re-running it reproduces the run), results.json,
-table.md, examples.md, plot.png. Every stage is seeded by ``seed``.
+on the concept sentences) and difference-in-means vectors, on the same concepts, each calibrated to
+every KL target, then generated and scored offline. Writes ``out/``: config.yaml (the resolved
+config: re-running it reproduces the run), results.json, table.md, examples.md, plot.png. Every
+stage is seeded by ``seed``.
 """
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -19,18 +18,20 @@ import yaml
 
 from interp._io import write_atomic
 from interp.activations import ActivationCache, cache_activations
-from interp.cli import load_config
 from interp.decomposers import load as load_decomposer
-from interp.decomposers.base import config_from
 from interp.decomposers.sae import train
-from interp.evals.steering import embedding_judge
-from interp.evals.steering_experiment import SteerExperimentConfig, run_experiment, split_concepts, summarise
-from interp.evals.steering_report import table_markdown, write_report
+from interp.errors import ConfigError
 from interp.evals.directions import site_activations
+from interp.evals.steering import embedding_judge
+from interp.evals.steering_experiment import SteerExperimentConfig as Config
+from interp.evals.steering_experiment import run_experiment, split_concepts, summarise
+from interp.evals.steering_report import table_markdown, write_report
 from interp.models import load
 
+__all__ = ["Config", "run"]
 
-def sae_for(model, cfg: SteerExperimentConfig, out: Path):
+
+def sae_for(model, cfg: Config, out: Path):
     if cfg.sae_artifact:
         return load_decomposer(cfg.sae_artifact, device=model.device)
     s = {"text": "builtin:stdlib-docs", "n_tokens": 60_000, "seq_len": 128, "method": "topk",
@@ -43,7 +44,7 @@ def sae_for(model, cfg: SteerExperimentConfig, out: Path):
                  ActivationCache(cache), out=out / "sae")
 
 
-def snmf_for(model, cfg: SteerExperimentConfig):
+def snmf_for(model, cfg: Config):
     """SNMF from an artifact, or fitted on the concept corpus (every concept's training sentences and
     the neutral selection sentences, as the paper fits on its concept corpus); None when absent."""
     if cfg.snmf_artifact:
@@ -58,11 +59,10 @@ def snmf_for(model, cfg: SteerExperimentConfig):
     return SNMF.fit(acts, **{"model": cfg.model, "site": site, "seed": cfg.seed, **cfg.snmf})
 
 
-def main(argv: list[str]) -> None:
-    if not argv:
-        sys.exit(__doc__)
-    raw = load_config(argv[0], argv[1:])
-    cfg = config_from(SteerExperimentConfig, raw)
+def run(cfg: Config) -> None:
+    unknown = [m for m in cfg.methods if m not in ("diffmeans", "sae", "snmf")]
+    if unknown:
+        raise ConfigError(f"unknown steering method(s) {unknown}: use diffmeans, sae, snmf")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", lambda f: yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False))
@@ -78,15 +78,13 @@ def main(argv: list[str]) -> None:
             decomposers[method] = None
         elif method == "sae":
             decomposers[method] = sae_for(model, cfg, out)
-        elif method == "snmf":
+        else:
             dec = snmf_for(model, cfg)
             if dec is None:
                 absent.append("snmf: interp.decomposers.semi_nmf is not importable (not merged yet) and no "
                               "snmf_artifact was given; compared without it")
             else:
                 decomposers[method] = dec
-        else:
-            raise ValueError(f"unknown method {method!r}: use diffmeans, sae, snmf")
     for note in absent:
         print(f"NOTE {note}")
     t_fit = time.time() - t0
@@ -105,6 +103,3 @@ def main(argv: list[str]) -> None:
           f"time fit {t_fit:.0f}s, total {time.time() - t0:.0f}s")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -1,4 +1,4 @@
-"""Talking Heads on a built-in model: ``python scripts/heads.py configs/heads.yaml [key=value ...]``.
+"""Talking Heads on a built-in model: ``interp reproduce heads configs/experiments/heads.yaml``.
 
 Writes to ``out``: ``components.csv`` (every OV component: sigma, its strongest Q-composition
 reader, CS and within-head z-score), ``channels.png`` (layer x layer max outlier z-score),
@@ -10,9 +10,10 @@ component removed and a sigma-matched component scaled like the channel).
 """
 
 import csv
+import dataclasses
 import json
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 
 import interp.models
-from interp.cli import load_config
 from interp.data.laundry_list import make_prompts
 from interp.decomposers.attn_interventions import ComponentEdit, component_hooks, edit_weights
 from interp.decomposers.attn_svd import HeadSVD, all_composition_scores, outlier_zscores
@@ -54,10 +54,46 @@ def plot_curves(path, curves: dict, title: str):
     plt.title(title), plt.ylim(0, 1), plt.legend(fontsize=7), plt.tight_layout(), plt.savefig(path), plt.close()
 
 
-def main(argv):
-    if not argv:
-        sys.exit(__doc__)
-    cfg = load_config(argv[0], argv[1:])
+@dataclass(frozen=True)
+class Config:
+    model: str = "smollm2-135m"
+    """Model spec."""
+    out: str = "runs/heads/smollm2-135m"
+    """Output folder."""
+    seed: int = 0
+    """Seed of the Laundry List prompts (interventions use seed + 1)."""
+    dtype: str = "float32"
+    """Model dtype."""
+    lengths: tuple[int, ...] = (3, 4, 5, 6, 8, 10, 12, 15, 20)
+    """List lengths of the baseline curve."""
+    n_prompts: int = 16
+    """Prompts per list length, baseline curve (the paper: 250)."""
+    batch_size: int = 16
+    """Prompts per forward pass."""
+    n_readers: int = 2
+    """Mover-like heads: most attention from the last position to the target object."""
+    n_writers: int = 4
+    """Inhibition-like heads: most attention to the re-listed objects (earlier layers)."""
+    n_channels: int = 3
+    """Candidate channels (writer component -> reader) taken to intervention."""
+    rotary: str = "ignore"
+    """ignore | separate: how Q-composition treats the rotary reader."""
+    intervention_lengths: tuple[int, ...] = (3, 5, 8)
+    """List lengths of the interventions."""
+    intervention_prompts: int = 16
+    """Fresh prompts per intervention length."""
+    alphas: tuple[float, ...] = (0.0, 3.0)
+    """Activation-side scales of the channel component (1 = no change)."""
+    weight_edit: bool = True
+    """Also run the o_proj weight edit (gamma=0) per channel."""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
+    save_svd: bool = False
+    """Write the HeadSVD artifact (about 160 MB for smollm2-135m)."""
+
+
+def run(config: Config) -> None:
+    cfg = dataclasses.asdict(config)
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("threads"):
@@ -120,7 +156,3 @@ def main(argv):
                     component_hooks(svd, [ComponentEdit(wl, wh, ch[key], a)]))
     json.dump(results, open(out / "interventions.json", "w"), indent=1, default=str)
     plot_curves(out / "laundry_interventions.png", curves, "interventions (channel components)")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

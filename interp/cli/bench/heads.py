@@ -1,4 +1,4 @@
-"""Benchmark head SVD + all-pairs composition scores: ``python scripts/bench_heads.py [model=smollm2-135m]``.
+"""Benchmark head SVD + all-pairs composition scores: ``interp bench heads [model=smollm2-135m]``.
 
 Times ``HeadSVD.fit`` and ``all_composition_scores`` (Q, K, V) for the whole model, and a reference
 measured in the same run: the direct formula ``||W1 W2||_F / (||W1||_F ||W2||_F)`` with dense D x D
@@ -6,13 +6,13 @@ matrices (writer component x reader circuit), per pair in a Python loop, on a sa
 extrapolated to all pairs. Prints both and their ratio.
 """
 
-import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
 import interp.models
-from interp.cli import load_config, print_table
+from interp.cli import print_table
 from interp.decomposers.attn_svd import KINDS, HeadSVD, all_composition_scores
 
 
@@ -31,10 +31,14 @@ def naive_seconds_per_pair(svd: HeadSVD, n: int = 200) -> float:
     return (time.perf_counter() - t) / n
 
 
-def main(argv):
-    cfg = {"model": "smollm2-135m", **(load_config(argv[0], argv[1:]) if argv and argv[0].endswith(".yaml")
-                                       else dict(a.split("=", 1) for a in argv))}
-    model = interp.models.load(cfg["model"], device="cpu")
+@dataclass(frozen=True)
+class Config:
+    model: str = "smollm2-135m"
+    """Model spec."""
+
+
+def run(cfg: Config) -> None:
+    model = interp.models.load(cfg.model, device="cpu")
     t = time.perf_counter()
     svd = HeadSVD.fit(model)
     fit_s = time.perf_counter() - t
@@ -45,11 +49,7 @@ def main(argv):
     L, H, r = svd.cfg.n_layers, svd.cfg.n_heads, svd.cfg.d_head
     n_pairs = sum(H * r * (L - 1 - l) * H for l in range(L)) * len(KINDS)
     naive_s = naive_seconds_per_pair(svd) * n_pairs
-    print_table({"model": cfg["model"], "heads": L * H, "component-reader pairs (q,k,v)": n_pairs,
+    print_table({"model": cfg.model, "heads": L * H, "component-reader pairs (q,k,v)": n_pairs,
                  "fit_s": fit_s, "all_pairs_scores_s": cs_s, "total_s": fit_s + cs_s,
                  "naive_loop_s (extrapolated)": naive_s, "speedup (naive / vectorised scores)": naive_s / cs_s},
                 "head SVD + composition scores")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -6,22 +6,22 @@ expansion, k 32, batch 4096, fp32) with the same hyperparameters (Adam, constant
 clipping, same initial b_dec and input scaling), and are scored by FVU on held-out tokens, so the
 comparison is of the kernels. Prints tokens/s of each and the ratios, measured in the same run.
 
-With ``--variants`` it instead trains every registered SAE method through the same trainer at
+With ``variants=true`` it instead trains every registered SAE method through the same trainer at
 the same width and budget and prints each one's training tokens/s as a ratio to TopK's: over the
 whole run, and over its second half. The second half is the steady state: L1/L0-penalised SAEs
 and BA/GBA from a zero bias start dense (a dense step costs ~3x a TopK step) and run on the sparse
-kernels once their codes are sparse. Each method takes its settings from ``--settings`` (default
+kernels once their codes are sparse. Each method takes its settings from ``settings`` (default
 the LLM sweep's config: its fixed settings and the middle of its sparsity list, with the config's
-``sae`` block for lr and warm-up), or its own config defaults with ``--settings none`` (k from
-``--k`` where the method has one).
+``sae`` block for lr and warm-up), or its own config defaults with ``settings=none`` (k from
+``k`` where the method has one).
 
-    python scripts/bench_sae.py [--cache DIR] [--site S] [--device cpu|cuda] [--n-tokens 200000]
-    python scripts/bench_sae.py --variants [--settings configs/sweep_sae.yaml|none] [--expansion 8]
+    interp bench sae [cache=DIR] [site=S] [device=cpu|cuda] [n_tokens=200000]
+    interp bench sae variants=true [settings=configs/experiments/sweep_sae.yaml|none] [expansion=8]
 """
 
-import argparse
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -99,21 +99,33 @@ def sparsify_topk(x_train, d_sae, k, batch, lr, device) -> tuple[float, Forward]
     return time.perf_counter() - start, lambda x: sae(x).sae_out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--cache", default="runs/bench/smollm2-L15")
-    ap.add_argument("--site", default="blocks.15.hook_resid_post")
-    ap.add_argument("--n-tokens", type=int, default=200_000)
-    ap.add_argument("--held-out", type=int, default=16_384)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--expansion", type=int, default=16)
-    ap.add_argument("--k", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--variants", action="store_true", help="every registered SAE method vs TopK")
-    ap.add_argument("--settings", default="configs/sweep_sae.yaml",
-                    help="--variants: per-method settings from this sweep config, or 'none' for defaults")
-    args = ap.parse_args()
+@dataclass(frozen=True)
+class Config:
+    model: str = "smollm2-135m"
+    """Model spec (used when the cache has to be made)."""
+    cache: str = "runs/bench/smollm2-L15"
+    """Activation cache (made on first use)."""
+    site: str = "blocks.15.hook_resid_post"
+    """Hook site cached."""
+    n_tokens: int = 200_000
+    """Training tokens (one pass)."""
+    held_out: int = 16_384
+    """Held-out tokens for FVU."""
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    """Device."""
+    expansion: int = 16
+    """d_sae / d_in."""
+    k: int = 32
+    """Active latents per token (TopK)."""
+    batch: int = 4096
+    """Tokens per step."""
+    variants: bool = False
+    """Time every registered SAE method against TopK instead."""
+    settings: str = "configs/experiments/sweep_sae.yaml"
+    """With variants: per-method settings from this sweep config, or none for each config's defaults."""
+
+
+def run(args: Config) -> None:
     if not (Path(args.cache) / "manifest.json").exists():
         cache_activations(args.model, "builtin:stdlib-docs", [args.site],
                           args.n_tokens + args.held_out, args.cache)
@@ -229,7 +241,3 @@ def bench_variants(args, x_train, x_test) -> None:
         ratio = f"{base[0] / whole:5.2f}x  {base[1] / late:5.2f}x" if base else "   n/a"
         print(f"  {method:<10}{whole:9.0f} tok/s (2nd half {late:7.0f})  ratio {ratio}   "
               f"held-out FVU {err:.4f}  L0 {l0:7.1f}")
-
-
-if __name__ == "__main__":
-    main()

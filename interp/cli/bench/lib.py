@@ -1,12 +1,12 @@
 """Benchmark LIB's interaction matrix: batched VJPs (``lib_ops``) vs a per-sample dense
 ``torch.autograd.functional.jacobian`` loop, on the mod-add attention module (random weights).
 
-``python scripts/bench_lib.py [n_samples] [d_model]``: prints both times, the speed-up ratio and
+``interp bench lib [n_samples=128] [d_model=64]``: prints both times, the speed-up ratio and
 the largest difference between the two M matrices (they must agree to float64 round-off).
 """
 
-import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -16,8 +16,16 @@ from interp.decomposers.lib import LIBConfig
 from interp.models import modadd
 
 
-def main(argv):
-    n, d = (int(argv[0]) if argv else 128), (int(argv[1]) if len(argv) > 1 else 64)
+@dataclass(frozen=True)
+class Config:
+    n_samples: int = 128
+    """Mod-add inputs the interaction matrix is summed over."""
+    d_model: int = 64
+    """Width of the random mod-add model."""
+
+
+def run(cfg: Config) -> None:
+    n, d = cfg.n_samples, cfg.d_model
     torch.manual_seed(0)
     cfg = modadd.ModAddConfig(d_model=d, d_head=d // 4, d_mlp=4 * d)
     params = {k: v.double() + 0.01 for k, v in modadd.init_params(cfg, 0).items()}
@@ -43,7 +51,3 @@ def main(argv):
     ref = time.perf_counter() - t
     print(f"M over {n} samples x 3 positions, d_model {d}: batched VJPs {fast:.2f}s, per-sample "
           f"jacobian {ref:.2f}s, speed-up {ref / fast:.1f}x, max |diff| {float((M_fast - M_ref).abs().max()):.2e}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

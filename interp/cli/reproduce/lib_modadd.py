@@ -1,4 +1,4 @@
-"""LIB vs PCA on modular addition: ``python scripts/lib_modadd.py configs/lib_modadd.yaml [key=value]``.
+"""LIB vs PCA on modular addition (Bushnaq et al. 2024): ``interp reproduce lib_modadd configs/experiments/lib_modadd.yaml``.
 
 Trains (or loads the cached) one-layer mod-add transformers, fits LIB and PCA at rib's node layers
 ``ln1.0 -> ln2.0 -> unembed -> output`` on the train set, and measures on the test set:
@@ -8,13 +8,12 @@ graphs (GraphML/JSON/PNG), ``out/results.json``, ``out/tables.md`` and ``out/abl
 """
 
 import dataclasses
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from interp._io import write_atomic, write_json_atomic
-from interp.cli import load_config
 from interp.decomposers import lib_graph as graph
 from interp.decomposers.lib import LIB
 from interp.models import modadd
@@ -124,10 +123,34 @@ def plot_curves(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(argv):
-    if not argv:
-        sys.exit(__doc__)
-    cfg = load_config(argv[0], argv[1:])
+@dataclass(frozen=True)
+class Config:
+    model: dict = field(default_factory=dict)
+    """ModAddConfig fields of the trained transformers (p, d_model, n_heads, lr, max_epochs, ...)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """One trained model per seed."""
+    out: str = "runs/lib_modadd"
+    """Output folder (trained models cached under out/models)."""
+    lib: dict = field(default_factory=dict)
+    """LIBConfig fields."""
+    n_basis: int = 600
+    """Train points for Gram / M / edges (rib: the whole train set)."""
+    n_eval_nodes: int = 1000
+    """Evaluation points for node ablations."""
+    n_eval_edges: int = 300
+    """Evaluation points for the edge bisection."""
+    eval_split: str = "test"
+    """test, or train_heldout (train points not used for the bases)."""
+    tolerance: float = 0.001
+    """Needed = fewest features / edges with accuracy >= base - tolerance."""
+    threads: int = 1
+    """torch CPU threads."""
+    graph_min_norm_weight: float = 1e-4
+    """Graph files keep edges above this fraction of the layer's largest."""
+
+
+def run(config: Config) -> None:
+    cfg = dataclasses.asdict(config)
     torch.set_num_threads(int(cfg.get("threads", 1)))
     mcfg = modadd.ModAddConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["model"].items()})
     out = Path(cfg["out"])
@@ -143,7 +166,3 @@ def main(argv):
     write_atomic(out / "tables.md", lambda f: f.write(table))
     plot_curves(results, out / "ablation_curves.png")
     print(table)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

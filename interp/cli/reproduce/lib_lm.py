@@ -1,4 +1,4 @@
-"""LIB vs PCA around one block of a language model: ``python scripts/lib_lm.py configs/lib_lm.yaml [key=value]``.
+"""LIB vs PCA around one block of a language model (Bushnaq et al. 2024): ``interp reproduce lib_lm``.
 
 Fits LIB (and the PCA baseline) on ``resid_pre -> resid_mid -> resid_post`` of ``layer`` with
 stochastic sources, exports the interaction graphs, and measures held-out next-token CE loss when
@@ -6,14 +6,14 @@ only the first k directions of a node layer are kept (node ablation) or only a f
 layer's edges (edge ablation). Prints the time of each stage; writes ``out/results.json``.
 """
 
-import sys
+import dataclasses
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from interp._io import write_json_atomic
-from interp.cli import load_config
 from interp.data import tokenize
 from interp.decomposers import lib_graph as graph
 from interp.decomposers import lib_ops as ops
@@ -22,10 +22,40 @@ from interp.models import load
 from interp.models.cut import loss_from_resid, residual_block_cut, site_acts
 
 
-def main(argv):
-    if not argv:
-        sys.exit(__doc__)
-    cfg = load_config(argv[0], argv[1:])
+@dataclass(frozen=True)
+class Config:
+    model: str = "smollm2-135m"
+    """Model spec."""
+    layer: int = 24
+    """The block whose resid_pre -> resid_mid -> resid_post node layers are fitted."""
+    text: str = "builtin:stdlib-docs?split=train"
+    """Text the bases are fitted on."""
+    eval_text: str = "builtin:stdlib-docs?split=test"
+    """Held-out text of the ablations."""
+    n_seqs: int = 4
+    """Fitting sequences (the basis rank is bounded by n_seqs * seq_len)."""
+    seq_len: int = 24
+    """Tokens per sequence."""
+    n_eval_seqs: int = 4
+    """Held-out sequences of the node ablations."""
+    direction_layer: int = 1
+    """Node layer of directions() (1: blocks.L.hook_resid_mid)."""
+    lib: dict = field(default_factory=dict)
+    """LIBConfig fields (sources, integration, batch_size, truncation, ...)."""
+    node_ablation_ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 97)
+    """Directions kept in the node ablations."""
+    edge_fracs: tuple[float, ...] = (0.01, 0.1)
+    """Fractions of edges kept in the edge ablation (empty: skipped)."""
+    edge_eval_seqs: int = 1
+    """Held-out sequences of the edge ablation."""
+    out: str = "runs/lib_lm"
+    """Output folder."""
+    threads: int = 1
+    """torch CPU threads."""
+
+
+def run(config: Config) -> None:
+    cfg = dataclasses.asdict(config)
     torch.set_num_threads(int(cfg.get("threads", 1)))
     t0, out, L = time.time(), Path(cfg["out"]), cfg["layer"]
     lm = load(cfg["model"])
@@ -69,7 +99,3 @@ def main(argv):
     res["times"]["cpu_total"] = time.process_time()
     write_json_atomic(out / "results.json", {"config": cfg, "results": res})
     print("times (s, wall; cpu_total = CPU seconds of this process):", {k: round(v, 1) for k, v in res["times"].items()})
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -4,20 +4,20 @@ explicit inverse, full reconstruction for the loss), same initialisation, same n
 iterations, on real SmolLM2-135M MLP activations. Prints seconds per iteration, the speed ratio
 and how far the results differ (loss, features).
 
-``--scale N ...`` instead fits N tokens from the cache alone, in both modes (the full iteration
+``scale=[N, ...]`` instead fits N tokens from the cache alone, in both modes (the full iteration
 streamed over row blocks, and the online mini-batch mode, one epoch), with no dense copy: the
 check that the fit is not limited by memory. It prints the time, the FVU and the peak resident
 memory beside the size of the activations themselves. The stdlib corpus holds ~0.45M tokens, so
-use ``--text builtin:site-docs`` for a million.
+use ``text=builtin:site-docs`` for a million.
 
-    python scripts/bench_snmf.py [--tokens 10000 100000] [--rank 100] [--iters 20] [--layer 15]
-    python scripts/bench_snmf.py --scale 1000000 --text builtin:site-docs --layer 3 --cache runs/bench/snmf-1m
+    interp bench snmf [tokens=[10000,100000]] [rank=100] [iters=20] [layer=15]
+    interp bench snmf scale=[1000000] text=builtin:site-docs layer=3 cache=runs/bench/snmf-1m
 """
 
-import argparse
 import math
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -59,19 +59,31 @@ def timed(fn, device):
     return out, time.perf_counter() - t
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokens", type=int, nargs="+", default=[10_000, 100_000])
-    ap.add_argument("--rank", type=int, default=100)
-    ap.add_argument("--sparsity", type=float, default=0.01)
-    ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--layer", type=int, default=15)
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--cache", default="runs/bench/snmf-cache")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--text", default="builtin:stdlib-docs")
-    ap.add_argument("--scale", type=int, nargs="+", help="fit this many tokens from the cache alone (no dense copy)")
-    args = ap.parse_args()
+@dataclass(frozen=True)
+class Config:
+    tokens: tuple[int, ...] = (10_000, 100_000)
+    """Token counts compared against the dense reference."""
+    rank: int = 100
+    """Features (k)."""
+    sparsity: float = 0.01
+    """Winner-take-all keep fraction."""
+    iters: int = 20
+    """Iterations of every fit."""
+    layer: int = 15
+    """Layer whose mlp.hook_post is fitted."""
+    model: str = "smollm2-135m"
+    """Model spec."""
+    cache: str = "runs/bench/snmf-cache"
+    """Activation cache (made on first use)."""
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    """Device."""
+    text: str = "builtin:stdlib-docs"
+    """Text source of the cache."""
+    scale: tuple[int, ...] = ()
+    """Instead fit this many tokens from the cache alone, in both modes (no dense copy)."""
+
+
+def run(args: Config) -> None:
     site = f"blocks.{args.layer}.mlp.hook_post"
     path = Path(args.cache)
     if not (path / "manifest.json").exists():
@@ -87,7 +99,7 @@ def main() -> None:
     for n in args.tokens:
         rows = as_rows(cache, site, n)
         if rows.n < n:
-            raise SystemExit(f"{path} holds only {rows.n} tokens: delete it (or pass --cache) to re-cache")
+            raise SystemExit(f"{path} holds only {rows.n} tokens: delete it (or pass cache=...) to re-cache")
         X = torch.cat([x for _, x in rows.chunks(1 << 14, torch.device(args.device))])
         (F_ref, _, losses), t_ref = timed(lambda: dense_reference(X, args.rank, args.sparsity, args.iters, 42), args.device)
         ours, t_ours = timed(lambda: SNMF.fit(cache, n_tokens=n, **common), args.device)
@@ -106,14 +118,10 @@ def scale(cache: ActivationCache, site: str, args, common: dict) -> None:
     for n in args.scale:
         rows = as_rows(cache, site, n)
         if rows.n < n:
-            raise SystemExit(f"{args.cache} holds only {rows.n} tokens: delete it (or pass --cache) to re-cache")
+            raise SystemExit(f"{args.cache} holds only {rows.n} tokens: delete it (or pass cache=...) to re-cache")
         gib = n * cache.width(site) * 4 / 2**30
         for mode, extra in (("full", {}), ("minibatch", {"epochs": 1})):
             model, t = timed(lambda: SNMF.fit(cache, n_tokens=n, mode=mode, **common, **extra), args.device)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
             print(f"n={n:>8} {mode:>9}: {t:7.1f} s, FVU {model.meta['fvu']:.4f}, peak RSS so far {peak:.2f} GiB "
                   f"(the activations: {gib:.2f} GiB as float32)")
-
-
-if __name__ == "__main__":
-    main()

@@ -5,12 +5,12 @@ stop_at_layer, writing shards and checksums) and times tokenising the same text 
 model truncated to the same blocks. Prints tokens/s of both and their ratio (target >= 0.9),
 measured in the same run.
 
-    python scripts/bench_cache.py [--site blocks.15.hook_resid_post] [--n-tokens 16384] [--device cuda]
+    interp bench cache [site=blocks.15.hook_resid_post] [n_tokens=16384] [device=cuda]
 """
 
-import argparse
 import tempfile
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -39,15 +39,23 @@ def hf_forward(model, n_tokens: int, n_layers: int, batch: int) -> float:
         inner.layers = layers
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--site", default="blocks.15.hook_resid_post")
-    ap.add_argument("--n-tokens", type=int, default=16_384)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--repeats", type=int, default=2)
-    args = ap.parse_args()
+@dataclass(frozen=True)
+class Config:
+    model: str = "smollm2-135m"
+    """Model spec."""
+    site: str = "blocks.15.hook_resid_post"
+    """Hook site cached."""
+    n_tokens: int = 16_384
+    """Tokens cached (and run through the plain forward)."""
+    batch: int = 16
+    """Sequences per forward pass, both sides."""
+    device: str | None = None
+    """Device (None: CUDA when available)."""
+    repeats: int = 2
+    """Interleaved repeats; the best of each side is reported."""
+
+
+def run(args: Config) -> None:
     model = load(args.model, device=args.device)
     best_cache, best_ref, n = float("inf"), float("inf"), 0
     for r in range(args.repeats):  # interleaved, best of N: robust to a noisy shared machine
@@ -62,7 +70,3 @@ def main() -> None:
     print(f"  plain HF forward ({stop_layer([args.site])} blocks)  {n / best_ref:10.0f} tokens/s")
     print(f"  interp cache_activations       {n / best_cache:10.0f} tokens/s")
     print(f"  ratio cache / forward          {best_ref / best_cache:10.3f}   (target >= 0.9)")
-
-
-if __name__ == "__main__":
-    main()

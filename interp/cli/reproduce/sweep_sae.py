@@ -1,4 +1,4 @@
-"""LLM comparison of the SAE family: ``python scripts/sweep_sae.py configs/sweep_sae.yaml [key=value ...]``.
+"""LLM comparison of the SAE family: ``interp reproduce sweep_sae configs/experiments/sweep_sae.yaml``.
 
 Caches one middle residual site of the built-in SmolLM2-135M once, trains every method of the
 config over its sparsity sweep on that cache (the one trainer, wandb offline per run), evaluates
@@ -9,15 +9,16 @@ fraction) and the median per-token εLBO on held-out activations
 ``OUT/frontiers.png`` (FVU-L0 and CE-recovered-L0). Re-running resumes: finished runs and
 evaluations are read back.
 
-Scale (configs/sweep_sae.yaml, reduced for a 2-core CPU): 131k cached training tokens at
+Scale (configs/experiments/sweep_sae.yaml, reduced for a 2-core CPU): 131k cached training tokens at
 blocks.15.hook_resid_post, 197k training tokens per run (192 steps of 1024, cycling over the
 cache), d_sae 4608 (8x), 3 settings per method, evaluation on 2,048 held-out tokens (16 sequences
 of 128). Override e.g. ``sae={...}`` or ``cache_tokens=...`` for another scale.
 """
 
+import dataclasses
 import math
-import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,9 @@ import torch
 
 from interp._io import read_json, write_json_atomic
 from interp.activations import ActivationCache, cache_activations
-from interp.cli import load_config
 from interp.decomposers import REGISTRY
 from interp.decomposers.sae import SAE, train
+from interp.errors import ConfigError
 from interp.evals.afa import elbo
 from interp.evals.reconstruction import evaluate_many
 from interp.models import load
@@ -41,10 +42,10 @@ def sweep_runs(methods: dict[str, dict]) -> list[tuple[str, str, Any, dict]]:
     for method, spec in methods.items():
         if method not in REGISTRY or not issubclass(REGISTRY[method], SAE):
             known = sorted(m for m, c in REGISTRY.items() if issubclass(c, SAE))
-            raise ValueError(f"methods.{method}: not a registered SAE method; choose from {known}")
+            raise ConfigError(f"methods.{method}: not a registered SAE method; choose from {known}")
         lists = [k for k, v in spec.items() if isinstance(v, list)]
         if len(lists) != 1:
-            raise ValueError(f"methods.{method}: give exactly one list of sparsity settings, got {lists}")
+            raise ConfigError(f"methods.{method}: give exactly one list of sparsity settings, got {lists}")
         key = lists[0]
         fixed = {k: v for k, v in spec.items() if k != key}
         runs += [(method, key, value, fixed) for value in spec[key]]
@@ -148,10 +149,32 @@ def log_wandb(rows: list[dict], cfg: dict, out: Path) -> None:
     run.finish()
 
 
-def main(argv: list[str]) -> None:
-    if not argv:
-        sys.exit(__doc__)
-    cfg = load_config(argv[0], argv[1:])
+@dataclass(frozen=True)
+class Config:
+    methods: dict
+    """{method: {one swept key: [values], fixed key: value, ...}} for every SAE method compared."""
+    model: str = "smollm2-135m"
+    """Model spec."""
+    site: str = "blocks.15.hook_resid_post"
+    """Hook site trained and evaluated on."""
+    text: str = "builtin:stdlib-docs?split=train"
+    """Training text."""
+    cache_tokens: int = 131_072
+    """Tokens cached once and reused by every run."""
+    seq_len: int = 128
+    """Tokens per context row."""
+    out: str = "runs/sweep_sae"
+    """Output folder (runs/, results.json, results.md, frontiers.png)."""
+    sae: dict = field(default_factory=dict)
+    """SAE config fields shared by every run (n_tokens, expansion_factor, lr, wandb, ...)."""
+    eval: dict = field(default_factory=dict)
+    """Arguments of evaluate_many (text_spec, n_tokens, seq_len, batch_size)."""
+    elbo_tokens: int = 4096
+    """Held-out activations for the εLBO medians."""
+
+
+def run(config: Config) -> None:
+    cfg = dataclasses.asdict(config)
     out = Path(cfg["out"])
     runs = sweep_runs(cfg["methods"])  # validates the config before any compute
     t0 = time.time()
@@ -175,7 +198,3 @@ def main(argv: list[str]) -> None:
     log_wandb(rows, cfg, out)
     print(f"\n{(out / 'results.md').read_text()}\ntotal {time.time() - t0:.0f} s; "
           f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'frontiers.png'}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -7,12 +7,11 @@ wall-clock and process CPU times (CPU time is the fairer figure on a shared mach
 and the ratios ITDA / SAE measured in the same run (the ITDA paper
 reports ITDAs at ~1% of an SAE's cost, trained on far more tokens than here).
 
-    python scripts/bench_itda.py [--cache DIR] [--n-tokens 32768] [--k 40] [--cos 0.85]
-                                 [--expansion 16] [--device cpu|cuda]
+    interp bench itda [cache=DIR] [n_tokens=32768] [k=40] [cos=0.85] [expansion=16] [device=cpu|cuda]
 """
 
-import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,19 +27,31 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--cache", default="runs/bench/smollm2-L15")
-    ap.add_argument("--site", default="blocks.15.hook_resid_post")
-    ap.add_argument("--n-tokens", type=int, default=32_768)
-    ap.add_argument("--held-out", type=int, default=8_192)
-    ap.add_argument("--k", type=int, default=40, help="ITDA pursuit steps = SAE k (same L0 bound)")
-    ap.add_argument("--cos", type=float, default=0.85, help="ITDA add-atom cosine threshold")
-    ap.add_argument("--expansion", type=int, default=16)
-    ap.add_argument("--sae-batch", type=int, default=1024)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args()
+@dataclass(frozen=True)
+class Config:
+    model: str = "smollm2-135m"
+    """Model spec (used when the cache has to be made)."""
+    cache: str = "runs/bench/smollm2-L15"
+    """Activation cache (made on first use)."""
+    site: str = "blocks.15.hook_resid_post"
+    """Hook site."""
+    n_tokens: int = 32_768
+    """Training tokens, both sides."""
+    held_out: int = 8_192
+    """Held-out tokens for FVU."""
+    k: int = 40
+    """ITDA pursuit steps = SAE k (same L0 bound)."""
+    cos: float = 0.85
+    """ITDA add-atom cosine threshold."""
+    expansion: int = 16
+    """SAE d_sae / d_in."""
+    sae_batch: int = 1024
+    """SAE tokens per step."""
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    """Device."""
+
+
+def run(args: Config) -> None:
     if not (Path(args.cache) / "manifest.json").exists():
         cache_activations(args.model, "builtin:stdlib-docs", [args.site], args.n_tokens + args.held_out + 4096,
                           args.cache)
@@ -50,7 +61,7 @@ def main() -> None:
     x = cache.activations(site).reshape(-1, cache.width(site))[keep].float()
     labels = torch.from_numpy(cache_labels(cache))[keep]
     if len(x) < args.n_tokens + args.held_out:
-        raise SystemExit(f"{args.cache} has {len(x)} usable tokens; delete it or lower --n-tokens")
+        raise SystemExit(f"{args.cache} has {len(x)} usable tokens; delete it or lower n_tokens")
     x_train, lab_train, x_test = x[:args.n_tokens], labels[:args.n_tokens], x[-args.held_out:]
 
     start, cpu = time.perf_counter(), time.process_time()
@@ -80,7 +91,3 @@ def main() -> None:
           f"{f_sae:.4f} (batch {args.sae_batch}, {len(x_train) // args.sae_batch} steps)")
     print(f"  ratio ITDA / SAE: wall time {t_itda / t_sae:.3f}x   CPU time {c_itda / c_sae:.3f}x   "
           f"FVU {f_itda / f_sae:.3f}x")
-
-
-if __name__ == "__main__":
-    main()
