@@ -13,13 +13,16 @@ missing file, or Ctrl-C) prints one or two lines and exits 2 (130 for Ctrl-C); `
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import importlib
+import importlib.util
 import os
 import re
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 from interp.cli.config import apply_override, build, check_keys, coerce_fields, load_config, user_fields
@@ -42,7 +45,13 @@ USER_ERRORS = (InterpError, FileNotFoundError, NotADirectoryError, IsADirectoryE
 
 def entry() -> None:
     """The console script."""
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # output piped into a reader that stopped early (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,9 +101,17 @@ def dispatch(argv: list[str], prog: str, commands: dict[str, str]) -> int:
 def overview(prog: str, commands: dict[str, str]) -> str:
     lines = [f"usage: {prog} COMMAND [CONFIG.yaml] [key=value ...] [--help] [--debug]", "", "commands:"]
     for name, path in commands.items():
-        lines.append(f"  {name:<12} {summary(importlib.import_module(path).__doc__)}")
+        lines.append(f"  {name:<12} {summary(module_doc(path))}")
     lines.append(f"\n`{prog} COMMAND --help` lists a command's keys.")
     return "\n".join(lines)
+
+
+def module_doc(path: str) -> str | None:
+    """The docstring of module ``path``, read without importing it (``--help`` stays instant)."""
+    spec = importlib.util.find_spec(path)
+    if spec is None or spec.origin is None:
+        return None
+    return ast.get_docstring(ast.parse(Path(spec.origin).read_text()))
 
 
 def summary(doc: str | None, width: int = 88) -> str:
