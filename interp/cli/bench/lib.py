@@ -24,8 +24,8 @@ class Config:
     """Width of the random mod-add model."""
 
 
-def run(cfg: Config) -> None:
-    n, d = cfg.n_samples, cfg.d_model
+def run(config: Config) -> None:
+    n, d = config.n_samples, config.d_model
     torch.manual_seed(0)
     cfg = modadd.ModAddConfig(d_model=d, d_head=d // 4, d_mlp=4 * d)
     params = {k: v.double() + 0.01 for k, v in modadd.init_params(cfg, 0).items()}

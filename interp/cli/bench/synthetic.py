@@ -11,7 +11,7 @@ Methods not registered in this build are listed as such.
 """
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
