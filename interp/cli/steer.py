@@ -21,11 +21,11 @@ from interp.activations import ActivationCache, cache_activations
 from interp.decomposers import load as load_decomposer
 from interp.decomposers.sae import train
 from interp.errors import ConfigError
-from interp.evals.directions import site_activations
 from interp.evals.steering import embedding_judge
-from interp.evals.steering_experiment import SteerExperimentConfig as Config
-from interp.evals.steering_experiment import run_experiment, split_concepts, summarise
-from interp.evals.steering_report import table_markdown, write_report
+from interp.evals.steering.directions import site_activations
+from interp.evals.steering.experiment import SteerExperimentConfig as Config
+from interp.evals.steering.experiment import run_experiment, split_concepts, summarise
+from interp.evals.steering.report import table_markdown, write_report
 from interp.models import load
 
 __all__ = ["Config", "run"]
