@@ -3,6 +3,7 @@ that every command module follows the contract (a frozen ``Config`` whose fields
 
 import dataclasses
 import importlib
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import pytest
@@ -64,3 +65,33 @@ def test_every_command_has_a_frozen_config_with_a_doc_per_field(module):
         assert cfg.__dataclass_params__.frozen, m.__name__
         undocumented = {f.name for f in dataclasses.fields(cfg)} - set(field_docs(cfg))
         assert not undocumented, (m.__name__, undocumented)
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+EXPERIMENTS = {"demo": ["demo"], "browser": ["browse"], "compare": ["compare"], "steer": ["steer"],
+               "heads": ["reproduce", "heads"], "lib_lm": ["reproduce", "lib_lm"],
+               "lib_modadd": ["reproduce", "lib_modadd"], "sweep_sae": ["reproduce", "sweep_sae"],
+               "bench_synthetic": ["bench", "synthetic"]}
+
+
+def _command(path: Path) -> tuple[list[str], list[str]]:
+    """The command a shipped config is for, and the keys it needs from the command line."""
+    if path.parent.name == "models":
+        return ["cache"], []
+    if path.parent.name == "methods":
+        return ["train"], ["out=x", "data=y"]
+    return EXPERIMENTS[path.stem], []
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_config_builds_its_commands_config(path):
+    from interp.cli.main import make_config, read_args
+
+    words, extra = _command(path)
+    module = importlib.import_module(COMMANDS[words[0]])
+    if len(words) > 1:
+        module = importlib.import_module(module.COMMANDS[words[1]])
+    raw = read_args([str(path), *extra], "test")
+    extras = list(module.extra_configs(raw)) if hasattr(module, "extra_configs") else []
+    cfg = make_config(module.Config, extras, raw, " ".join(words))
+    assert dataclasses.is_dataclass(cfg)
