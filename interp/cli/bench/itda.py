@@ -18,6 +18,7 @@ import torch
 
 from interp.activations import ActivationCache, cache_activations
 from interp.decomposers.itda import ITDA, cache_labels
+from interp.errors import DataError
 from interp.decomposers.sae import train
 from interp.evals.reconstruction import fvu
 
@@ -61,7 +62,7 @@ def run(args: Config) -> None:
     x = cache.activations(site).reshape(-1, cache.width(site))[keep].float()
     labels = torch.from_numpy(cache_labels(cache))[keep]
     if len(x) < args.n_tokens + args.held_out:
-        raise SystemExit(f"{args.cache} has {len(x)} usable tokens; delete it or lower n_tokens")
+        raise DataError(f"{args.cache} has {len(x)} usable tokens; delete it or lower n_tokens")
     x_train, lab_train, x_test = x[:args.n_tokens], labels[:args.n_tokens], x[-args.held_out:]
 
     start, cpu = time.perf_counter(), time.process_time()

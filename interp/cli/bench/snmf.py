@@ -25,6 +25,7 @@ import torch
 from interp.activations import ActivationCache, cache_activations
 from interp.decomposers.semi_nmf import SNMF
 from interp.decomposers.semi_nmf.source import as_rows
+from interp.errors import DataError
 
 
 def dense_reference(X, rank, sparsity, iters, seed, ridge=1e-6, eps=1e-6):
@@ -99,7 +100,7 @@ def run(args: Config) -> None:
     for n in args.tokens:
         rows = as_rows(cache, site, n)
         if rows.n < n:
-            raise SystemExit(f"{path} holds only {rows.n} tokens: delete it (or pass cache=...) to re-cache")
+            raise DataError(f"{path} holds only {rows.n} tokens: delete it (or pass cache=...) to re-cache")
         X = torch.cat([x for _, x in rows.chunks(1 << 14, torch.device(args.device))])
         (F_ref, _, losses), t_ref = timed(lambda: dense_reference(X, args.rank, args.sparsity, args.iters, 42), args.device)
         ours, t_ours = timed(lambda: SNMF.fit(cache, n_tokens=n, **common), args.device)
@@ -118,7 +119,7 @@ def scale(cache: ActivationCache, site: str, args, common: dict) -> None:
     for n in args.scale:
         rows = as_rows(cache, site, n)
         if rows.n < n:
-            raise SystemExit(f"{args.cache} holds only {rows.n} tokens: delete it (or pass cache=...) to re-cache")
+            raise DataError(f"{args.cache} holds only {rows.n} tokens: delete it (or pass cache=...) to re-cache")
         gib = n * cache.width(site) * 4 / 2**30
         for mode, extra in (("full", {}), ("minibatch", {"epochs": 1})):
             model, t = timed(lambda: SNMF.fit(cache, n_tokens=n, mode=mode, **common, **extra), args.device)
