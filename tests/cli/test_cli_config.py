@@ -95,3 +95,18 @@ def test_every_shipped_config_builds_its_commands_config(path):
     extras = list(module.extra_configs(raw)) if hasattr(module, "extra_configs") else []
     cfg = make_config(module.Config, extras, raw, " ".join(words))
     assert dataclasses.is_dataclass(cfg)
+
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(monkeypatch, capsys):
+    import interp.cli.cache
+    from interp.cli.main import main
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(interp.cli.cache, "run", interrupted)
+    assert main(["cache", "model=m", "sites=[s]", "n_tokens=1", "out=o"]) == 130
+    assert "interrupted; rerun the same command to resume" in capsys.readouterr().err
+    monkeypatch.setenv("INTERP_DEBUG", "1")
+    with pytest.raises(KeyboardInterrupt):
+        main(["cache", "model=m", "sites=[s]", "n_tokens=1", "out=o"])
