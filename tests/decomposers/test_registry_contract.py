@@ -16,7 +16,7 @@ from interp.decomposers.lib.cut import residual_block_cut, site_acts
 from interp.decomposers.sae import SAE
 
 RESID, MLP = "blocks.0.hook_resid_post", "blocks.0.mlp.hook_post"
-METHODS = sorted(REGISTRY)
+METHODS = sorted(m for m, cls in REGISTRY.items() if cls.__module__.startswith("interp."))  # not test doubles
 
 
 def _sae(method: str, model, cache: ActivationCache) -> Decomposer:
