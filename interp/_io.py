@@ -150,11 +150,13 @@ def folder_lock(folder: str | Path, what: str = "output folder", wait: bool = Fa
     A second process asking for the same folder gets ``LockedError`` naming the holder's pid. The
     lock is an ``flock`` on ``folder/.interp.lock``: the kernel drops it when its holder dies, so a
     lock left by a killed process is stale and simply taken. Re-entrant within one process.
-    ``wait=True`` blocks until the folder is free instead (for shared caches, not outputs).
+    ``wait=True`` blocks until the folder is free instead (for shared caches, not outputs). A
+    folder this call created and nothing but the lock was written into is removed at the end.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise DataError(f"{what} {folder} is an existing file, not a folder; choose another path")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     key = str(folder.resolve())
     if key in _HELD:
@@ -177,6 +179,8 @@ def folder_lock(folder: str | Path, what: str = "output folder", wait: bool = Fa
             yield folder
         finally:
             _HELD.discard(key)
+            if created and not wait and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+                shutil.rmtree(folder)  # a job that failed before writing leaves no folder behind
     finally:
         os.close(fd)  # releases the flock
 

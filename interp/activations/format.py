@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -49,6 +52,37 @@ def storage_dtype(name: str) -> np.dtype:
     if name not in _DTYPES:
         raise ConfigError(f"unknown cache dtype {name!r}; choose one of {', '.join(_DTYPES)}")
     return np.dtype(_DTYPES[name])
+
+
+def allocate(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """Create the .npy file ``path`` for an array of ``shape`` with its disk space reserved, so a
+    full disk is a ``DataError`` now rather than a SIGBUS ("Bus error") when the memory map is
+    written later."""
+    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+    reserve(path)
+
+
+def reserve(path: Path) -> None:
+    """Reserve the blocks of ``path`` up to its size (``posix_fallocate``)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DataError(f"no space left on the disk for {path} ({os.fstat(fd).st_size / 1e9:.2f} GB): "
+                            f"free some space or cache fewer tokens") from e
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without it: write lazily
+            raise
+    finally:
+        os.close(fd)
+
+
+def check_free_space(folder: Path, need: int) -> None:
+    """``DataError`` before any write when ``folder``'s disk has fewer than ``need`` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DataError(f"the cache needs {need / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free at {folder}; "
+                        f"free some space, cache fewer tokens, or use dtype='bfloat16'")
 
 
 def site_file(site: str) -> str:
@@ -230,12 +264,12 @@ class ActivationCache:
                 path = self.path / self._site_info(site)["file"]
                 if not path.exists():
                     self.manifest["shards"] = []
-                    np.lib.format.open_memmap(path, mode="w+", dtype=storage_dtype(self.manifest["dtype"]),
-                                              shape=(self.manifest["n_seqs"], self.manifest["seq_len"],
-                                                     self.width(site))).flush()
+                    allocate(path, storage_dtype(self.manifest["dtype"]),
+                             (self.manifest["n_seqs"], self.manifest["seq_len"], self.width(site)))
                 else:
                     with open(path, "r+b") as f:
                         f.truncate(_npy_data_offset(path) + self._expected_bytes(site))
+                    reserve(path)
         good = [s for s in self.manifest["shards"]
                 if all(self._digest(site, s["start"], s["end"]) == s["xxh3_64"].get(site) for site in self.sites)]
         if good != before:

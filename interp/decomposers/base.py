@@ -68,6 +68,8 @@ def _has_type(value: Any, want: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is tuple:
         args = typing.get_args(want)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return isinstance(value, tuple) and all(_has_type(v, args[0]) for v in value)
         return isinstance(value, tuple) and len(value) == len(args) and all(map(_has_type, value, args))
     return isinstance(value, origin or want)
 
