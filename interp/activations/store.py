@@ -37,6 +37,7 @@ class ActivationStore:
         self.model = load(model) if isinstance(model, str) else model
         self.site = self.model.validate_site(site)
         self.d_in = self.model.site_width(site)
+        self.model.check_seq_len(seq_len)
         self.model_batch, self.buffer_tokens = model_batch, buffer_tokens
         self.exclude_special = exclude_special
         self.text = tokenize(load_text(text_spec, shuffle_seed=shuffle_seed), self.model.tokenizer,
