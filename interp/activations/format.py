@@ -253,8 +253,21 @@ class ActivationCache:
 
     # -- shard bookkeeping (used by cache_activations) ---------------------------------------
     def _digest(self, site: str, start: int, end: int) -> str:
-        rows = np.ascontiguousarray(self._raw(site)[start:end])
-        return xxhash.xxh3_64_hexdigest(memoryview(rows).cast("B"))
+        """xxh3-64 of rows ``[start, end)`` of the site's file, read in 8 MiB blocks (plain reads
+        are several times faster than faulting the pages of a memory map in)."""
+        path = self.path / self._site_info(site)["file"]
+        row = self.manifest["seq_len"] * self.width(site) * storage_dtype(self.manifest["dtype"]).itemsize
+        h, buf = xxhash.xxh3_64(), bytearray(1 << 23)
+        with open(path, "rb", buffering=0) as f:
+            f.seek(_npy_data_offset(path) + start * row)
+            left = (end - start) * row
+            while left > 0:
+                got = f.readinto(memoryview(buf)[:min(left, len(buf))])
+                if not got:
+                    break  # a short file: the digest differs, as it should
+                h.update(memoryview(buf)[:got])
+                left -= got
+        return h.hexdigest()
 
     def repair(self) -> None:
         """Restore truncated or missing files to full size and forget shards whose data is damaged."""
