@@ -8,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from interp.browser import FeatureStore, StoreError, find_stores
-from interp.browser.store import describe, plain
 
 
 @pytest.fixture
@@ -38,6 +37,8 @@ def test_symlinked_folder_leading_outside_the_root_is_not_listed(store_copy, tmp
 
 
 def test_markdown_in_manifest_fields_is_shown_as_text(store_copy):
+    from interp.browser.store import describe, plain
+
     root, store = store_copy
     m = json.loads((store / "manifest.json").read_text())
     m["model_name"] = "![x](https://attacker.example/pixel.png)"
@@ -51,26 +52,37 @@ def test_markdown_in_manifest_fields_is_shown_as_text(store_copy):
     assert "model" not in describe(root, "missing")  # an unreadable store gets a label, not an error
 
 
+def _flip_values(path, column):
+    """Flip two bytes in the middle of ``column``'s first page of values (dictionary page if any):
+    without a checksum the file still reads, with one value changed."""
+    meta = pq.ParquetFile(path).metadata
+    col = next(i for i in range(meta.num_columns) if meta.schema.column(i).name == column)
+    chunk = meta.row_group(0).column(col)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    end = chunk.data_page_offset if chunk.dictionary_page_offset else start + chunk.total_compressed_size
+    data = bytearray(path.read_bytes())
+    for i in range((start + end) // 2, (start + end) // 2 + 2):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def test_flipped_bytes_in_features_parquet_are_an_error_not_values(store_copy):
     root, store = store_copy
-    f = store / "features.parquet"
-    meta = pq.ParquetFile(f).metadata
-    col = next(i for i in range(meta.num_columns) if meta.schema.column(i).name == "max")
-    chunk = meta.row_group(0).column(col)
-    start = chunk.data_page_offset
-    data = bytearray(f.read_bytes())
-    for i in range(start + chunk.total_compressed_size - 8, start + chunk.total_compressed_size - 4):
-        data[i] ^= 0xFF  # inside the page's values, past its header
-    f.write_bytes(bytes(data))
+    _flip_values(store / "features.parquet", "max")
     with pytest.raises(StoreError, match="corrupt"):
         FeatureStore(store)
 
 
 def test_one_corrupt_store_does_not_hide_the_others(store_copy, browser_root):
+    from interp.browser.store import describe
+
     root, store = store_copy
     shutil.copytree(browser_root / "stores" / "dense", root / "dense")
-    (root / "dense" / "examples.parquet").write_bytes(b"garbage")
+    _flip_values(root / "dense" / "examples.parquet", "value")
     assert [str(p) for p in find_stores(root)] == ["dense", "topk"]
-    with pytest.raises(StoreError):
-        FeatureStore(root / "dense")
-    assert FeatureStore(root / "topk").n_features > 0
+    assert "dense" in describe(root, "dense")
+    dense = FeatureStore(root / "dense")
+    with pytest.raises(StoreError, match="examples.parquet is corrupt"):
+        for i in range(dense.n_features):
+            dense.examples(i)
+    assert FeatureStore(root / "topk").examples(0).num_rows > 0

@@ -8,7 +8,6 @@ import textwrap
 import pytest
 import torch
 
-from interp._io import LOCK_FILE, folder_lock, recover_dir, replace_dir
 from interp.decomposers.sae import train
 from interp.errors import DataError, LockedError
 
@@ -55,6 +54,8 @@ def test_second_training_run_is_locked_out(tmp_path):
 
 
 def test_stale_lock_file_of_a_dead_process_is_taken(tmp_path):
+    from interp._io import LOCK_FILE, folder_lock
+
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / "f").mkdir()
     (tmp_path / "f" / LOCK_FILE).write_text(dead.stdout)
@@ -64,6 +65,8 @@ def test_stale_lock_file_of_a_dead_process_is_taken(tmp_path):
 
 def test_replace_dir_leaves_a_complete_folder_at_every_step(tmp_path, monkeypatch):
     """Interrupt replace_dir at each rename: recover_dir always yields the old or the new folder."""
+    from interp._io import recover_dir, replace_dir
+
     final = tmp_path / "ckpt"
     replace_dir(final, lambda d: (d / "v").write_text("old"))
     real_rename = os.rename

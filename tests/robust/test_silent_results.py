@@ -8,7 +8,7 @@ import pytest
 
 from interp.activations import ActivationCache
 from interp.decomposers.sae import TopKConfig, train
-from interp.errors import ConfigError, DataError, TrainingError
+from interp.errors import ConfigError, DataError
 
 from .conftest import SITE, low_rank, small_cfg
 
@@ -81,6 +81,8 @@ def _interrupt(run, x):
 
 
 def test_6_diverging_loss_stops_the_run(tmp_path):
+    from interp.errors import TrainingError
+
     with pytest.raises(TrainingError, match="diverged|NaN"):
         train(small_cfg(lr=1e6, grad_clip=None), low_rank() * 100, out=tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "config.json").exists()  # no artifact from a diverged run
