@@ -52,14 +52,29 @@ def read_json(path: str | Path, what: str) -> dict:
     return obj
 
 
-def load_safetensors(path: str | Path, what: str, device: str = "cpu") -> dict:
-    """Read a safetensors file (never unpickles), naming the file when it is missing or not one."""
+def file_digest(path: str | Path) -> str:
+    """xxh3-64 of a file's bytes (read in 8 MiB blocks), to detect damage on read."""
+    import xxhash
+
+    h = xxhash.xxh3_64()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 23):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_safetensors(path: str | Path, what: str, device: str = "cpu", digest: str | None = None) -> dict:
+    """Read a safetensors file (never unpickles), naming the file when it is missing, not one, or
+    (given the ``digest`` recorded at writing) damaged."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{what} not found: {path}")
+    if digest is not None and file_digest(path) != digest:
+        raise DataError(f"{what} {path} is damaged (its checksum differs from the one recorded when it "
+                        f"was written)")
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError) as e:

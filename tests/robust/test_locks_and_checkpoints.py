@@ -127,6 +127,12 @@ def test_damaged_checkpoint_says_so_instead_of_restarting(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train(cfg, stop_after(5), out=out, progress=False)
-    (out / "checkpoint" / "state.safetensors").write_bytes(b"\x80\x04 not a safetensors file")
+    state = out / "checkpoint" / "state.safetensors"
+    data = bytearray(state.read_bytes())
+    data[-8:-4] = bytes(b ^ 0xFF for b in data[-8:-4])  # inside the last tensor's values
+    state.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="state.safetensors is damaged.*from step 0"):
+        train(cfg, stop_after(100), out=out, progress=False)
+    state.write_bytes(b"\x80\x04 a pickle, not a safetensors file")
     with pytest.raises(DataError, match="state.safetensors"):
         train(cfg, stop_after(100), out=out, progress=False)

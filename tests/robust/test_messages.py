@@ -133,3 +133,21 @@ def test_errors_keep_the_builtin_types_callers_caught():
     assert issubclass(ConfigError, ValueError) and issubclass(MissingFileError, FileNotFoundError)
     with pytest.raises(ValueError):
         TopKConfig(k=0)
+
+
+def test_malformed_jsonl_names_the_file_and_line(tmp_path):
+    from interp.data import load_text
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": "broken"\n{"text": "fine"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl, line 2: not valid JSON"):
+        load_text(str(bad))
+
+
+def test_binary_file_offered_as_text_names_the_file(tmp_path):
+    from interp.data import load_text
+
+    binary = tmp_path / "model.txt"
+    binary.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(DataError, match=r"model.txt, line \d+: not UTF-8 text"):
+        load_text(str(binary))

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from interp import distributed as _dist
 from interp._io import (
-    LOCK_FILE, folder_lock, load_safetensors, read_json, recover_dir, remove_dir, replace_dir, write_json_atomic,
+    LOCK_FILE, file_digest, folder_lock, load_safetensors, read_json, recover_dir, remove_dir, replace_dir,
+    write_json_atomic,
 )
 from interp.activations import ActivationCache, ActivationStore, fingerprint, norm_scale, prefetch, stream
 from interp.decomposers.base import REGISTRY, config_from, load
@@ -110,7 +111,7 @@ class _Checkpoint:
 
         def fill(tmp: Path) -> None:
             save_file(tensors, str(tmp / "state.safetensors"))
-            write_json_atomic(tmp / "state.json", state)
+            write_json_atomic(tmp / "state.json", state | {"xxh3": file_digest(tmp / "state.safetensors")})
 
         replace_dir(self.dir, fill)
 
@@ -119,7 +120,11 @@ class _Checkpoint:
         _check_same_settings(state.get("config", {}), sae.cfg, self.dir)
         check_same_data(state.get("data"), self.data_id, self.dir)
         step, self.watch.first = state["step"], state.get("first_loss")
-        tensors = load_safetensors(self.dir / "state.safetensors", "SAE checkpoint", str(sae.W_enc.device))
+        try:
+            tensors = load_safetensors(self.dir / "state.safetensors", "SAE checkpoint", str(sae.W_enc.device),
+                                       digest=state.get("xxh3"))
+        except DataError as e:
+            raise DataError(f"{e}; delete {self.dir} to train again from step 0") from e
         try:
             sae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             since_fired = tensors["since_fired"]
