@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import xxhash
 from safetensors.torch import save
 from tqdm.auto import tqdm
 
@@ -230,6 +231,10 @@ def _build(dec: Decomposer, model: LoadedModel, site: str, artifact: Path, text_
     else:
         manifest = {"format": FORMAT, "request": request, "complete": False, "rows_done": 0}
     text = tokenize(load_text(text_spec, shuffle_seed=cfg.shuffle_seed), model.tokenizer, cfg.seq_len, n_tokens)
+    data_id = "tokens:" + xxhash.xxh3_64_hexdigest(np.ascontiguousarray(text.tokens).tobytes())
+    if manifest.setdefault("data", data_id) != data_id:
+        raise DataError(f"{out} was started on other text (the tokens of {text_spec!r} changed since): delete "
+                        f"the folder to rebuild it, or restore the text it was built from")
     tokens = torch.from_numpy(text.tokens)
     special = torch.from_numpy(text.special_mask()) if cfg.exclude_special else torch.zeros_like(tokens, dtype=torch.bool)
     n_features = dec.directions().shape[0]

@@ -128,3 +128,30 @@ def test_fingerprint_is_stable_and_cheap(make_cache, tiny_corpus, tmp_path):
     b = make_cache(tiny_corpus, tmp_path / "b")
     assert ActivationCache(a).fingerprint == ActivationCache(b).fingerprint  # same data, same id
     assert np.array_equal(ActivationCache(a).activations(SITE).numpy(), ActivationCache(b).activations(SITE).numpy())
+
+
+def test_5_store_build_does_not_resume_on_changed_text(tiny_model, tmp_path):
+    from interp.browser import build_store
+    from interp.decomposers.sae import TopKSAE
+
+    import interp.browser.write as build
+
+    art = TopKSAE(TopKConfig(d_in=64, d_sae=16, k=2, n_tokens=8192, model="tiny-llama", site=SITE)).save(tmp_path / "a")
+    corpus = tmp_path / "text.txt"
+    corpus.write_text("\n\n".join(f"Story {i} about a red kite and {i} hills." for i in range(60)))
+    opts = dict(seq_len=32, k=2, n_samples=4, n_quantiles=2, per_quantile=2, window_left=4, window_right=2,
+                n_bins=16, n_similar=2, vocab_k=2, batch_size=2, checkpoint_tokens=64)
+    real = build.write_tables
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    build.write_tables = stop  # interrupted after the pass, before the tables: a checkpoint exists
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            build_store(art, str(corpus), 512, tmp_path / "s", model=tiny_model, progress=False, **opts)
+    finally:
+        build.write_tables = real
+    corpus.write_text("\n\n".join(f"Another text, line {i}, on blue rivers." for i in range(60)))
+    with pytest.raises(DataError, match="other text"):
+        build_store(art, str(corpus), 512, tmp_path / "s", model=tiny_model, progress=False, **opts)
