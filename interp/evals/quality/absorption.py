@@ -70,8 +70,8 @@ def prompts(words: list[str], n_icl: int = 4, seed: int = 0) -> list[str]:
     out = []
     for w in words:
         icl = [words[i] for i in rng.choice(len(words), n_icl + 1, replace=False) if words[i] != w][:n_icl]
-        lines = [TEMPLATE.format(word=" " + e).lstrip() + " " + e[0].upper() for e in icl]
-        out.append("\n".join(lines + [TEMPLATE.format(word=" " + w).lstrip()]))
+        lines = [TEMPLATE.format(word=" " + e) + " " + e[0].upper() for e in icl]
+        out.append("\n" + "\n".join(lines + [TEMPLATE.format(word=" " + w)]))  # SAEBench: separator first too
     return out
 
 
@@ -89,6 +89,13 @@ def letter_probe(X: np.ndarray, y: np.ndarray, train: np.ndarray, seed: int = 0)
     return dirs, f1
 
 
+def _l1() -> dict:
+    """An L1 penalty in this scikit-learn's spelling (``penalty`` is deprecated from 1.8)."""
+    import sklearn
+
+    return {"l1_ratio": 1.0} if tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8) else {"penalty": "l1"}
+
+
 def main_features(codes: np.ndarray, pos: np.ndarray, train: np.ndarray, cfg: AbsorptionConfig,
                   seed: int = 0) -> list[int]:
     """SAEBench's split features of one letter: top positive L1-probe weights, k grown while F1 jumps."""
@@ -99,7 +106,7 @@ def main_features(codes: np.ndarray, pos: np.ndarray, train: np.ndarray, cfg: Ab
     if not len(alive) or pos[train].all() or not pos[train].any():
         return []
     scale = np.abs(codes[train][:, alive]).max(0)
-    l1 = LogisticRegression(penalty="l1", solver="liblinear", C=cfg.l1_c, random_state=seed)
+    l1 = LogisticRegression(solver="liblinear", C=cfg.l1_c, random_state=seed, **_l1())
     l1.fit(codes[train][:, alive] / scale, pos[train])
     order = alive[np.argsort(-l1.coef_[0], kind="stable")]
     best, feats = -np.inf, []

@@ -4,7 +4,6 @@ per-sequence loop, and the JSON layout against SAEBench's published schema (and 
 import json
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 from interp.data import load_text, tokenize
-from interp.decomposers import Decomposer
 from interp.errors import DataError, MissingFileError
 from interp.evals.quality.core import CoreTotals, core_output, max_cosine, read_core, write_core
 from interp.evals.quality.passes import token_pass
@@ -39,32 +37,6 @@ SAEBENCH_METRICS = {
 }
 SAEBENCH_FEATURE = {"index", "feature_density", "consistent_activation_heuristic", "encoder_bias", "encoder_norm",
                     "encoder_decoder_cosine_sim", "max_decoder_cosine_sim", "max_encoder_cosine_sim"}
-
-
-@dataclass(frozen=True)
-class _Cfg:
-    d_in: int = 64
-    model: str | None = "tiny-llama"
-    site: str | None = SITE
-
-
-class _Linear(Decomposer):
-    """codes = relu(x E), x_hat = 0.8 codes E^T: known, imperfect, no W_enc attribute."""
-
-    method = "linear-test"
-
-    def __init__(self, d: int = 64, f: int = 48):
-        super().__init__(_Cfg(d_in=d))
-        self.E = torch.nn.Parameter(torch.randn(d, f, generator=torch.Generator().manual_seed(0)) / d**0.5)
-
-    def encode(self, x):
-        return torch.relu(x @ self.E)
-
-    def decode(self, codes):
-        return 0.8 * codes @ self.E.T
-
-    def directions(self):
-        return self.E.T
 
 
 def test_totals_match_direct_formulas():
@@ -124,8 +96,8 @@ def _kl_ablation_reference(model, tokens, special):
     return total / n
 
 
-def test_token_pass_agrees_with_reconstruction_eval(tiny_model, tiny_corpus):
-    dec = _Linear()
+def test_token_pass_agrees_with_reconstruction_eval(tiny_model, tiny_corpus, linear_decomposer):
+    dec = linear_decomposer()
     want = evaluate(dec, tiny_model, SITE, text_spec=tiny_corpus, n_tokens=1024, seq_len=64, batch_size=4,
                     progress=False)
     text = tokenize(load_text(tiny_corpus, shuffle_seed=1), tiny_model.tokenizer, 64, 1024)
@@ -139,8 +111,8 @@ def test_token_pass_agrees_with_reconstruction_eval(tiny_model, tiny_corpus):
     assert m["model_behavior_preservation"]["kl_div_with_ablation"] == pytest.approx(ref, rel=1e-4)
 
 
-def _sample_output(tmp_path):
-    dec = _Linear()
+def _sample_output(linear_decomposer):
+    dec = linear_decomposer()
     tot = CoreTotals(48)
     x = torch.randn(40, 64, generator=torch.Generator().manual_seed(2))
     tot.add_acts(x, dec.reconstruct(x).detach(), dec.encode(x).detach(), torch.arange(40) // 8)
@@ -148,8 +120,8 @@ def _sample_output(tmp_path):
     return core_output(tot, dec, model="tiny-llama", site=SITE, dataset="t", context_size=8, batch_size=5, name="lin")
 
 
-def test_written_file_has_saebench_layout_and_reads_back(tmp_path):
-    out = _sample_output(tmp_path)
+def test_written_file_has_saebench_layout_and_reads_back(tmp_path, linear_decomposer):
+    out = _sample_output(linear_decomposer)
     path = write_core(out, tmp_path / "core")
     assert path.name == "interp_lin_eval_results.json"
     data = json.loads(path.read_text())
@@ -185,8 +157,8 @@ SAEBENCH_PY = os.environ.get("INTERP_SAEBENCH_PYTHON", "runs/saebench-venv/bin/p
 @pytest.mark.slow
 @pytest.mark.skipif(not Path(SAEBENCH_PY).is_file(), reason="SAEBench's environment is not installed "
                     "(python -m venv runs/saebench-venv && runs/saebench-venv/bin/pip install sae-bench)")
-def test_saebench_own_reader_accepts_our_file(tmp_path):
-    path = write_core(_sample_output(tmp_path), tmp_path / "core")
+def test_saebench_own_reader_accepts_our_file(tmp_path, linear_decomposer):
+    path = write_core(_sample_output(linear_decomposer), tmp_path / "core")
     script = Path(__file__).parents[3] / "scripts" / "saebench_check.py"
     done = subprocess.run([SAEBENCH_PY, str(script), str(path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
