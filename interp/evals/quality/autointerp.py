@@ -150,6 +150,8 @@ class EmbeddingScorer:
         self.judge = judge
 
     def detection(self, explanation: str, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros(0)
         return self.judge.embed(list(texts)) @ self.judge.embed([explanation])[0]
 
     def fuzzing(self, explanation: str, marked_texts: Sequence[str], marked_tokens: Sequence[str]) -> np.ndarray:
