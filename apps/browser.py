@@ -12,7 +12,6 @@ linked. This file and ``browser_views.py`` are the view layer; the data layer is
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import browser_views as views  # noqa: E402
 
 from interp.browser import StoreError, find_stores, resolve_under  # noqa: E402
+from interp.browser.store import describe  # noqa: E402
 
 
 def root_folder() -> Path:
@@ -35,12 +35,7 @@ def root_folder() -> Path:
 @st.cache_data(ttl=30, show_spinner=False)
 def stores_under(root: str) -> dict[str, str]:
     """Store folder (relative to the root) -> label "model · site · method"."""
-    labels = {}
-    for p in find_stores(root):
-        m = json.loads((Path(root) / p / "manifest.json").read_text())
-        done = m.get("complete") and "model_name" in m
-        labels[str(p)] = f"{p} — {m['model_name']} · {m['site']} · {m['method']}" if done else f"{p} (incomplete)"
-    return labels
+    return {str(p): describe(root, p) for p in find_stores(root)}
 
 
 def pick_run(root: Path) -> Path:
@@ -64,9 +59,7 @@ def pick_run(root: Path) -> Path:
 
 def list_page(store, path: Path) -> None:
     st.header(store.title())
-    m = store.manifest
-    st.caption(f"{m['n_tokens']:,} tokens of {m['request']['text']} · {m['n_features']:,} features · "
-               f"vocabulary projection: {m['vocab_projection']['status']}")
+    st.caption(store.caption())
     c1, c2, c3 = st.columns([2, 1, 1])
     text = c1.text_input("Text in top contexts", key="q_text")
     token = c2.text_input("Top token", key="q_token", help="a top-activating or top-promoted token")

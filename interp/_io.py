@@ -1,12 +1,19 @@
-"""Small I/O helpers shared by every stage: atomic writes, checked JSON reads."""
+"""Small I/O helpers shared by every stage: atomic files and folders, checked JSON reads, and the
+lock that keeps a second job out of an output folder."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
+
+from interp.errors import DataError, LockedError, MissingFileError
 
 
 def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
@@ -34,12 +41,163 @@ def read_json(path: str | Path, what: str) -> dict:
     """Read a JSON object, turning a missing or corrupt file into a clear error."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise MissingFileError(f"{what} not found: {path}")
     try:
         obj = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what} {path} is corrupted (not valid JSON: {e}); "
+        raise DataError(f"{what} {path} is corrupted (not valid JSON: {e}); "
                          f"delete it and re-run the command that wrote it") from e
     if not isinstance(obj, dict):
-        raise ValueError(f"{what} {path} is corrupted: expected a JSON object")
+        raise DataError(f"{what} {path} is corrupted: expected a JSON object")
     return obj
+
+
+def file_digest(path: str | Path) -> str:
+    """xxh3-64 of a file's bytes (read in 8 MiB blocks), to detect damage on read."""
+    import xxhash
+
+    h = xxhash.xxh3_64()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 23):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_safetensors(path: str | Path, what: str, device: str = "cpu", digest: str | None = None) -> dict:
+    """Read a safetensors file (never unpickles), naming the file when it is missing, not one, or
+    (given the ``digest`` recorded at writing) damaged."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} not found: {path}")
+    if digest is not None and file_digest(path) != digest:
+        raise DataError(f"{what} {path} is damaged (its checksum differs from the one recorded when it "
+                        f"was written)")
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError) as e:
+        raise DataError(f"{what} {path} is not a valid safetensors file ({e}); it may be corrupt, or a "
+                        f"pickle (.pt/.bin) renamed: re-create it with safetensors") from e
+
+
+# -- whole-folder replacement ------------------------------------------------------------------
+def _backup(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder`` and the folder entries themselves to disk."""
+    for p in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+        _fsync_path(p)
+    _fsync_path(folder)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def recover_dir(final: str | Path) -> Path:
+    """Finish an interrupted ``replace_dir``: bring the backup back if ``final`` is missing,
+    drop it if ``final`` is there (a rename is atomic, so ``final`` is always complete)."""
+    final = Path(final)
+    backup = _backup(final)
+    if backup.exists():
+        if final.exists():
+            shutil.rmtree(backup)
+        else:
+            os.rename(backup, final)
+    for tmp in [*final.parent.glob(f".{final.name}.new.*"), *final.parent.glob(f".{final.name}.gone.*")]:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def replace_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Replace the folder ``final`` by one that ``fill(tmp)`` writes, atomically.
+
+    Safe against a signal or crash at any instruction: ``fill`` writes a fresh sibling, which is
+    flushed to disk; the old folder is renamed to a backup, the new one renamed into place, then
+    the backup removed. At every moment either ``final`` or its backup is complete, and
+    ``recover_dir`` (called here first, and by readers) restores the complete one.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(final)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.new."))
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o755)
+        _fsync_tree(tmp)
+        if final.exists():
+            os.rename(final, _backup(final))
+        os.rename(tmp, final)
+        _fsync_path(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    recover_dir(final)  # removes the backup
+    return final
+
+
+def remove_dir(path: str | Path) -> None:
+    """Remove a folder so that no reader ever sees it half-deleted (rename first, then delete)."""
+    path = Path(path)
+    recover_dir(path)
+    if path.exists():
+        gone = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.gone."))
+        os.rename(path, gone / path.name)
+        shutil.rmtree(gone)
+
+
+# -- one writer per output folder --------------------------------------------------------------
+LOCK_FILE = ".interp.lock"
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str = "output folder", wait: bool = False) -> Iterator[Path]:
+    """Hold ``folder`` for this process for the whole ``with`` block (the folder is created).
+
+    A second process asking for the same folder gets ``LockedError`` naming the holder's pid. The
+    lock is an ``flock`` on ``folder/.interp.lock``: the kernel drops it when its holder dies, so a
+    lock left by a killed process is stale and simply taken. Re-entrant within one process.
+    ``wait=True`` blocks until the folder is free instead (for shared caches, not outputs). A
+    folder this call created and nothing but the lock was written into is removed at the end.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{what} {folder} is an existing file, not a folder; choose another path")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    if key in _HELD:
+        yield folder
+        return
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise LockedError(f"{what} {folder} is in use by another process (pid {holder}); wait for it "
+                              f"to finish, or stop it, or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD.add(key)
+        try:
+            yield folder
+        finally:
+            _HELD.discard(key)
+            if created and not wait and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+                shutil.rmtree(folder)  # a job that failed before writing leaves no folder behind
+    finally:
+        os.close(fd)  # releases the flock
+
+
+_HELD: set[str] = set()

@@ -27,3 +27,7 @@ class MissingFileError(InterpError, FileNotFoundError):
 
 class LockedError(InterpError, RuntimeError):
     """An output folder is held by another live process."""
+
+
+class TrainingError(InterpError, FloatingPointError):
+    """Training stopped because the loss became NaN/inf or diverged (usually: lr too high)."""

@@ -2,6 +2,6 @@
 
 from interp.activations.cache import cache_activations
 from interp.activations.format import ActivationCache
-from interp.activations.store import ActivationStore, norm_scale, prefetch, stream
+from interp.activations.store import ActivationStore, fingerprint, norm_scale, prefetch, stream
 
-__all__ = ["ActivationCache", "ActivationStore", "cache_activations", "norm_scale", "prefetch", "stream"]
+__all__ = ["ActivationCache", "ActivationStore", "cache_activations", "fingerprint", "norm_scale", "prefetch", "stream"]

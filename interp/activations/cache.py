@@ -22,6 +22,7 @@ interrupted distributed run resumes per rank, with any number of ranks.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from pathlib import Path
@@ -34,10 +35,11 @@ from tqdm.auto import tqdm
 
 import interp
 from interp import distributed as _dist
-from interp._io import read_json, write_atomic, write_json_atomic
+from interp._io import folder_lock, read_json, write_atomic, write_json_atomic
 from interp.activations.format import (
-    FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, site_file, storage_dtype,
+    FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, allocate, check_free_space, site_file, storage_dtype,
 )
+from interp.errors import ConfigError, DataError
 from interp.models import LoadedModel, load, site_width, stop_layer
 
 
@@ -53,7 +55,7 @@ def _check_same_request(manifest: dict, request: dict, out: Path) -> None:
     diff = {k: (manifest.get(k), v) for k, v in request.items() if manifest.get(k) != v}
     if diff:
         lines = "; ".join(f"{k}: cached {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{out} already holds a different activation cache ({lines}). "
+        raise ConfigError(f"{out} already holds a different activation cache ({lines}). "
                          f"Choose another output directory, or delete this one to rebuild it.")
 
 
@@ -63,15 +65,15 @@ def _start(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widt
 
     text = load_text(request["text"], shuffle_seed=request["shuffle_seed"])
     toks = tokenize(text, model.tokenizer, request["seq_len"], request["n_tokens_requested"])
-    out.mkdir(parents=True, exist_ok=True)
+    n, s = toks.tokens.shape
+    itemsize = storage_dtype(request["dtype"]).itemsize
+    check_free_space(out, n * s * (sum(widths.values()) * itemsize + 8 * len(TOKEN_FILES)))
     (out / "acts").mkdir(exist_ok=True)
     for name in TOKEN_FILES:
         arr = getattr(toks, name)
         write_atomic(out / f"{name}.npy", lambda f, a=arr: np.save(f, a, allow_pickle=False), binary=True)
-    n, s = toks.tokens.shape
     for site, d in widths.items():
-        np.lib.format.open_memmap(out / site_file(site), mode="w+", dtype=storage_dtype(request["dtype"]),
-                                  shape=(n, s, d)).flush()
+        allocate(out / site_file(site), storage_dtype(request["dtype"]), (n, s, d))
     rows = max(1, shard_tokens // s)
     manifest = {
         "format": FORMAT, **request, "model_name": model.name, "code_version": interp.__version__,
@@ -196,12 +198,34 @@ def cache_activations(
     out = Path(out_dir)
     sites = [sites] if isinstance(sites, str) else list(sites)
     if not sites:
-        raise ValueError("give at least one hook site to cache")
+        raise ConfigError("give at least one hook site to cache")
+    _check_counts(n_tokens=n_tokens, shard_tokens=shard_tokens, batch_size=batch_size)
     storage_dtype(dtype)  # validates
+    if out.exists() and not out.is_dir():
+        raise DataError(f"out_dir {out} is an existing file; a cache is a folder: choose another path")
     model = load(model) if isinstance(model, str) else model
     widths = {site: site_width(model, site) for site in sites}  # validates, before any write
+    model.check_seq_len(seq_len)
     batch_size = batch_size or (128 if model.device.type == "cuda" else 16)
     request = _request(model, text_spec, sites, int(n_tokens), int(seq_len), dtype, shuffle_seed)
+    hold = folder_lock(out, "activation cache folder") if _dist.is_main() else contextlib.nullcontext()
+    with hold:
+        _cache(model, request, out, shard_tokens, widths, batch_size, progress)
+    return out
+
+
+def _check_counts(**counts: Any) -> None:
+    """Each count is a positive whole number (``1e6`` is accepted; ``"1e6"``, ``0`` or ``2.5`` are not)."""
+    for name, value in counts.items():
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if value is not None and (not whole or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _cache(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widths: dict[str, int],
+           batch_size: int, progress: bool) -> None:
+    """Create, repair or finish the cache at ``out`` (the folder is held by this process)."""
+    sites, seq_len = request["sites"], request["seq_len"]
     rank, world = _dist.world()
     with _dist.main_first():  # rank 0 creates or repairs the cache; the others then open it
         if (out / "manifest.json").exists():
@@ -228,4 +252,3 @@ def cache_activations(
         cache.merge_journals()
         cache.finish()
     _dist.barrier()
-    return out

@@ -6,6 +6,10 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -15,6 +19,7 @@ import xxhash
 from jaxtyping import Float, Int
 
 from interp._io import read_json, write_json_atomic
+from interp.errors import ConfigError, DataError
 
 FORMAT = "interp-activations/1"
 TOKEN_FILES = ("tokens", "doc_ids", "char_start", "char_end")
@@ -23,10 +28,61 @@ STORAGE_TORCH = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 _REQUIRED = ("format", "model", "sites_info", "n_seqs", "seq_len", "dtype", "shard_ranges", "shards")
 
 
+def check_manifest(m: dict, where: Path) -> None:
+    """Field types of a manifest (a hand-edited or damaged one fails here, not in a reshape)."""
+    def bad(what: str) -> DataError:
+        return DataError(f"activation cache manifest {where} is corrupted ({what}); delete the directory "
+                         f"and re-cache")
+
+    for key in ("n_seqs", "seq_len"):
+        if not isinstance(m[key], int) or isinstance(m[key], bool) or m[key] < 1:
+            raise bad(f"{key} must be a positive integer, got {m[key]!r}")
+    if m["dtype"] not in _DTYPES:
+        raise bad(f"unknown dtype {m['dtype']!r}")
+    if not isinstance(m["sites_info"], dict) or not all(
+            isinstance(i, dict) and isinstance(i.get("width"), int) and i["width"] > 0 and isinstance(i.get("file"), str)
+            for i in m["sites_info"].values()):
+        raise bad("sites_info must map each site to a positive integer width and a file")
+    if not isinstance(m["shards"], list) or not all(
+            isinstance(s, dict) and {"start", "end", "xxh3_64"} <= set(s) for s in m["shards"]):
+        raise bad("shards must be a list of {start, end, xxh3_64}")
+
+
 def storage_dtype(name: str) -> np.dtype:
     if name not in _DTYPES:
-        raise ValueError(f"unknown cache dtype {name!r}; choose one of {', '.join(_DTYPES)}")
+        raise ConfigError(f"unknown cache dtype {name!r}; choose one of {', '.join(_DTYPES)}")
     return np.dtype(_DTYPES[name])
+
+
+def allocate(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """Create the .npy file ``path`` for an array of ``shape`` with its disk space reserved, so a
+    full disk is a ``DataError`` now rather than a SIGBUS ("Bus error") when the memory map is
+    written later."""
+    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+    reserve(path)
+
+
+def reserve(path: Path) -> None:
+    """Reserve the blocks of ``path`` up to its size (``posix_fallocate``)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DataError(f"no space left on the disk for {path} ({os.fstat(fd).st_size / 1e9:.2f} GB): "
+                            f"free some space or cache fewer tokens") from e
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without it: write lazily
+            raise
+    finally:
+        os.close(fd)
+
+
+def check_free_space(folder: Path, need: int) -> None:
+    """``DataError`` before any write when ``folder``'s disk has fewer than ``need`` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DataError(f"the cache needs {need / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free at {folder}; "
+                        f"free some space, cache fewer tokens, or use dtype='bfloat16'")
 
 
 def site_file(site: str) -> str:
@@ -38,12 +94,17 @@ def from_storage(arr: np.ndarray, dtype: str) -> torch.Tensor:
     return t.view(torch.int16).view(torch.bfloat16) if dtype == "bfloat16" else t
 
 
-def _npy_data_offset(path: Path) -> int:
+def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, offset of the data) of a .npy file, from its header alone."""
     with open(path, "rb") as f:
         major, _ = np.lib.format.read_magic(f)
         read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        read(f)
-        return f.tell()
+        shape, _, dtype = read(f)
+        return shape, dtype, f.tell()
+
+
+def _npy_data_offset(path: Path) -> int:
+    return _npy_header(path)[2]
 
 
 class ActivationCache:
@@ -54,10 +115,14 @@ class ActivationCache:
         self.manifest = read_json(self.path / "manifest.json", "activation cache manifest")
         missing = [k for k in _REQUIRED if k not in self.manifest]
         if missing or self.manifest["format"] != FORMAT:
-            raise ValueError(f"activation cache manifest {self.path / 'manifest.json'} is corrupted "
-                             f"(missing {missing} or unknown format); delete the directory and re-cache")
+            raise DataError(f"activation cache manifest {self.path / 'manifest.json'} is corrupted "
+                            f"(missing {missing} or unknown format); delete the directory and re-cache")
+        check_manifest(self.manifest, self.path / "manifest.json")
+        self._verified: set[tuple[str, int]] = set()  # (site, shard) whose checksum matched
         if check:
             self._check_complete()
+            for site in self.sites:
+                self._check_header(site)
 
     # -- facts -------------------------------------------------------------------------------
     @property
@@ -73,7 +138,7 @@ class ActivationCache:
 
     def _site_info(self, site: str) -> dict:
         if site not in self.manifest["sites_info"]:
-            raise ValueError(f"site {site!r} is not in the cache at {self.path}; it has {self.sites}")
+            raise ConfigError(f"site {site!r} is not in the cache at {self.path}; it has {self.sites}")
         return self.manifest["sites_info"][site]
 
     def _expected_bytes(self, site: str) -> int:
@@ -89,15 +154,35 @@ class ActivationCache:
         want = self._expected_bytes(site)
         return (have, want) if have < want else None
 
+    def _check_header(self, site: str) -> None:
+        """The site's .npy header must agree with the manifest (shape [N, S, width], dtype)."""
+        path = self.path / self._site_info(site)["file"]
+        m = self.manifest
+        shape, dtype, _ = _npy_header(path)
+        want = (m["n_seqs"], m["seq_len"], self.width(site))
+        if tuple(shape) != want or dtype != storage_dtype(m["dtype"]):
+            raise DataError(f"{path} holds a {dtype} array of shape {tuple(shape)} but the manifest "
+                            f"{self.path / 'manifest.json'} says {storage_dtype(m['dtype'])} {want}: one of them "
+                            f"was edited or replaced; delete the directory and re-cache")
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the cached data: the request and every shard's checksum (cheap: no data read)."""
+        m = self.manifest
+        keys = ("model", "sites", "text", "seq_len", "n_seqs", "dtype", "shuffle_seed")
+        shards = sorted((s["start"], s["end"], sorted(s["xxh3_64"].items())) for s in m["shards"])
+        blob = json.dumps([[m.get(k) for k in keys], shards], sort_keys=True, default=str)
+        return "cache:" + xxhash.xxh3_64_hexdigest(blob.encode())
+
     def _check_complete(self) -> None:
         for site in self.sites:
             if (t := self._truncated(site)) is not None:
-                raise ValueError(
+                raise DataError(
                     f"activation file for {site} in {self.path} is truncated ({t[0]} of {t[1]} bytes). "
                     f"Re-run the same cache command to recompute the damaged shards.")
         if not self.manifest.get("complete") or len(self.manifest["shards"]) != len(self.manifest["shard_ranges"]):
             done, total = len(self.manifest["shards"]), len(self.manifest["shard_ranges"])
-            raise ValueError(f"activation cache {self.path} is incomplete ({done} of {total} shards); "
+            raise DataError(f"activation cache {self.path} is incomplete ({done} of {total} shards); "
                              f"re-run the same cache command to finish it")
 
     # -- arrays ------------------------------------------------------------------------------
@@ -105,7 +190,7 @@ class ActivationCache:
         try:
             return np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise ValueError(f"{name}.npy in {self.path} is missing or damaged ({e}); "
+            raise DataError(f"{name}.npy in {self.path} is missing or damaged ({e}); "
                              f"delete the directory and re-cache") from e
 
     def tokens(self) -> Int[torch.Tensor, "N S"]:
@@ -122,10 +207,13 @@ class ActivationCache:
     def _raw(self, site: str, mode: str = "r") -> np.memmap:
         return np.load(self.path / self._site_info(site)["file"], mmap_mode=mode, allow_pickle=False)
 
-    def activations(self, site: str) -> Float[torch.Tensor, "N S D"]:
-        """Memory-mapped activations, row-aligned with ``tokens()``."""
+    def activations(self, site: str, verify: bool = True) -> Float[torch.Tensor, "N S D"]:
+        """Memory-mapped activations, row-aligned with ``tokens()``. ``verify`` first checks every
+        shard of the site against its checksum once (a sequential read); ``False`` skips that."""
         import warnings
 
+        if verify:
+            self.verify(site)
         with warnings.catch_warnings():  # read-only memmap: torch warns it is not writable
             warnings.simplefilter("ignore", UserWarning)
             return from_storage(self._raw(site), self.manifest["dtype"])
@@ -133,10 +221,53 @@ class ActivationCache:
     def writable(self, site: str) -> np.memmap:
         return self._raw(site, mode="r+")
 
+    # -- corruption checks on read -------------------------------------------------------------
+    def verify(self, site: str, rows: np.ndarray | None = None) -> None:
+        """Check the shards holding sequences ``rows`` (default: all) against their checksums,
+        each shard once per ``ActivationCache``; ``DataError`` naming the shard if one differs."""
+        shards = self.manifest["shards"]
+        if rows is None:
+            ids = range(len(shards))
+        else:
+            if not hasattr(self, "_starts"):
+                shards.sort(key=lambda sh: sh["start"])
+                self._starts = np.array([sh["start"] for sh in shards])
+            ids = np.unique(np.searchsorted(self._starts, rows, side="right") - 1).tolist()
+        for i in ids:
+            if (site, i) in self._verified:
+                continue
+            sh = shards[i]
+            if self._digest(site, sh["start"], sh["end"]) != sh["xxh3_64"].get(site):
+                raise DataError(
+                    f"activation cache {self.path}: rows {sh['start']}..{sh['end']} of {site} "
+                    f"({self._site_info(site)['file']}) are corrupt (checksum mismatch). Repair it by "
+                    f"re-running the command that made it, which recomputes damaged shards: {self.command()}")
+            self._verified.add((site, i))
+
+    def command(self) -> str:
+        """The ``cache_activations`` call that made (and repairs) this cache."""
+        m = self.manifest
+        return (f"interp.activations.cache_activations({m['model']!r}, {m.get('text')!r}, {m['sites']!r}, "
+                f"{m.get('n_tokens_requested')}, {str(self.path)!r}, seq_len={m['seq_len']}, "
+                f"dtype={m['dtype']!r}, shuffle_seed={m.get('shuffle_seed')!r})")
+
     # -- shard bookkeeping (used by cache_activations) ---------------------------------------
     def _digest(self, site: str, start: int, end: int) -> str:
-        rows = np.ascontiguousarray(self._raw(site)[start:end])
-        return xxhash.xxh3_64_hexdigest(memoryview(rows).cast("B"))
+        """xxh3-64 of rows ``[start, end)`` of the site's file, read in 8 MiB blocks (plain reads
+        are several times faster than faulting the pages of a memory map in)."""
+        path = self.path / self._site_info(site)["file"]
+        row = self.manifest["seq_len"] * self.width(site) * storage_dtype(self.manifest["dtype"]).itemsize
+        h, buf = xxhash.xxh3_64(), bytearray(1 << 23)
+        with open(path, "rb", buffering=0) as f:
+            f.seek(_npy_data_offset(path) + start * row)
+            left = (end - start) * row
+            while left > 0:
+                got = f.readinto(memoryview(buf)[:min(left, len(buf))])
+                if not got:
+                    break  # a short file: the digest differs, as it should
+                h.update(memoryview(buf)[:got])
+                left -= got
+        return h.hexdigest()
 
     def repair(self) -> None:
         """Restore truncated or missing files to full size and forget shards whose data is damaged."""
@@ -146,12 +277,12 @@ class ActivationCache:
                 path = self.path / self._site_info(site)["file"]
                 if not path.exists():
                     self.manifest["shards"] = []
-                    np.lib.format.open_memmap(path, mode="w+", dtype=storage_dtype(self.manifest["dtype"]),
-                                              shape=(self.manifest["n_seqs"], self.manifest["seq_len"],
-                                                     self.width(site))).flush()
+                    allocate(path, storage_dtype(self.manifest["dtype"]),
+                             (self.manifest["n_seqs"], self.manifest["seq_len"], self.width(site)))
                 else:
                     with open(path, "r+b") as f:
                         f.truncate(_npy_data_offset(path) + self._expected_bytes(site))
+                    reserve(path)
         good = [s for s in self.manifest["shards"]
                 if all(self._digest(site, s["start"], s["end"]) == s["xxh3_64"].get(site) for site in self.sites)]
         if good != before:
@@ -206,13 +337,17 @@ class ActivationCache:
         Shuffling permutes sequences, then tokens within a buffer of ``buffer_tokens`` tokens, so
         reads stay local. ``epochs=None`` streams forever (a new permutation each epoch);
         ``skip`` drops the first batches without reading them (exact resume); ``exclude_special``
-        leaves out BOS/separator and pad tokens.
+        leaves out BOS/separator and pad tokens. Each shard is checked against its checksum the
+        first time a batch reads from it (``verify``).
         """
         from interp.activations.order import batch_indices
 
         keep = ~self.special_mask() if exclude_special else np.ones(
             (self.manifest["n_seqs"], self.manifest["seq_len"]), dtype=bool)
         flat = self._raw(site).reshape(-1, self.width(site))
+        seq_len = self.manifest["seq_len"]
         for idx in batch_indices(keep, batch_size, shuffle, seed, epochs, skip, drop_last, buffer_tokens):
-            rows = flat[np.sort(idx)]
+            idx = np.sort(idx)
+            self.verify(site, idx // seq_len)
+            rows = flat[idx]
             yield from_storage(rows, self.manifest["dtype"]).to(dtype)

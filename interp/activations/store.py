@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
+import xxhash
 from jaxtyping import Float
 
 from interp.activations.format import ActivationCache
@@ -36,6 +37,7 @@ class ActivationStore:
         self.model = load(model) if isinstance(model, str) else model
         self.site = self.model.validate_site(site)
         self.d_in = self.model.site_width(site)
+        self.model.check_seq_len(seq_len)
         self.model_batch, self.buffer_tokens = model_batch, buffer_tokens
         self.exclude_special = exclude_special
         self.text = tokenize(load_text(text_spec, shuffle_seed=shuffle_seed), self.model.tokenizer,
@@ -96,6 +98,26 @@ def stream(data: Any, batch_size: int, *, site: str | None = None, seed: int = 0
         return itertools.islice(iter(data), skip, None)
     raise TypeError(f"cannot train on {type(data).__name__}: give an ActivationCache, a cache path, "
                     f"an ActivationStore, a [N, D] tensor or an iterable of [B, D] tensors")
+
+
+def fingerprint(data: Any) -> str | None:
+    """Identifies the data a run trains on (None for an iterable, whose contents are unknown).
+
+    A cache: its request and shard checksums (``ActivationCache.fingerprint``); a live store: the
+    model, site and text; a tensor: a hash of its bytes.
+    """
+    if isinstance(data, (str, Path)):
+        data = ActivationCache(data)
+    if isinstance(data, ActivationCache):
+        return data.fingerprint
+    if isinstance(data, ActivationStore):
+        blob = f"{data.model.spec}|{data.site}|{data.text.tokens.shape}|".encode() + data.text.tokens.tobytes()
+        return "store:" + xxhash.xxh3_64_hexdigest(blob)
+    if isinstance(data, torch.Tensor):
+        flat = data.detach().cpu().contiguous().reshape(-1)
+        raw = flat.view(torch.uint8) if flat.dtype != torch.bool else flat.to(torch.uint8)
+        return f"tensor:{tuple(data.shape)}:" + xxhash.xxh3_64_hexdigest(raw.numpy().tobytes())
+    return None
 
 
 def _tensor_batches(x: torch.Tensor, batch_size: int, seed: int, skip: int,

@@ -25,14 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from safetensors.torch import load_file, save
+import xxhash
+from safetensors.torch import save
 from tqdm.auto import tqdm
 
 import interp
-from interp._io import read_json, write_atomic, write_json_atomic
+from interp._io import folder_lock, load_safetensors, read_json, write_atomic, write_json_atomic
 from interp.browser.collect import NEG_INF, Histogram, Moments, SlotTopK
 from interp.decomposers import Decomposer, load
+from interp.decomposers.base import config_from
+from interp.errors import ConfigError, DataError
 from interp.models import LoadedModel, stop_layer
 from interp.models import load as load_model
 
@@ -68,9 +72,9 @@ class StoreConfig:
 
     def validate(self) -> None:
         if self.rank not in ("value", "abs"):
-            raise ValueError(f"rank must be 'value' or 'abs', got {self.rank!r}")
+            raise ConfigError(f"rank must be 'value' or 'abs', got {self.rank!r}")
         if self.width > self.seq_len:
-            raise ValueError(f"context window {self.width} is longer than seq_len {self.seq_len}")
+            raise ConfigError(f"context window {self.width} is longer than seq_len {self.seq_len}")
 
 
 class FeatureStats:
@@ -168,12 +172,15 @@ def _same_request(manifest: dict, request: dict, out: Path) -> None:
     diff = {k: (manifest["request"].get(k), v) for k, v in request.items() if manifest["request"].get(k) != v}
     if diff:
         lines = "; ".join(f"{k}: stored {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{out} already holds a different feature store ({lines}). "
+        raise ConfigError(f"{out} already holds a different feature store ({lines}). "
                          "Choose another output directory, or delete this one to rebuild it.")
 
 
 def _checkpoint(out: Path, stats: FeatureStats, manifest: dict, rows_done: int) -> None:
+    """The statistics and the rows they cover go into one file, replaced atomically (the manifest's
+    ``rows_done`` is for people: a signal between the two writes must not skew a resume)."""
     state = {k: v.cpu().contiguous() for k, v in stats.state_dict().items()}
+    state["rows_done"] = torch.tensor(rows_done)
     write_atomic(out / STATE_FILE, lambda f: f.write(save(state)), binary=True)
     manifest["rows_done"] = rows_done
     write_json_atomic(out / "manifest.json", manifest)
@@ -185,26 +192,37 @@ def build_store(artifact_dir: str | Path, text_spec: str, n_tokens: int, out_dir
     """Build (or finish building) the feature store of ``artifact_dir`` over ``text_spec``.
 
     ``model`` defaults to the model recorded in the artifact (``cfg.model``); the hook site is
-    ``cfg.site``. ``options`` are ``StoreConfig`` fields. Returns ``out_dir``.
+    ``cfg.site``. ``options`` are ``StoreConfig`` fields. ``out_dir`` is locked for the build.
+    Returns ``out_dir``.
     """
-    from interp.browser.write import write_tables
-    from interp.data import load_text, tokenize
-
-    cfg = StoreConfig(**options)
+    cfg = config_from(StoreConfig, options)
     cfg.validate()
     artifact, out = Path(artifact_dir), Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"out_dir {out} is an existing file; a feature store is a folder: choose another path")
     dec = load(artifact)
     site = getattr(dec.cfg, "site", None)
     model = model or getattr(dec.cfg, "model", None)
     if site is None or model is None:
-        raise ValueError(f"{artifact}: the artifact does not record its model and site; "
+        raise DataError(f"{artifact}: the artifact does not record its model and site; "
                          "pass model=... (the site must be in its config)")
     model = load_model(model) if isinstance(model, str) else model
     model.validate_site(site)
+    model.check_seq_len(cfg.seq_len)
     dec = dec.to(model.device).eval()
     request = {"artifact_digest": _artifact_digest(artifact), "text": text_spec,
                "n_tokens_requested": int(n_tokens), "model": model.spec, "site": site,
                "options": dataclasses.asdict(cfg)}
+    with folder_lock(out, "feature store folder"):
+        return _build(dec, model, site, artifact, text_spec, n_tokens, out, cfg, request, progress)
+
+
+def _build(dec: Decomposer, model: LoadedModel, site: str, artifact: Path, text_spec: str, n_tokens: int,
+           out: Path, cfg: StoreConfig, request: dict, progress: bool) -> Path:
+    """Build or finish the store at ``out`` (held by this process) from the resolved request."""
+    from interp.browser.write import write_tables
+    from interp.data import load_text, tokenize
+
     if (out / "manifest.json").exists():
         manifest = read_json(out / "manifest.json", "feature store manifest")
         _same_request(manifest, request, out)
@@ -213,14 +231,19 @@ def build_store(artifact_dir: str | Path, text_spec: str, n_tokens: int, out_dir
     else:
         manifest = {"format": FORMAT, "request": request, "complete": False, "rows_done": 0}
     text = tokenize(load_text(text_spec, shuffle_seed=cfg.shuffle_seed), model.tokenizer, cfg.seq_len, n_tokens)
+    data_id = "tokens:" + xxhash.xxh3_64_hexdigest(np.ascontiguousarray(text.tokens).tobytes())
+    if manifest.setdefault("data", data_id) != data_id:
+        raise DataError(f"{out} was started on other text (the tokens of {text_spec!r} changed since): delete "
+                        f"the folder to rebuild it, or restore the text it was built from")
     tokens = torch.from_numpy(text.tokens)
     special = torch.from_numpy(text.special_mask()) if cfg.exclude_special else torch.zeros_like(tokens, dtype=torch.bool)
     n_features = dec.directions().shape[0]
     stats = FeatureStats(n_features, cfg, model.device)  # statistics live where the codes are
     start_row = 0
-    if manifest["rows_done"] and (out / STATE_FILE).exists():
-        stats.load_state_dict(load_file(str(out / STATE_FILE)))
-        start_row = manifest["rows_done"]
+    if (out / STATE_FILE).exists():
+        state = load_safetensors(out / STATE_FILE, "feature store checkpoint")
+        start_row = int(state.pop("rows_done", manifest["rows_done"]))
+        stats.load_state_dict(state)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "manifest.json", manifest)
     t0 = time.time()

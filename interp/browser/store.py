@@ -7,6 +7,7 @@ traceback. ``resolve_under`` keeps user-supplied paths inside a root folder.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,25 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from interp._io import read_json
+from interp._io import load_safetensors, read_json
 from interp.browser.build import FORMAT
 from interp.browser.write import EXAMPLE_ROW_GROUP
+from interp.errors import DataError
 
 TABLES = ("features.parquet", "examples.parquet", "vocab.parquet")
 
 
-class StoreError(Exception):
+class StoreError(DataError):
     """A store that cannot be read (missing, incomplete, corrupt, or outside the root)."""
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: Any) -> str:
+    """``text`` with every Markdown character escaped, so the app shows it as it is: a store's
+    manifest is data, and must not make the browser fetch an image or follow a link."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def resolve_under(root: str | Path, path: str | Path) -> Path:
@@ -38,17 +49,30 @@ def resolve_under(root: str | Path, path: str | Path) -> Path:
 
 
 def find_stores(root: str | Path, max_depth: int = 4) -> list[Path]:
-    """Store folders (relative to ``root``) with a manifest, complete or not, sorted."""
+    """Store folders (relative to ``root``) with a manifest, complete or not, sorted; folders
+    that a symbolic link leads outside the root are left out."""
     root = Path(root).resolve()
     found = []
     for depth in range(1, max_depth + 1):
         for m in root.glob("/".join(["*"] * depth) + "/manifest.json"):
             try:
+                resolve_under(root, m.relative_to(root))
                 if read_json(m, "manifest").get("format") == FORMAT:
                     found.append(m.parent.relative_to(root))
-            except (OSError, ValueError):
+            except (OSError, ValueError):  # StoreError is a ValueError
                 continue
     return sorted(found)
+
+
+def describe(root: str | Path, store: str | Path) -> str:
+    """A plain-text label for a store folder: "path — model · site · method" (never raises)."""
+    try:
+        m = read_json(Path(root) / store / "manifest.json", "feature store manifest")
+        if m.get("complete") and "model_name" in m:
+            return f"{store} — {m['model_name']} · {m.get('site')} · {m.get('method')}"
+        return f"{store} (incomplete)"
+    except (OSError, ValueError):
+        return f"{store} (unreadable)"
 
 
 class FeatureStore:
@@ -68,14 +92,26 @@ class FeatureStore:
         missing = [f for f in self.manifest.get("files", []) if not (self.path / f).is_file()]
         if missing:
             raise StoreError(f"{self.path}: files {missing} are missing; rebuild the store")
+        for f in ("manifest.json", *TABLES, *self.manifest.get("files", [])):
+            self._inside(f)
         try:
-            self.features = pq.read_table(self.path / "features.parquet")
-            self._examples = pq.ParquetFile(self.path / "examples.parquet")
-            self.vocab = pq.read_table(self.path / "vocab.parquet").column("token").to_pylist()
-        except (pa.ArrowException, OSError) as e:
+            self.features = pq.read_table(self.path / "features.parquet", page_checksum_verification=True)
+            self._examples = pq.ParquetFile(self.path / "examples.parquet", page_checksum_verification=True)
+            self.vocab = pq.read_table(self.path / "vocab.parquet", page_checksum_verification=True
+                                       ).column("token").to_pylist()
+            self._offsets = self.features.column("ex_offset").to_numpy()
+            self._counts = self.features.column("ex_count").to_numpy()
+        except (pa.ArrowException, OSError, KeyError) as e:
             raise StoreError(f"{self.path}: a table is corrupt ({e}); rebuild the store") from e
-        self._offsets = self.features.column("ex_offset").to_numpy()
-        self._counts = self.features.column("ex_count").to_numpy()
+
+    def _inside(self, name: str) -> Path:
+        """``self.path / name``, refusing a file that a symbolic link leads out of the store."""
+        folder = self.path.resolve()
+        full = (folder / name).resolve()
+        if folder not in full.parents:
+            raise StoreError(f"{self.path / name} leads outside the store folder (a symbolic link?); "
+                             "the browser only reads files inside it")
+        return full
 
     # -- facts ------------------------------------------------------------------------------
     @property
@@ -87,8 +123,15 @@ class FeatureStore:
         return "vocab_top" in self.features.column_names
 
     def title(self) -> str:
+        """Plain text (Markdown escaped, see ``plain``)."""
         m = self.manifest
-        return f"{m['model_name']} · {m['site']} · {m['method']} ({m['n_features']} features)"
+        return plain(f"{m['model_name']} · {m['site']} · {m['method']} ({m['n_features']} features)")
+
+    def caption(self) -> str:
+        """What the store was built from, as plain text (Markdown escaped)."""
+        m = self.manifest
+        return plain(f"{m['n_tokens']:,} tokens of {m['request']['text']} · {m['n_features']:,} features · "
+                     f"vocabulary projection: {m['vocab_projection']['status']}")
 
     # -- one feature ------------------------------------------------------------------------
     def check_feature(self, i: int) -> int:
@@ -106,16 +149,17 @@ class FeatureStore:
         if n == 0:
             return self._examples.schema_arrow.empty_table()
         groups = list(range(a // EXAMPLE_ROW_GROUP, (a + n - 1) // EXAMPLE_ROW_GROUP + 1))
-        table = self._examples.read_row_groups(groups)
+        try:
+            table = self._examples.read_row_groups(groups)
+        except (pa.ArrowException, OSError) as e:
+            raise StoreError(f"{self.path}: examples.parquet is corrupt ({e}); rebuild the store") from e
         return table.slice(a - groups[0] * EXAMPLE_ROW_GROUP, n)
 
     def tokens(self, ids: list[int]) -> list[str]:
         return [self.vocab[t] if 0 <= t < len(self.vocab) else f"<id {t}>" for t in ids]
 
     def directions(self, residual: bool = False) -> torch.Tensor:
-        from safetensors.torch import load_file
-
-        d = load_file(str(self.path / "directions.safetensors"))
+        d = load_safetensors(self._inside("directions.safetensors"), "store directions")
         return d.get("residual_directions", d["directions"]) if residual else d["directions"]
 
     # -- search -----------------------------------------------------------------------------

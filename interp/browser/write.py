@@ -42,7 +42,8 @@ _RESIDUAL = re.compile(r"^blocks\.\d+\.(hook_resid_(pre|mid|post)|hook_attn_out|
 
 
 def write_parquet(path: Path, table: pa.Table, **kw: Any) -> None:
-    write_atomic(path, lambda f: pq.write_table(table, f, **kw), binary=True)
+    """Atomically, with a CRC per page, so damaged bytes are an error when read (not values)."""
+    write_atomic(path, lambda f: pq.write_table(table, f, write_page_checksum=True, **kw), binary=True)
 
 
 def fixed_list(values: np.ndarray) -> pa.Array:

@@ -10,12 +10,15 @@ Every function here yields ``(doc_id, value)`` pairs; ``sources.py`` turns them 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from interp.errors import DataError
 
 BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 SHUFFLE_BUFFER = 10_000
@@ -57,9 +60,34 @@ def load_local(spec: str, path: Path, split: str, column: str) -> Any:
     if not files:
         raise ValueError(f"corpus {spec!r} is empty: its data files hold no bytes")
     kwargs = {"sample_by": "paragraph"} if builder == "text" else {}
-    ds = datasets.load_dataset(builder, data_files={split: files}, split=split, **kwargs)
+    try:
+        ds = datasets.load_dataset(builder, data_files={split: files}, split=split, **kwargs)
+    except datasets.exceptions.DatasetGenerationError as e:
+        raise _first_bad_line(files, builder) or DataError(f"corpus {spec!r} could not be read: {e.__cause__ or e}") from e
     check_column(spec, column, ds.column_names)
     return ds
+
+
+def _first_bad_line(files: list[str], builder: str) -> DataError | None:
+    """After ``datasets`` failed on ``files``: the first line that is not UTF-8 text (or, for
+    JSON Lines, not one JSON value), as an error naming the file and line; None if none is."""
+    if builder not in ("text", "json"):
+        return None
+    for name in files:
+        with open(name, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return DataError(f"{name}, line {number}: not UTF-8 text (a binary file?); give a "
+                                     f"text corpus")
+                if builder == "json" and name.endswith(".jsonl") and line.strip():
+                    try:
+                        json.loads(line.strip())
+                    except json.JSONDecodeError as e:
+                        return DataError(f"{name}, line {number}: not valid JSON ({e.msg}, column {e.colno}); "
+                                         f"fix or remove that line")
+    return None
 
 
 def iter_local(ds: Any, column: str, seed: int | None) -> Iterator[tuple[int, Any]]:

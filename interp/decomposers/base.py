@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,10 +20,11 @@ from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import interp
-from interp._io import read_json, write_json_atomic
+from interp._io import load_safetensors, read_json, write_json_atomic
+from interp.errors import ConfigError, DataError, MissingFileError
 
 REGISTRY: dict[str, type["Decomposer"]] = {}
 
@@ -39,6 +42,53 @@ def register(name: str):
     return deco
 
 
+def check_fields(cfg: Any) -> None:
+    """Raise ``ConfigError`` unless every field of the config dataclass ``cfg`` has its declared
+    type (an int field takes an int, not ``True`` or ``"1e6"``; a float field takes an int too)."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, want = getattr(cfg, f.name), hints.get(f.name)
+        if want is not None and not _has_type(value, want):
+            hint = " (YAML reads 1e6 as text: write 1000000)" if _numeric_text(value) else ""
+            raise ConfigError(f"{type(cfg).__name__}.{f.name} must be {_type_name(want)}, got {value!r} "
+                              f"({type(value).__name__}){hint}")
+
+
+def _has_type(value: Any, want: Any) -> bool:
+    origin = typing.get_origin(want)
+    if want is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, t) for t in typing.get_args(want))
+    if want is type(None):
+        return value is None
+    if want is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if want is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is tuple:
+        args = typing.get_args(want)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return isinstance(value, tuple) and all(_has_type(v, args[0]) for v in value)
+        return isinstance(value, tuple) and len(value) == len(args) and all(map(_has_type, value, args))
+    return isinstance(value, origin or want)
+
+
+def _type_name(want: Any) -> str:
+    if typing.get_origin(want) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(t) for t in typing.get_args(want))
+    if typing.get_origin(want) is not None:
+        return str(want)
+    return "None" if want is type(None) else want.__name__
+
+
+def _numeric_text(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and bool(float(value) == float(value))
+    except ValueError:
+        return False
+
+
 def config_from(cls: type, fields: Any):
     """Build the frozen config dataclass ``cls`` from an instance or a dict, naming bad keys."""
     if isinstance(fields, cls):
@@ -48,8 +98,10 @@ def config_from(cls: type, fields: Any):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        raise ValueError(f"unknown config field(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        raise ConfigError(f"unknown config field(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+    cfg = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    check_fields(cfg)
+    return cfg
 
 
 class Decomposer(torch.nn.Module):
@@ -114,18 +166,28 @@ class Decomposer(torch.nn.Module):
 def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
     """Load any decomposer artifact; ``config.json``'s ``method`` picks the class."""
     path = Path(path)
+    if not (path / "config.json").exists() and (path / "cfg.json").exists():
+        raise MissingFileError(f"{path} is a SAELens folder (cfg.json, no config.json): load it with "
+                               f"interp.decomposers.sae.load_saelens({str(path)!r})")
     config = read_json(path / "config.json", "decomposer config")
     method = config.pop("method", None)
     config.pop("interp_version", None)
     if method not in REGISTRY:
         import interp.decomposers  # noqa: F401  (registers the built-in methods)
     if method not in REGISTRY:
-        raise ValueError(f"{path}: unknown decomposer method {method!r}; known: {sorted(REGISTRY)}")
+        raise DataError(f"{path}: unknown decomposer method {method!r}; known: {sorted(REGISTRY)}")
     cls = REGISTRY[method]
-    model = cls.from_config(config_from(cls.config_cls, config))
+    try:
+        model = cls.from_config(config_from(cls.config_cls, config))
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path / 'config.json'} is not a valid {method} config: {e}") from e
     weights = path / "weights.safetensors"
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} is missing: the artifact is incomplete")
-    model.load_state_dict(load_file(str(weights)))
+        raise MissingFileError(f"{weights} is missing: the artifact is incomplete")
+    try:
+        model.load_state_dict(load_safetensors(weights, "decomposer weights"))
+    except RuntimeError as e:  # shapes or names disagree with config.json
+        raise DataError(f"{weights} does not match {path / 'config.json'} ({str(e).splitlines()[-1].strip()}); "
+                        f"the artifact is damaged or its files come from different runs") from e
     model.meta = read_json(path / "meta.json", "decomposer meta") if (path / "meta.json").exists() else {}
     return model.to(device).eval()

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,8 @@ from typing import Any
 import torch
 
 from interp import distributed
+from interp._io import folder_lock, read_json, recover_dir, replace_dir
+from interp.errors import ConfigError, MissingFileError
 
 BUILTIN_ALIASES = ("smollm2-135m", "gemma3-270m", "tiny-llama")
 
@@ -51,6 +51,21 @@ class LoadedModel:
     @property
     def hf_model(self) -> Any:
         return self.bridge.original_model
+
+    @property
+    def n_ctx(self) -> int | None:
+        """The longest context the model was built for (``max_position_embeddings``), if known."""
+        n = getattr(self.hf_model.config, "max_position_embeddings", None)
+        return int(n) if n else None
+
+    def check_seq_len(self, seq_len: int) -> int:
+        """``seq_len`` if the model can attend over it; ``ConfigError`` before any compute if not."""
+        if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 1:
+            raise ConfigError(f"seq_len must be a positive integer, got {seq_len!r}")
+        if self.n_ctx is not None and seq_len > self.n_ctx:
+            raise ConfigError(f"seq_len {seq_len} is longer than the context of {self.name} ({self.n_ctx} "
+                              f"tokens): positions past it are meaningless; use seq_len <= {self.n_ctx}")
+        return seq_len
 
     def validate_site(self, site: str) -> str:
         from interp.models.sites import validate_site
@@ -84,18 +99,14 @@ def _gemma3_gguf() -> Path:
     return Path(pkg.assemble())
 
 
-def _atomic_dir(final: Path, fill) -> Path:
-    """Create ``final`` by filling a temporary sibling and renaming it into place."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
-    try:
-        fill(tmp)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+def _cached_dir(out: Path, fill: Any, note: str = "") -> Path:
+    """``out`` if it holds a model already, else filled by ``fill`` (one process at a time)."""
+    with folder_lock(out.parent, "model cache", wait=True):
+        if (recover_dir(out) / "config.json").exists():
+            return out
+        if note:
+            print(note)
+        return replace_dir(out, fill)
 
 
 def _gguf_to_hf_dir(gguf: Path, name: str) -> Path:
@@ -104,8 +115,6 @@ def _gguf_to_hf_dir(gguf: Path, name: str) -> Path:
 
     stat = gguf.stat()
     out = cache_root() / "models" / f"{name}-{stat.st_size:x}"
-    if (out / "config.json").exists():
-        return out
 
     def fill(tmp: Path) -> None:
         kw = dict(gguf_file=gguf.name)
@@ -119,8 +128,7 @@ def _gguf_to_hf_dir(gguf: Path, name: str) -> Path:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
-    print(f"interp: converting {gguf.name} to float32 once (cached in {out})")
-    return _atomic_dir(out, fill)
+    return _cached_dir(out, fill, f"interp: converting {gguf.name} to float32 once (cached in {out})")
 
 
 def _tiny_dir() -> Path:
@@ -128,15 +136,13 @@ def _tiny_dir() -> Path:
     from interp.models.tiny import tiny_llama
 
     out = cache_root() / "models" / "tiny-llama-v1"
-    if (out / "config.json").exists():
-        return out
 
     def fill(tmp: Path) -> None:
         model, tok = tiny_llama()
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
-    return _atomic_dir(out, fill)
+    return _cached_dir(out, fill)
 
 
 def _resolve(spec: str) -> tuple[str, str]:
@@ -154,9 +160,18 @@ def _resolve(spec: str) -> tuple[str, str]:
         return str(_gguf_to_hf_dir(path.resolve(), path.stem)), path.stem
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path} is a directory but has no config.json: not a HF model")
+            raise MissingFileError(f"{path} is a directory but has no config.json: not a HF model")
         return str(path), path.name
     return spec, spec.split("/")[-1]
+
+
+def _refuse_remote_code(path: str) -> None:
+    """Refuse a local model folder whose config asks for its own Python code (``auto_map``)."""
+    config = Path(path) / "config.json"
+    if config.is_file() and "auto_map" in read_json(config, "model config"):
+        raise ConfigError(f"{Path(path)} ships its own Python code (auto_map in config.json), and "
+                          f"trust_remote_code is off. If you trust that code, load it with "
+                          f"interp.models.load(..., trust_remote_code=True)")
 
 
 def _bridge(name: str, hf_model: Any, tokenizer: Any) -> Any:
@@ -211,6 +226,7 @@ def load(
     dtype: torch.dtype = torch.float32,
     attn_implementation: str = "sdpa",
     device_map: str | dict | None = None,
+    trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load ``spec`` and wrap it in a ``TransformerBridge``.
 
@@ -218,6 +234,7 @@ def load(
     faster otherwise. ``device`` defaults to CUDA when available (``cuda:LOCAL_RANK`` under
     torchrun). ``device_map`` (e.g. ``"auto"``) spreads a model too large for one device over
     several with Hugging Face accelerate; inputs then go to the device of the embeddings.
+    ``trust_remote_code=True`` runs the Python code a model folder ships (off by default).
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"model spec must be a non-empty string, got {spec!r}")
@@ -225,13 +242,16 @@ def load(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path, name = _resolve(spec)
+    if not trust_remote_code:
+        _refuse_remote_code(path)
     try:
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         hf_model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation, device_map=device_map
+            path, dtype=dtype, attn_implementation=attn_implementation, device_map=device_map,
+            trust_remote_code=trust_remote_code,
         )
     except (OSError, ValueError) as e:
-        raise ValueError(
+        raise ConfigError(
             f"unknown model spec {spec!r}: not a built-in alias ({', '.join(BUILTIN_ALIASES)}), "
             f"not a .gguf file or local HF directory, and not loadable as a hub id "
             f"(offline? HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}). Cause: {e}"

@@ -133,7 +133,8 @@ def test_flipped_bytes_are_recomputed(make_cache, tiny_corpus, clean_cache, tmp_
         fh.seek(pos)
         fh.write(bytes(b ^ 0xFF for b in old))
     assert f.stat().st_size == size
-    assert not torch.equal(ActivationCache(out).activations(SITES[0]), ActivationCache(clean_cache).activations(SITES[0]))
+    assert not torch.equal(ActivationCache(out).activations(SITES[0], verify=False),
+                           ActivationCache(clean_cache).activations(SITES[0]))
     calls = _count_fills(monkeypatch)
     make_cache(tiny_corpus, out)
     assert calls == [(24, 32)]

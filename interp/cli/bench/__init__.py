@@ -15,4 +15,5 @@ COMMANDS = {
     "itda": "interp.cli.bench.itda",
     "lib": "interp.cli.bench.lib",
     "heads": "interp.cli.bench.heads",
+    "integrity": "interp.cli.bench.integrity",
 }

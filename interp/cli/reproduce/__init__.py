@@ -10,4 +10,6 @@ COMMANDS = {
     "lib_modadd": "interp.cli.reproduce.lib_modadd",
     "lib_lm": "interp.cli.reproduce.lib_lm",
     "heads": "interp.cli.reproduce.heads",
+    "quality_artifacts": "interp.cli.reproduce.quality_artifacts",
+    "quality": "interp.cli.reproduce.quality",
 }

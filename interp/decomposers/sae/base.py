@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 from jaxtyping import Bool, Float, Int
 
-from interp.decomposers.base import Decomposer, config_from
+from interp.decomposers.base import Decomposer, check_fields, config_from
 from interp.decomposers.sae.ops import gather_encode, sparse_decode
 from interp.decomposers.sae.saelens import write_saelens
+from interp.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,23 @@ class SAEConfig:
     prefetch: int = 2  # batches read (and, on CUDA, uploaded) ahead on a background thread
     extra: dict = field(default_factory=dict)  # free-form provenance (kept, not interpreted)
 
+    def __post_init__(self) -> None:
+        """Types and ranges are checked at construction, before any compute (``ConfigError``)."""
+        from interp.decomposers.sae.checks import check_ranges
+
+        check_fields(self)
+        check_ranges(self)
+
     def resolved(self, d_in: int) -> "SAEConfig":
         """A copy with every ``None`` default filled in, fixed before training starts."""
         from dataclasses import replace
 
+        from interp.decomposers.sae.checks import check_k
+
         if self.d_in is not None and self.d_in != d_in:
-            raise ValueError(f"config d_in={self.d_in} but the data has width {d_in}")
+            raise ConfigError(f"config d_in={self.d_in} but the data has width {d_in}")
         d_sae = self.d_sae or self.expansion_factor * d_in
+        check_k(self, d_sae)
         lr = self.lr if self.lr is not None else 2e-4 / (d_sae / 2**14) ** 0.5
         dead = self.dead_tokens if self.dead_tokens is not None else int(min(1e7, self.n_tokens / 10))
         return replace(self, d_in=d_in, d_sae=d_sae, lr=lr, dead_tokens=dead)

@@ -20,19 +20,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from interp import distributed as _dist
-from interp._io import read_json, write_json_atomic
-from interp.activations import ActivationCache, ActivationStore, norm_scale, prefetch, stream
+from interp._io import (
+    LOCK_FILE, file_digest, folder_lock, load_safetensors, read_json, recover_dir, remove_dir, replace_dir,
+    write_json_atomic,
+)
+from interp.activations import ActivationCache, ActivationStore, fingerprint, norm_scale, prefetch, stream
 from interp.decomposers.base import REGISTRY, config_from, load
 from interp.decomposers.sae.base import SAE, SAEConfig
+from interp.decomposers.sae.checks import LossWatch, check_budget, check_same_data, recon_loss
+from interp.errors import ConfigError, DataError, TrainingError
 
 
 def _make_config(config: Any) -> SAEConfig:
@@ -40,7 +45,7 @@ def _make_config(config: Any) -> SAEConfig:
     method = fields.get("method", "topk")
     if method not in REGISTRY or not issubclass(REGISTRY[method], SAE):
         sae_methods = sorted(m for m, c in REGISTRY.items() if issubclass(c, SAE))
-        raise ValueError(f"unknown SAE method {method!r}; choose one of {sae_methods}")
+        raise ConfigError(f"unknown SAE method {method!r}; choose one of {sae_methods}")
     return config_from(REGISTRY[method].config_cls, fields)
 
 
@@ -77,18 +82,21 @@ def _check_same_settings(saved: dict, cfg: SAEConfig, where: Path) -> None:
             diff[key] = (have, want)
     if diff:
         lines = "; ".join(f"{k}: saved {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{where} was written by a run with different settings ({lines}). "
+        raise ConfigError(f"{where} was written by a run with different settings ({lines}). "
                          f"Use another output directory, or delete it to start over.")
 
 
 class _Checkpoint:
-    """Atomic checkpoint directory: state.safetensors (weights + Adam) and state.json."""
+    """Checkpoint folder: state.safetensors (weights + Adam) and state.json (step, config, data
+    fingerprint), replaced atomically (``replace_dir``), so a signal never leaves it half-written."""
 
-    def __init__(self, out: Path | None):
+    def __init__(self, out: Path | None, data_id: str | None = None):
         self.dir = out / "checkpoint" if out else None
+        self.data_id = data_id
+        self.watch = LossWatch(0.0)  # the run's first loss travels with the checkpoint
 
     def exists(self) -> bool:
-        return bool(self.dir) and (self.dir / "state.json").exists()
+        return bool(self.dir) and (recover_dir(self.dir) / "state.json").exists()
 
     def save(self, sae: SAE, opt: torch.optim.Adam, step: int, since_fired: torch.Tensor) -> None:
         if not self.dir or not _dist.is_main():
@@ -98,26 +106,38 @@ class _Checkpoint:
             for key, val in opt.state.get(p, {}).items():
                 tensors[f"adam.{name}.{key}"] = val.detach().cpu().reshape(val.shape).contiguous()
         tensors["since_fired"] = since_fired.cpu()
-        tmp = self.dir.with_name(".checkpoint.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file(tensors, str(tmp / "state.safetensors"))
-        write_json_atomic(tmp / "state.json", {"step": step, "config": dataclasses.asdict(sae.cfg)})
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
-        tmp.rename(self.dir)
+        state = {"step": step, "config": dataclasses.asdict(sae.cfg), "data": self.data_id,
+                 "first_loss": self.watch.first}
+
+        def fill(tmp: Path) -> None:
+            save_file(tensors, str(tmp / "state.safetensors"))
+            write_json_atomic(tmp / "state.json", state | {"xxh3": file_digest(tmp / "state.safetensors")})
+
+        replace_dir(self.dir, fill)
 
     def restore(self, sae: SAE, opt: torch.optim.Adam) -> tuple[int, torch.Tensor]:
         state = read_json(self.dir / "state.json", "checkpoint state")
         _check_same_settings(state.get("config", {}), sae.cfg, self.dir)
-        step = state["step"]
-        tensors = load_file(str(self.dir / "state.safetensors"), device=str(sae.W_enc.device))
-        sae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        check_same_data(state.get("data"), self.data_id, self.dir)
+        step, self.watch.first = state["step"], state.get("first_loss")
+        try:
+            tensors = load_safetensors(self.dir / "state.safetensors", "SAE checkpoint", str(sae.W_enc.device),
+                                       digest=state.get("xxh3"))
+        except DataError as e:
+            raise DataError(f"{e}; delete {self.dir} to train again from step 0") from e
+        try:
+            sae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            since_fired = tensors["since_fired"]
+        except (RuntimeError, KeyError) as e:
+            raise DataError(f"the checkpoint {self.dir} is damaged ({e}); delete that folder to train "
+                            f"again from step 0") from e
         for name, p in sae.named_parameters():
             state = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"adam.{name}.")}
             if state:
                 opt.state[p] = state
-        return step, tensors["since_fired"]
+        if _dist.is_main():
+            print(f"interp: resuming from step {step} (checkpoint in {self.dir})")
+        return step, since_fired
 
 
 def _setup(cfg: SAEConfig, data: Any, device: torch.device) -> tuple[SAE, SAEConfig]:
@@ -141,24 +161,42 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
     """Train an SAE on ``data`` (a cache, cache path, live store, tensor or iterable of [B, D]).
 
     With ``out`` the artifact is written there, and an interrupted run resumes from
-    ``out/checkpoint``; a finished ``out`` is loaded and returned as it is.
+    ``out/checkpoint``; a finished ``out`` is loaded and returned as it is. Both are refused when
+    ``out`` was made from other data (its fingerprint differs). ``out`` is locked for the run.
     """
     data = ActivationCache(data) if isinstance(data, (str, Path)) else data
     cfg = _provenance(data, _make_config(config))
     out = Path(out) if out else None
+    if out and out.exists() and not out.is_dir():
+        raise DataError(f"out={out} is an existing file; an SAE artifact is a folder: choose another path")
+    check_budget(cfg.n_tokens, _data_tokens(data), "the training data")
+    hold = folder_lock(out, "SAE run folder") if out and _dist.is_main() else contextlib.nullcontext()
+    with hold:
+        return _train(cfg, data, out, fingerprint(data), progress)
+
+
+def _train(cfg: SAEConfig, data: Any, out: Path | None, data_id: str | None, progress: bool) -> SAE:
     device = _dist.local_device(cfg.device)
-    if out and (out / "config.json").exists() and not (out / "checkpoint").exists():
+    ckpt = _Checkpoint(out, data_id)
+    if out and _dist.is_main():
+        recover_dir(out / "checkpoint")  # finish a checkpoint swap a signal interrupted
+    _dist.barrier()
+    if out and (out / "config.json").exists() and not ckpt.exists():
         _check_same_settings(read_json(out / "config.json", "SAE config"), cfg, out)
+        check_same_data(read_json(out / "meta.json", "SAE meta").get("data"), data_id, out)
         print(f"interp: {out} already holds a trained SAE with these settings; loading it")
         return load(out, device=device)
+    if out and _dist.is_main() and not ckpt.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
+        print(f"interp: {out} holds no checkpoint (the last run stopped before its first one); "
+              f"training starts at step 0")
     if cfg.batch_size % _dist.world()[1]:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes "
-                         f"({_dist.world()[1]}) for data-parallel training")
+        raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the number of processes "
+                          f"({_dist.world()[1]}) for data-parallel training")
     torch.manual_seed(cfg.seed)
     sae, cfg = _setup(cfg, data, device)
     _dist.broadcast_([*sae.parameters(), *sae.buffers()])
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    ckpt = _Checkpoint(out)
+    ckpt.watch = LossWatch(cfg.lr)
     step, since_fired = 0, torch.zeros(cfg.d_sae, dtype=torch.long)
     if ckpt.exists():
         step, since_fired = ckpt.restore(sae, opt)
@@ -172,13 +210,27 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
         if run:
             run.finish()
     meta = {"steps": step, "tokens_seen": step * cfg.batch_size, "final": logged,
-            "dead_frac": logged.get("dead_frac", 0.0)}
+            "dead_frac": logged.get("dead_frac", 0.0), "data": data_id}
+    if (warning := ckpt.watch.verdict(recon_loss(logged) if logged else None, step, cfg.warmup_steps)) is not None:
+        meta["warning"] = warning
+        warnings.warn(warning, stacklevel=3)
     if out and _dist.is_main():
         sae.save(out, meta)
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+        remove_dir(out / "checkpoint")
     _dist.barrier()  # every rank returns only once the artifact exists
     sae.meta = meta
     return sae.eval()
+
+
+def _data_tokens(data: Any) -> int | None:
+    """How many tokens a finite data source holds (None for an iterable of unknown length)."""
+    if isinstance(data, ActivationCache):
+        return data.n_tokens
+    if isinstance(data, ActivationStore):
+        return int(data.text.tokens.size)
+    if isinstance(data, torch.Tensor):
+        return len(data)
+    return None
 
 
 def _loop(sae: SAE, opt: torch.optim.Adam, batches: Any, since_fired: torch.Tensor, step: int,
@@ -204,8 +256,9 @@ def _loop(sae: SAE, opt: torch.optim.Adam, batches: Any, since_fired: torch.Tens
             if stopping:  # every rank sees the same flag, so all stop after the same step
                 raise KeyboardInterrupt
             checkpoint = step % cfg.checkpoint_every == 0 and step < n_steps
-            if step % cfg.log_every == 0 or step == n_steps or checkpoint:  # the only host syncs
-                logged = _scalars(terms, step, cfg, since_fired)
+            if step % cfg.log_every == 0 or step == n_steps or checkpoint or ckpt.watch.first is None:
+                logged = _scalars(terms, step, cfg, since_fired)  # the only host syncs
+                ckpt.watch.check(recon_loss(logged), step)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items()})
                 if run:
                     run.log(logged, step=step)
@@ -213,8 +266,8 @@ def _loop(sae: SAE, opt: torch.optim.Adam, batches: Any, since_fired: torch.Tens
                 ckpt.save(sae, opt, step, since_fired)
         return step, (_scalars(terms, step, cfg, since_fired) if terms else logged)
     except KeyboardInterrupt:
-        if terms:
-            _scalars(terms, step, cfg, since_fired)  # never checkpoint a diverged state
+        if terms:  # never checkpoint a diverged state
+            ckpt.watch.check(recon_loss(_scalars(terms, step, cfg, since_fired)), step)
         if ckpt.dir:
             ckpt.save(sae, opt, step, since_fired)
             if _dist.is_main():
@@ -256,7 +309,7 @@ def _scalars(terms: dict[str, torch.Tensor], step: int, cfg: SAEConfig,
     stacked = _dist.all_reduce(torch.stack([terms[k].float() for k in names]), "mean").tolist()
     values = dict(zip(names, stacked))
     if not all(math.isfinite(v) for v in values.values()):
-        raise FloatingPointError(
+        raise TrainingError(
             f"SAE loss became {values} by step {step} (lr {cfg.lr:.3g}): NaN or inf. Lower lr or check "
             f"the data for inf/NaN; the last checkpoint (if any) is intact and resumable.")
     return values | {"dead_frac": (since_fired >= cfg.dead_tokens).float().mean().item()}

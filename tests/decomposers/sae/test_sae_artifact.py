@@ -124,7 +124,7 @@ def test_normalize_decoder():
 
 
 def test_resolved_config_defaults():
-    cfg = TopKConfig(n_tokens=1000).resolved(d_in=10)
+    cfg = TopKConfig(n_tokens=1000, batch_size=64).resolved(d_in=10)
     assert cfg.d_in == 10 and cfg.d_sae == 16 * 10
     assert cfg.lr == pytest.approx(2e-4 / (160 / 2 ** 14) ** 0.5)
     assert cfg.dead_tokens == 100
