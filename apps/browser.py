@@ -3,7 +3,7 @@
     make browse                                   # root folder: runs/ (or $INTERP_RUNS)
     streamlit run apps/browser.py --server.address 127.0.0.1 -- --root runs
 
-Stores are built by ``scripts/build_browser.py``. The app reads only under its root folder; the
+Stores are built by ``interp browse artifact=RUN out=STORE``. The app reads only under its root folder; the
 URL carries the state (``?run=<store folder under the root>&feature=<id>``), so pages can be
 linked. This file and ``browser_views.py`` are the view layer; the data layer is
 ``interp.browser``.
@@ -47,7 +47,7 @@ def pick_run(root: Path) -> Path:
             runs = [asked, *runs]
     if not runs:
         raise StoreError(f"no feature stores under {root}; build one with "
-                         "`python scripts/build_browser.py <artifact> out=<folder under the root>`")
+                         "`interp browse artifact=<decomposer dir> out=<folder under the root>`")
     labels = stores_under(str(root))
     choice = st.sidebar.selectbox("Run (model · site · method)", runs, format_func=lambda r: labels.get(r, r),
                                   index=runs.index(asked) if asked in runs else 0)

@@ -30,7 +30,7 @@ def open_store(path: str, stamp: float) -> FeatureStore:
 def store_at(path: Path) -> FeatureStore:
     if not (path / "manifest.json").is_file():
         raise StoreError(f"{path} holds no feature store (no manifest.json); build one with "
-                         "scripts/build_browser.py")
+                         "`interp browse artifact=... out=...`")
     return open_store(str(path), _stamp(path))
 
 

@@ -1,13 +1,10 @@
-"""scripts/sweep_sae.py end to end on the tiny random Llama: every method's sweep trained, evaluated,
+"""``interp reproduce sweep_sae`` end to end on the tiny random Llama: every method's sweep trained, evaluated,
 tabled and plotted; a re-run reads the finished runs back; a bad config fails before any compute."""
 
 import json
-import runpy
 from pathlib import Path
 
-import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sweep_sae.py"
+from interp.cli.main import main
 
 
 def _config(tmp_path: Path) -> Path:
@@ -30,9 +27,8 @@ elbo_tokens: 256
 
 
 def test_sweep_writes_table_plot_and_resumes(tmp_path, capsys):
-    main = runpy.run_path(str(SCRIPT), run_name="sweep")["main"]
     cfg = _config(tmp_path)
-    main([str(cfg)])
+    assert main(["reproduce", "sweep_sae", str(cfg)]) == 0
     out = tmp_path / "out"
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["method"], r["setting"], r["status"]) for r in rows] == [
@@ -41,14 +37,13 @@ def test_sweep_writes_table_plot_and_resumes(tmp_path, capsys):
     assert all(0 <= r["fvu"] < 2 and r["elbo_median"] >= 0 for r in rows)
     assert (out / "frontiers.png").stat().st_size > 0 and "| topk | k=4 |" in (out / "results.md").read_text()
     capsys.readouterr()
-    main([str(cfg)])  # everything is read back
+    assert main(["reproduce", "sweep_sae", str(cfg)]) == 0  # everything is read back
     assert "already holds a trained SAE" in capsys.readouterr().out
 
 
-def test_unknown_method_fails_before_any_compute(tmp_path):
-    main = runpy.run_path(str(SCRIPT), run_name="sweep")["main"]
+def test_unknown_method_fails_before_any_compute(tmp_path, capsys):
     cfg = _config(tmp_path)
     cfg.write_text(cfg.read_text().replace("gba:", "nosuch:"))
-    with pytest.raises(ValueError, match="nosuch"):
-        main([str(cfg)])
+    assert main(["reproduce", "sweep_sae", str(cfg)]) == 2
+    assert "nosuch" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

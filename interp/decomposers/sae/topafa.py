@@ -15,7 +15,7 @@ The authors' options, with their code's choices as defaults:
   the two on purpose or not; the theory treats b_dec as one more feature. Measured on SmolLM2-135M
   layer 15 (massive dimensions 247 and 507, so ||x|| and ||x - b_dec|| differ widely): the mixed
   default collapses to L0 ~1 with ~95% dead latents; "centred" trains (L0 250-350, FVU 0.20-0.23,
-  no dead latents; scripts/sweep_sae.py at 197k tokens);
+  no dead latents; interp reproduce sweep_sae at 197k tokens);
 - ``use_b_enc`` False: their forward never adds the encoder bias (it stays zero here);
 - ``standardize`` True (per-token standardisation); False uses the trainer's norm scaling.
 Selection is vectorised: a partial sort (``topk``) of a prefix just long enough to settle every

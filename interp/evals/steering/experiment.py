@@ -35,33 +35,33 @@ from interp.models import LoadedModel, vocab_projection
 
 @dataclass(frozen=True)
 class SteerExperimentConfig:
-    model: str = "smollm2-135m"
-    layer: int = 20
+    model: str = "smollm2-135m"  # model spec
+    layer: int = 20  # block whose hook_mlp_out / mlp.hook_post is steered
     concepts: tuple[str, ...] | None = None  # None: all
     n_concepts: int | None = None  # keep the first n (reduced scale)
-    methods: tuple[str, ...] = ("diffmeans", "sae", "snmf")
-    kl_targets: tuple[float, ...] = DEFAULT_KL_TARGETS
-    signs: tuple[int, ...] = (1,)
-    positions: str = "all"
-    steer_prompts: tuple[str, ...] = ("I think that", "Let me tell you about", "The best thing is")
-    samples_per_prompt: int = 2
-    max_new_tokens: int = 32
-    temperature: float = 1.0
-    top_k: int | None = 30
-    top_p: float | None = 0.3
+    methods: tuple[str, ...] = ("diffmeans", "sae", "snmf")  # steering methods compared
+    kl_targets: tuple[float, ...] = DEFAULT_KL_TARGETS  # next-token KL budgets each direction is calibrated to
+    signs: tuple[int, ...] = (1,)  # steer along (+1) and/or against (-1) each direction
+    positions: str = "all"  # all | generated: the positions the direction is added at
+    steer_prompts: tuple[str, ...] = ("I think that", "Let me tell you about", "The best thing is")  # prompts continued
+    samples_per_prompt: int = 2  # sampled continuations per prompt
+    max_new_tokens: int = 32  # tokens per continuation
+    temperature: float = 1.0  # sampling temperature
+    top_k: int | None = 30  # sample from the k most likely tokens (None: all)
+    top_p: float | None = 0.3  # nucleus sampling mass (None: off)
     train_frac: float = 0.67  # of each concept's sentences: selection / diff-means; the rest: reference
     n_select_neutral: int = 20  # neutral sentences for selection / diff-means; the rest calibrate KL
-    tol: float = 0.1
-    max_iter: int = 12
-    n_vocab_tokens: int = 20
-    n_boot: int = 1000
-    seed: int = 0
+    tol: float = 0.1  # relative KL tolerance of the calibration
+    max_iter: int = 12  # calibration search steps per KL target
+    n_vocab_tokens: int = 20  # top vocabulary-projection tokens of the output-centric score
+    n_boot: int = 1000  # bootstrap resamples of the confidence intervals
+    seed: int = 0  # seeds every stage
     llm_judge: dict | None = None  # {base_url, model, api_key_env}: also rate with an LLM (optional)
-    sae_artifact: str | None = None
+    sae_artifact: str | None = None  # SAE at blocks.{layer}.hook_mlp_out (None: train one here)
     sae: dict = field(default_factory=dict)  # training settings when no artifact is given
-    snmf_artifact: str | None = None
+    snmf_artifact: str | None = None  # SNMF at blocks.{layer}.mlp.hook_post (None: fit one here)
     snmf: dict = field(default_factory=dict)  # fit settings when no artifact is given
-    out: str = "runs/steer"
+    out: str = "runs/steer"  # output folder
     threads: int | None = None  # torch CPU threads (None: torch's default)
 
 

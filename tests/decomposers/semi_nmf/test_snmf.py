@@ -235,18 +235,17 @@ def test_minibatch_mode_approaches_full_mode():
     assert cos.min() > 0.98, cos
 
 
-def test_train_script_fits_snmf_from_a_cache(tmp_path, tiny_model, tiny_corpus):
-    import runpy
+def test_train_command_fits_snmf_from_a_cache(tmp_path, tiny_model, tiny_corpus):
     from pathlib import Path
 
     from interp.activations import cache_activations
+    from interp.cli.main import main
 
     site = "blocks.0.mlp.hook_post"
     cache = cache_activations(tiny_model, tiny_corpus, [site], 512, tmp_path / "c", seq_len=64, progress=False)
     root = Path(__file__).resolve().parents[3]
-    train = runpy.run_path(str(root / "scripts" / "train.py"), run_name="train")
-    train["main"]([str(root / "configs" / "snmf.yaml"), f"data={cache}", f"out={tmp_path / 'snmf'}",
-                   "rank=4", "max_iter=5", "sparsity=0.05", "progress=false"])
+    assert main(["train", str(root / "configs" / "methods" / "snmf.yaml"), f"data={cache}",
+                 f"out={tmp_path / 'snmf'}", "rank=4", "max_iter=5", "sparsity=0.05", "progress=false"]) == 0
     back = interp.decomposers.load(tmp_path / "snmf")
     assert type(back) is SNMF and back.cfg.site == site and back.cfg.rank == 4
     assert back.cfg.model == "tiny-llama" and back.meta["iterations"] == 5

@@ -8,7 +8,6 @@ import torch
 from interp.decomposers.semi_nmf import SNMF
 from interp.decomposers.semi_nmf.hierarchy import fit_hierarchy, neuron_overlap
 from interp.decomposers.semi_nmf.interpret import TokenGrid, concentration, contexts, top_rows
-from interp.decomposers.semi_nmf.source import as_rows
 
 
 def test_streaming_top_rows_equal_full_topk():

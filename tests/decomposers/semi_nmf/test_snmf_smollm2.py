@@ -8,7 +8,6 @@ token sets of the same size), and the artifact must round-trip.
 import pytest
 import torch
 
-import interp.decomposers
 from interp.data.concepts import load_concepts
 from interp.decomposers.semi_nmf import SNMF
 from interp.decomposers.semi_nmf.interpret import concentration, describe, top_activations

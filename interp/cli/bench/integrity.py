@@ -1,0 +1,90 @@
+"""Cost of the corruption check (lazy per-shard xxh3) and the folder lock on a cache read.
+
+    interp bench integrity [n_tokens=1048576] [width=128] [dtype=float32]
+
+Writes a synthetic cache in the library's format (random activations, real per-shard checksums)
+to a temporary folder, then reads one shuffled epoch of [4096, width] batches through
+``ActivationCache.batches`` with verification and without it, alternating, three times each.
+Prints the medians and their ratio, and the time to take and release the folder lock.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from interp._io import folder_lock, write_json_atomic
+from interp.activations.format import FORMAT, ActivationCache, allocate, site_file, storage_dtype
+
+SITE = "blocks.0.hook_resid_post"
+
+
+def synthetic_cache(out: Path, n_tokens: int, width: int, dtype: str, seq_len: int = 128) -> ActivationCache:
+    n = n_tokens // seq_len
+    (out / "acts").mkdir(parents=True)
+    for name in ("tokens", "doc_ids", "char_start", "char_end"):
+        np.save(out / f"{name}.npy", np.zeros((n, seq_len), dtype=np.int64))
+    allocate(out / site_file(SITE), storage_dtype(dtype), (n, seq_len, width))
+    rows = max(1, (1 << 16) // seq_len)
+    manifest = {"format": FORMAT, "model": "synthetic", "sites": [SITE], "text": "synthetic",
+                "n_tokens_requested": n_tokens, "seq_len": seq_len, "dtype": dtype, "shuffle_seed": None,
+                "n_seqs": n, "n_tokens": n * seq_len, "sites_info": {SITE: {"width": width, "file": site_file(SITE)}},
+                "shard_ranges": [[a, min(a + rows, n)] for a in range(0, n, rows)], "shards": [], "complete": False}
+    write_json_atomic(out / "manifest.json", manifest)
+    cache = ActivationCache(out, check=False)
+    arr, rng = cache.writable(SITE), np.random.default_rng(0)
+    for a, b in manifest["shard_ranges"]:
+        arr[a:b] = rng.standard_normal((b - a, seq_len, width)).astype(storage_dtype(dtype))
+        arr.flush()
+        cache.record_shard(a, b, {SITE: cache._digest(SITE, a, b)})
+    cache.finish()
+    return ActivationCache(out)
+
+
+def epoch_seconds(path: Path, verify: bool) -> float:
+    cache = ActivationCache(path)
+    if not verify:
+        cache.verify = lambda site, rows=None: None
+    t = time.perf_counter()
+    for _ in cache.batches(SITE, 4096, seed=0):
+        pass
+    return time.perf_counter() - t
+
+
+@dataclass(frozen=True)
+class Config:
+    n_tokens: int = 1 << 20
+    """Tokens of the synthetic cache."""
+    width: int = 128
+    """Activation width."""
+    dtype: str = "float32"
+    """Storage dtype."""
+    dir: str | None = None
+    """Folder of the temporary cache (None: the system's temp folder)."""
+
+
+def run(cfg: Config) -> None:
+    n_tokens, width, dtype = cfg.n_tokens, cfg.width, cfg.dtype
+    with tempfile.TemporaryDirectory(dir=cfg.dir) as tmp:
+        path = Path(tmp) / "cache"
+        synthetic_cache(path, n_tokens, width, dtype)
+        epoch_seconds(path, True)  # warm the page cache
+        runs = {True: [], False: []}
+        for _ in range(3):
+            for verify in (False, True):
+                runs[verify].append(epoch_seconds(path, verify))
+        t = time.perf_counter()
+        for _ in range(100):
+            with folder_lock(path):
+                pass
+        lock_ms = (time.perf_counter() - t) * 10
+    plain, checked = np.median(runs[False]), np.median(runs[True])
+    print(f"{n_tokens:,} tokens x {width} ({dtype}), one shuffled epoch of 4096-token batches:")
+    print(f"  without verification  {plain:.3f} s   (runs {', '.join(f'{r:.3f}' for r in runs[False])})")
+    print(f"  with verification     {checked:.3f} s   (runs {', '.join(f'{r:.3f}' for r in runs[True])})")
+    print(f"  ratio                 {checked / plain:.3f}")
+    print(f"  folder lock take+release: {lock_ms:.3f} ms")

@@ -1,0 +1,97 @@
+"""Build a feature store for the browser, or open the browser (``interp browse``).
+
+``interp browse configs/experiments/browser.yaml artifact=RUN out=runs/stores/NAME`` builds the
+store of a decomposer artifact (model and hook site from the artifact; re-running resumes an
+interrupted build), optionally exporting it (``export=neuronpedia``). Without ``artifact`` it serves
+the Streamlit browser on localhost over every store under ``root``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Config:
+    artifact: str | None = None
+    """Decomposer folder to build a store for (None: serve the browser instead)."""
+    out: str | None = None
+    """The store folder to build (under the browser's root to see it there)."""
+    text: str = "builtin:stdlib-docs"
+    """Text source the store's examples come from."""
+    n_tokens: int = 200_000
+    """Tokens run through the model and the decomposer."""
+    model: str | None = None
+    """Model spec (None: the one recorded in the artifact)."""
+    export: tuple[str, ...] = ()
+    """Also export the store: neuronpedia and/or saedashboard."""
+    export_out: str | None = None
+    """Export folder (None: <out>/export-<format>)."""
+    root: str = "runs"
+    """Serving: the folder whose stores the browser lists (it reads nothing outside it)."""
+    port: int = 8501
+    """Serving: the localhost port."""
+    params: dict = field(default_factory=dict, metadata={"internal": True})
+    """The StoreConfig fields given."""
+
+
+def extra_configs(raw: dict[str, Any]) -> list[type]:
+    """Every ``StoreConfig`` field (k, n_quantiles, window_left, batch_size, ...) is a key too."""
+    from interp.browser.build import StoreConfig
+
+    return [StoreConfig]
+
+
+def run(cfg: Config) -> int | None:
+    if cfg.artifact is None:
+        return serve(cfg)
+    if cfg.out is None:
+        from interp.errors import ConfigError
+
+        raise ConfigError("interp browse artifact=... needs out=STORE_DIR (the store to build)")
+    build(cfg)
+    return None
+
+
+def serve(cfg: Config) -> int:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import interp
+
+    app = Path(interp.__file__).resolve().parents[1] / "apps" / "browser.py"
+    if not app.is_file():
+        from interp.errors import MissingFileError
+
+        raise MissingFileError(f"{app} not found: serving needs a source checkout of interp (apps/browser.py)")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
+           "--server.port", str(cfg.port), "--", "--root", cfg.root]
+    return subprocess.call(cmd)
+
+
+def build(cfg: Config) -> None:
+    import time
+    from pathlib import Path
+
+    from interp.browser import FeatureStore, build_store, export_neuronpedia, export_saedashboard
+    from interp.cli import print_table
+    from interp.errors import ConfigError
+
+    exporters = {"neuronpedia": export_neuronpedia, "saedashboard": export_saedashboard}
+    for fmt in cfg.export:
+        if fmt not in exporters:
+            raise ConfigError(f"unknown export format {fmt!r}; choose from {sorted(exporters)}")
+    t0 = time.time()
+    build_store(cfg.artifact, cfg.text, cfg.n_tokens, cfg.out, model=cfg.model, **cfg.params)
+    store = FeatureStore(cfg.out)
+    m = store.manifest
+    live = sum(1 for n in store.features["n_active"].to_pylist() if n > 0)
+    print_table({"store": cfg.out, "run": store.title(), "tokens": m["n_tokens"],
+                 "features active": f"{live} / {store.n_features}",
+                 "vocabulary projection": m["vocab_projection"].get("reason", m["vocab_projection"]["status"]),
+                 "time (s)": round(time.time() - t0, 1)}, "feature store")
+    for fmt in cfg.export:
+        dest = exporters[fmt](store, cfg.export_out or Path(str(cfg.out)) / f"export-{fmt}")
+        print(f"exported ({fmt}): {dest}")
