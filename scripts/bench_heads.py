@@ -13,7 +13,7 @@ import torch
 
 import interp.models
 from interp.cli import load_config, print_table
-from interp.decomposers.attn_svd import KINDS, HeadSVD, all_composition_scores
+from interp.decomposers.heads.svd import KINDS, HeadSVD, all_composition_scores
 
 
 def naive_seconds_per_pair(svd: HeadSVD, n: int = 200) -> float:

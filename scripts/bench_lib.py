@@ -1,4 +1,4 @@
-"""Benchmark LIB's interaction matrix: batched VJPs (``lib_ops``) vs a per-sample dense
+"""Benchmark LIB's interaction matrix: batched VJPs (``interp.decomposers.lib.ops``) vs a per-sample dense
 ``torch.autograd.functional.jacobian`` loop, on the mod-add attention module (random weights).
 
 ``python scripts/bench_lib.py [n_samples] [d_model]``: prints both times, the speed-up ratio and
@@ -10,10 +10,10 @@ import time
 
 import torch
 
-from interp.decomposers import lib as lib_mod
-from interp.decomposers import lib_ops as ops
+from interp.decomposers.lib import model as lib_mod
+from interp.decomposers.lib import ops
 from interp.decomposers.lib import LIBConfig
-from interp.models import modadd
+from interp.decomposers.lib import modadd
 
 
 def main(argv):

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from interp.evals.interventions import encode_prompts, forward, left_pad, pad_id
+from interp.models.prompts import encode_prompts, forward, left_pad, pad_id
 from interp.evals.steering import generate, steer
 from interp.models import load
 

@@ -21,11 +21,11 @@ import torch
 
 import interp.models
 from interp.cli import load_config
-from interp.data.laundry_list import make_prompts
-from interp.decomposers.attn_interventions import ComponentEdit, component_hooks, edit_weights
-from interp.decomposers.attn_svd import HeadSVD, all_composition_scores, outlier_zscores
-from interp.evals import heads as H
-from interp.evals.laundry_list import evaluate
+from interp.decomposers.heads.laundry_prompts import make_prompts
+from interp.decomposers.heads.interventions import ComponentEdit, component_hooks, edit_weights
+from interp.decomposers.heads.svd import HeadSVD, all_composition_scores, outlier_zscores
+from interp.decomposers.heads import analysis as H
+from interp.decomposers.heads.laundry_list import evaluate
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

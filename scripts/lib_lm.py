@@ -15,11 +15,11 @@ import torch
 from interp._io import write_json_atomic
 from interp.cli import load_config
 from interp.data import tokenize
-from interp.decomposers import lib_graph as graph
-from interp.decomposers import lib_ops as ops
+from interp.decomposers.lib import graph
+from interp.decomposers.lib import ops
 from interp.decomposers.lib import LIB
 from interp.models import load
-from interp.models.cut import loss_from_resid, residual_block_cut, site_acts
+from interp.decomposers.lib.cut import loss_from_resid, residual_block_cut, site_acts
 
 
 def main(argv):

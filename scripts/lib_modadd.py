@@ -15,9 +15,9 @@ import torch
 
 from interp._io import write_atomic, write_json_atomic
 from interp.cli import load_config
-from interp.decomposers import lib_graph as graph
+from interp.decomposers.lib import graph
 from interp.decomposers.lib import LIB
-from interp.models import modadd
+from interp.decomposers.lib import modadd
 
 PUBLISHED = {  # rib's shipped outputs, 5 seeds (reference notes, section 2(c)); d_model 128
     "features": {"ln1.0": "9-15", "ln2.0": "13-19", "unembed": "7-11"},

@@ -24,9 +24,9 @@ from interp.decomposers import load as load_decomposer
 from interp.decomposers.base import config_from
 from interp.decomposers.sae import train
 from interp.evals.steering import embedding_judge
-from interp.evals.steering_experiment import SteerExperimentConfig, run_experiment, split_concepts, summarise
-from interp.evals.steering_report import table_markdown, write_report
-from interp.evals.directions import site_activations
+from interp.evals.steering.experiment import SteerExperimentConfig, run_experiment, split_concepts, summarise
+from interp.evals.steering.report import table_markdown, write_report
+from interp.evals.steering.directions import site_activations
 from interp.models import load
 
 

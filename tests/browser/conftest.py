@@ -86,7 +86,7 @@ def planted_topk(model) -> TopKSAE:
 
 def fitted_decomposers(model) -> dict:
     """One small instance of every fitted method, at a site of the tiny model."""
-    from interp.decomposers.attn_svd import HeadSVD
+    from interp.decomposers.heads.svd import HeadSVD
     from interp.decomposers.itda import ITDA
     from interp.decomposers.lib import LIB
     from interp.decomposers.semi_nmf import SNMF

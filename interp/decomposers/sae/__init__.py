@@ -1,4 +1,11 @@
-"""The sparse-autoencoder family: one file per variant, one shared trainer, SAELens interchange."""
+"""The sparse-autoencoder family: one file per variant, one shared trainer, SAELens interchange.
+
+Every module in this folder is imported here, so a variant file registers itself (``@register``)
+without an edit to this file.
+"""
+
+import importlib
+import pkgutil
 
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
 from interp.decomposers.sae.batchtopk import BatchTopKConfig, BatchTopKSAE
@@ -9,6 +16,9 @@ from interp.decomposers.sae.saelens import load_saelens
 from interp.decomposers.sae.topafa import TopAFAConfig, TopAFASAE
 from interp.decomposers.sae.topk import TopKConfig, TopKSAE
 from interp.decomposers.sae.trainer import train
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "SAE", "SAEConfig", "StepOutput", "train", "load_saelens",

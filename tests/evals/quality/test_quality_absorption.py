@@ -1,0 +1,83 @@
+"""Absorption on a planted case: 30% of the "a" words have their "starts with a" feature absorbed by
+token-specific features (each aligned with the letter direction), the other letters none."""
+
+import numpy as np
+import pytest
+import torch
+
+from interp.errors import DataError
+from interp.evals.quality import absorption as absn
+
+
+def _planted(n_per_letter=200, absorbed_frac=0.3, d=128, seed=0):
+    rng = np.random.default_rng(seed)
+    letters = np.repeat(np.arange(3), n_per_letter)  # a, b, c
+    n = len(letters)
+    a_words = np.flatnonzero(letters == 0)
+    absorbed = np.zeros(n, bool)
+    absorbed[rng.choice(a_words, int(absorbed_frac * n_per_letter), replace=False)] = True
+    eye = np.eye(d)
+    # features: 0..2 main letter features, then one absorber per absorbed word, then 20 noise features
+    absorber_rows = np.flatnonzero(absorbed)
+    dirs = [eye[0], eye[1], eye[2]]
+    dirs += [(eye[0] + eye[3 + i]) / np.sqrt(2) for i in range(len(absorber_rows))]
+    noise_dirs = rng.normal(size=(20, d))
+    noise_dirs[:, :3] = 0
+    dirs += list(noise_dirs / np.linalg.norm(noise_dirs, axis=1, keepdims=True))
+    dirs = np.array(dirs)
+    codes = np.zeros((n, len(dirs)))
+    for w in range(n):
+        if absorbed[w]:
+            codes[w, 3 + int(np.flatnonzero(absorber_rows == w)[0])] = 3 * np.sqrt(2)
+        else:
+            codes[w, letters[w]] = 3.0
+    noise_on = rng.random((n, 20)) < 0.1
+    codes[:, -20:] = noise_on * rng.uniform(0.5, 1.5, size=(n, 20))
+    x = codes @ dirs + rng.normal(scale=0.2, size=(n, d))
+    train = rng.random(n) < 0.7
+    return torch.tensor(x), torch.tensor(codes), torch.tensor(dirs), letters, train, absorbed
+
+
+def test_planted_absorption_is_found():
+    x, codes, dirs, letters, train, absorbed = _planted()
+    res = absn.absorption(x, codes, dirs, letters, train)
+    a, b, c = (res["per_letter"][k] for k in "abc")
+    assert a["main_features"] == [0] and b["main_features"] == [1] and c["main_features"] == [2]
+    # the probe calls every test "a" word positive; the planted share among them:
+    want = absorbed[(letters == 0) & ~train].mean()
+    assert a["n_words"] == ((letters == 0) & ~train).sum()
+    assert a["absorption_fraction"] == pytest.approx(want, abs=0.02)
+    assert a["full_absorption"] == pytest.approx(want, abs=0.02)
+    assert b["absorption_fraction"] == c["absorption_fraction"] == 0.0
+    assert b["full_absorption"] == c["full_absorption"] == 0.0
+    assert res["mean_absorption_fraction_score"] == pytest.approx(want / 3, abs=0.01)
+    assert res["mean_num_split_features"] == 0.0
+
+
+def test_no_absorption_without_absorbers():
+    x, codes, dirs, letters, train, _ = _planted(absorbed_frac=0.0)
+    res = absn.absorption(x, codes, dirs, letters, train)
+    assert res["mean_absorption_fraction_score"] == 0.0 and res["mean_full_absorption_score"] == 0.0
+
+
+def test_word_absorption_partial_case():
+    """Main feature carries 1 of the probe projection 3, an aligned absorber 2: fraction 2/3."""
+    probe = torch.tensor([1.0, 0.0, 0.0])
+    act = torch.tensor([3.0, 1.0, 0.0])
+    cos = torch.tensor([1.0, 0.9, 0.0])
+    codes = torch.tensor([1.0, 2 / 0.9, 5.0])
+    frac, full = absn.word_absorption(act, codes, cos, probe, [0], absn.AbsorptionConfig())
+    assert frac == pytest.approx(2 / 3) and not full
+
+
+def test_prompts_and_word_position():
+    words = ["apple", "banana", "cherry", "dates", "elder", "figs"]
+    ps = absn.prompts(words, n_icl=3)
+    assert all(p.endswith(f"\n {w} has the first letter:") for p, w in zip(ps, words))
+    assert all(p.count("\n") == 4 and p.startswith("\n ") for p in ps)
+    assert " apple has the first letter: A" not in ps[0]  # no example repeats the word itself
+
+
+def test_mismatched_rows_are_refused():
+    with pytest.raises(DataError):
+        absn.absorption(torch.zeros(5, 3), torch.zeros(4, 2), torch.zeros(2, 3), np.zeros(5, int), np.ones(5, bool))
