@@ -36,9 +36,8 @@ from tqdm.auto import tqdm
 import interp
 from interp import distributed as _dist
 from interp._io import folder_lock, read_json, write_atomic, write_json_atomic
-from interp.activations.format import (
-    FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, allocate, check_free_space, site_file, storage_dtype,
-)
+from interp.activations.disk import allocate, check_free_space
+from interp.activations.format import FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, site_file, storage_dtype
 from interp.errors import ConfigError, DataError
 from interp.models import LoadedModel, load, site_width, stop_layer
 

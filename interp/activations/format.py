@@ -6,10 +6,7 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +16,7 @@ import xxhash
 from jaxtyping import Float, Int
 
 from interp._io import read_json, write_json_atomic
+from interp.activations.disk import npy_data_offset, npy_header, allocate, reserve
 from interp.errors import ConfigError, DataError
 
 FORMAT = "interp-activations/1"
@@ -54,37 +52,6 @@ def storage_dtype(name: str) -> np.dtype:
     return np.dtype(_DTYPES[name])
 
 
-def allocate(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
-    """Create the .npy file ``path`` for an array of ``shape`` with its disk space reserved, so a
-    full disk is a ``DataError`` now rather than a SIGBUS ("Bus error") when the memory map is
-    written later."""
-    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
-    reserve(path)
-
-
-def reserve(path: Path) -> None:
-    """Reserve the blocks of ``path`` up to its size (``posix_fallocate``)."""
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DataError(f"no space left on the disk for {path} ({os.fstat(fd).st_size / 1e9:.2f} GB): "
-                            f"free some space or cache fewer tokens") from e
-        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without it: write lazily
-            raise
-    finally:
-        os.close(fd)
-
-
-def check_free_space(folder: Path, need: int) -> None:
-    """``DataError`` before any write when ``folder``'s disk has fewer than ``need`` bytes free."""
-    free = shutil.disk_usage(folder).free
-    if need > free:
-        raise DataError(f"the cache needs {need / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free at {folder}; "
-                        f"free some space, cache fewer tokens, or use dtype='bfloat16'")
-
-
 def site_file(site: str) -> str:
     return f"acts/{site}.npy"
 
@@ -92,19 +59,6 @@ def site_file(site: str) -> str:
 def from_storage(arr: np.ndarray, dtype: str) -> torch.Tensor:
     t = torch.from_numpy(arr)
     return t.view(torch.int16).view(torch.bfloat16) if dtype == "bfloat16" else t
-
-
-def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:
-    """(shape, dtype, offset of the data) of a .npy file, from its header alone."""
-    with open(path, "rb") as f:
-        major, _ = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(f)
-        return shape, dtype, f.tell()
-
-
-def _npy_data_offset(path: Path) -> int:
-    return _npy_header(path)[2]
 
 
 class ActivationCache:
@@ -150,7 +104,7 @@ class ActivationCache:
         path = self.path / self._site_info(site)["file"]
         if not path.exists():
             return (0, self._expected_bytes(site))
-        have = path.stat().st_size - _npy_data_offset(path)
+        have = path.stat().st_size - npy_data_offset(path)
         want = self._expected_bytes(site)
         return (have, want) if have < want else None
 
@@ -158,7 +112,7 @@ class ActivationCache:
         """The site's .npy header must agree with the manifest (shape [N, S, width], dtype)."""
         path = self.path / self._site_info(site)["file"]
         m = self.manifest
-        shape, dtype, _ = _npy_header(path)
+        shape, dtype, _ = npy_header(path)
         want = (m["n_seqs"], m["seq_len"], self.width(site))
         if tuple(shape) != want or dtype != storage_dtype(m["dtype"]):
             raise DataError(f"{path} holds a {dtype} array of shape {tuple(shape)} but the manifest "
@@ -259,7 +213,7 @@ class ActivationCache:
         row = self.manifest["seq_len"] * self.width(site) * storage_dtype(self.manifest["dtype"]).itemsize
         h, buf = xxhash.xxh3_64(), bytearray(1 << 23)
         with open(path, "rb", buffering=0) as f:
-            f.seek(_npy_data_offset(path) + start * row)
+            f.seek(npy_data_offset(path) + start * row)
             left = (end - start) * row
             while left > 0:
                 got = f.readinto(memoryview(buf)[:min(left, len(buf))])
@@ -281,7 +235,7 @@ class ActivationCache:
                              (self.manifest["n_seqs"], self.manifest["seq_len"], self.width(site)))
                 else:
                     with open(path, "r+b") as f:
-                        f.truncate(_npy_data_offset(path) + self._expected_bytes(site))
+                        f.truncate(npy_data_offset(path) + self._expected_bytes(site))
                     reserve(path)
         good = [s for s in self.manifest["shards"]
                 if all(self._digest(site, s["start"], s["end"]) == s["xxh3_64"].get(site) for site in self.sites)]

@@ -169,6 +169,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
     if not (path / "config.json").exists() and (path / "cfg.json").exists():
         raise MissingFileError(f"{path} is a SAELens folder (cfg.json, no config.json): load it with "
                                f"interp.decomposers.sae.load_saelens({str(path)!r})")
+    if not (path / "config.json").exists() and (path / "checkpoint").is_dir():
+        raise MissingFileError(f"{path} holds an unfinished training run (checkpoint/, no config.json): run "
+                               f"the same training command again to finish it, then load it")
     config = read_json(path / "config.json", "decomposer config")
     method = config.pop("method", None)
     config.pop("interp_version", None)

@@ -56,7 +56,7 @@ def test_out_pointing_at_an_existing_file_is_refused_before_compute(tmp_path):
 
 
 def test_full_disk_is_an_error_before_any_activation_is_written(make_cache, tiny_corpus, tmp_path, monkeypatch):
-    import interp.activations.format as fmt
+    import interp.activations.disk as fmt
 
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(fmt.shutil, "disk_usage", lambda p: usage._replace(free=1000))
@@ -151,3 +151,9 @@ def test_binary_file_offered_as_text_names_the_file(tmp_path):
     binary.write_bytes(bytes(range(256)) * 8)
     with pytest.raises(DataError, match=r"model.txt, line \d+: not UTF-8 text"):
         load_text(str(binary))
+
+
+def test_loading_an_unfinished_run_says_to_finish_it(tmp_path):
+    (tmp_path / "run" / "checkpoint").mkdir(parents=True)
+    with pytest.raises(MissingFileError, match="unfinished training run"):
+        load(tmp_path / "run")

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from interp._io import folder_lock, write_json_atomic
-from interp.activations.format import FORMAT, ActivationCache, allocate, site_file, storage_dtype
+from interp.activations.disk import allocate
+from interp.activations.format import FORMAT, ActivationCache, site_file, storage_dtype
 
 SITE = "blocks.0.hook_resid_post"
 
