@@ -3,6 +3,8 @@
     python scripts/bench_synthetic.py [configs/bench_synthetic.yaml] [key=value ...] [out=DIR]
 
 e.g. ``seeds=[0] train.n_tokens=50000`` (a dotted key sets one field of ``data`` or ``train``).
+``lr_sweep=[1e-4,1e-3,1e-2]`` runs every method at each of those learning rates instead of its own
+(SAE methods; fitted ones, semi-NMF and ITDA, have no learning rate and run once).
 
 Trains each configured method through the one SAE trainer on planted-feature data for each seed
 and prints (and writes to ``out``, default runs/bench_synthetic) the recovery table: FRR at each
@@ -32,7 +34,13 @@ def main(argv: list[str]) -> None:
         torch.set_num_threads(cfg["threads"])
     thresholds = tuple(cfg["thresholds"])
     data = {k: tuple(tuple(v) for v in val) if k == "sparsity" else val for k, val in cfg["data"].items()}
-    rows = benchmark(cfg["methods"], cfg["seeds"], data, cfg["train"], thresholds)
+    methods = cfg["methods"]
+    if cfg.get("lr_sweep"):
+        from interp.evals.synthetic import FITTED
+
+        methods = [m if m["method"] in FITTED else {**m, "lr": lr, "label": f"{m['label']} @ lr {lr:g}"}
+                   for m in methods for lr in cfg["lr_sweep"] if m["method"] not in FITTED or lr == cfg["lr_sweep"][0]]
+    rows = benchmark(methods, cfg["seeds"], data, cfg["train"], thresholds)
     table = format_table(rows, thresholds)
     print(f"\nn={data['n_features']} features, d={data['d']}, {len(cfg['seeds'])} seeds, "
           f"d_sae={cfg['train'].get('d_sae')}, {cfg['train'].get('n_tokens')} training samples\n{table}")
