@@ -92,7 +92,11 @@ def table(result: dict) -> None:
         r = result["matching"][m]["a_to_b"]
         print(f"{m:<9} {r['spearman']:8.3f} {str(r['monotone']):>8} {r['non_decreasing']:8.2f} "
               f"{r['score']:6.2f} {r['score_within_1']:7.2f}")
-    print(f"\nmodel-level ITDA similarity (union over layers 1..): {result['model_similarity']['a_vs_b']:.4f}")
+    ms, bo = result["model_similarity"], result["boundary_overlap"]
+    print(f"\nmodel-level ITDA similarity (union over layers 1..): {ms['a_vs_b']:.4f} "
+          f"(ceiling {ms['ceiling']:.4f}, normalised {ms['normalised']:.4f})")
+    print(f"token end offsets shared by the two tokenizers: Jaccard {bo['jaccard']:.4f} "
+          f"({bo['a_in_b']:.1%} of {names[0]}'s, {bo['b_in_a']:.1%} of {names[1]}'s)")
     print(f"atoms per layer: {names[0]} {result['n_atoms'][0]}\n                 {names[1]} {result['n_atoms'][1]}")
 
 

@@ -7,12 +7,18 @@ with different tokenizers:
   token of model A is paired with the token of model B that ends at the same character of the
   same document (``(doc_id, char_end)``). Only such positions are used, by every measure and
   for both models, so both dictionaries are built from the same set of candidate keys in the
-  same order (the paper's setting, where both models read the same token stream). Where several
-  tokens end at one character (byte pieces of one character) the last is used; special tokens
-  are never used.
+  same order. This approximates the paper's setting (both models read the same token stream) but
+  is not it: the two models' tokens end at different characters (only the shared ends are used;
+  ``boundary_overlap`` reports which share that is) and packing starts each row of context at a
+  different character for each tokenizer, so a paired token may have seen different preceding
+  text. Where several tokens end at one character (byte pieces of one character) the last is used;
+  special tokens are never used.
 - **ITDA.** One dictionary per layer of each model, built over the aligned positions; layer x
   layer Jaccard within each model and between the models by the span key ``(doc, char_end)``,
-  and the model-level similarity (union over layers, layer 0 left out).
+  and the model-level similarity (union over layers, layer 0 left out). Beside each A-vs-B
+  Jaccard: its ceiling and the Jaccard normalised by it (``similarity.span_jaccard``). As the
+  dictionaries are built on aligned rows only, every atom's key is a token end in both streams
+  and the ceiling is 1 here; the boundary overlap is the share of each stream left out.
 - **Baselines** on a random subset of the aligned positions: linear CKA, SVCCA, relative
   representations (``interp.evals.similarity``).
 - **Layer matching.** For each layer of one model, its most similar layer in the other; whether
@@ -30,8 +36,8 @@ import torch
 from interp.activations import ActivationCache
 from interp.decomposers.itda import ITDA, cache_labels
 from interp.evals.similarity import (
-    best_matches, feature_similarities, jaccard_matrix, layer_features, layer_matching_score,
-    model_similarity,
+    best_matches, boundary_keys, boundary_overlap, feature_similarities, jaccard_matrix, layer_features,
+    layer_matching_score, model_similarity, span_jaccard, span_jaccard_matrices,
 )
 
 
@@ -68,6 +74,16 @@ def fit_layers(cache: ActivationCache, sites: Sequence[str], rows: np.ndarray, l
     return out
 
 
+def _model_ceiling(da: Sequence[ITDA], db: Sequence[ITDA], bound_a: np.ndarray, bound_b: np.ndarray
+                   ) -> dict[str, float]:
+    """Ceiling and normalised value of the model-level span Jaccard (unions over layers 1..)."""
+    union = [np.concatenate([d.labels.cpu().numpy() for d in ds[1:]]) for ds in (da, db)]
+    if any(len(u) == 0 for u in union):
+        return {"ceiling": float("nan"), "normalised": float("nan")}
+    r = span_jaccard(union[0], union[1], bound_a, bound_b)
+    return {"ceiling": r["ceiling"], "normalised": r["normalised"]}
+
+
 def _matching(S: np.ndarray) -> dict[str, Any]:
     return {**best_matches(S),
             "score": layer_matching_score(S), "score_within_1": layer_matching_score(S, tolerance=1)}
@@ -85,8 +101,9 @@ def compare_models(cache_a: ActivationCache, cache_b: ActivationCache, sites_a: 
     da = fit_layers(cache_a, sites_a, ra, la, itda, progress)
     db = fit_layers(cache_b, sites_b, rb, lb, itda, progress)
     t_itda = time.perf_counter() - t0
-    jac = {"aa": jaccard_matrix(da, da, "span"), "bb": jaccard_matrix(db, db, "span"),
-           "ab": jaccard_matrix(da, db, "span")}
+    bound_a, bound_b = boundary_keys(la), boundary_keys(lb)
+    span_ab = span_jaccard_matrices(da, db, bound_a, bound_b)
+    jac = {"aa": jaccard_matrix(da, da, "span"), "bb": jaccard_matrix(db, db, "span"), "ab": span_ab["jaccard"]}
     pick = np.sort(np.random.default_rng(seed).permutation(len(ra))[:n_baseline])
     fa = layer_features([layer_rows(cache_a, s, ra[pick]) for s in sites_a])
     fb = layer_features([layer_rows(cache_b, s, rb[pick]) for s in sites_b])
@@ -99,7 +116,10 @@ def compare_models(cache_a: ActivationCache, cache_b: ActivationCache, sites_a: 
         "tokens": [cache_a.n_tokens, cache_b.n_tokens], "aligned_tokens": int(len(ra)),
         "baseline_tokens": int(len(pick)), "itda": itda,
         "n_atoms": [[d.cfg.n_atoms for d in da], [d.cfg.n_atoms for d in db]],
-        "model_similarity": {"a_vs_b": model_similarity(da, db, "span")},
+        "boundary_overlap": boundary_overlap(la, lb),
+        "model_similarity": {"a_vs_b": model_similarity(da, db, "span"),
+                             **_model_ceiling(da, db, bound_a, bound_b)},
+        "jaccard_ceiling": {"ab": span_ab["ceiling"].tolist(), "ab_normalised": span_ab["normalised"].tolist()},
         "matrices": {m: {p: v.tolist() for p, v in mats.items()} for m, mats in metrics.items()},
         "matching": {m: {"a_to_b": _matching(mats["ab"]), "b_to_a": _matching(mats["ab"].T)}
                      for m, mats in metrics.items()},

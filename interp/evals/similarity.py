@@ -3,8 +3,13 @@
 - ``jaccard(a, b, key)``: |A ∩ B| / |A ∪ B| of two dictionaries' atom label sets. ``key="token"``
   compares ``(doc_id, token_position)`` (models sharing a tokenizer, as in the paper);
   ``key="span"`` compares ``(doc_id, char_end)``: same document, token ending at the same
-  character, which is what lets models with different tokenizers be compared (see
+  character, our extension that lets models with different tokenizers be compared (see
   ``interp.decomposers.itda``). Labels repeated inside one dictionary count once.
+- The span key has a ceiling below 1: tokenizers do not end tokens at the same characters (on 200
+  documents SmolLM2 and Gemma 3 share 91-93% of token end offsets). ``boundary_overlap`` measures
+  that for two token streams; ``span_jaccard`` reports beside a span Jaccard its ceiling (the
+  largest Jaccard the two dictionaries could reach given which of their atoms' keys exist in the
+  other stream at all) and the Jaccard divided by it.
 - ``model_similarity``: Jaccard of the unions of the label sets over layers (the paper's Eq. 10;
   layer 0 left out by default, as there).
 - ``layer_matching_score(S)``: the fraction of layers whose most similar layer in the other model
@@ -57,6 +62,47 @@ def _jaccard_keys(a: np.ndarray, b: np.ndarray) -> float:
 def jaccard(a: Any, b: Any, key: str = "token") -> float:
     """Jaccard similarity of two dictionaries' atom labels (1: same atoms, 0: disjoint)."""
     return _jaccard_keys(label_keys(a, key), label_keys(b, key))
+
+
+def boundary_keys(labels: Any) -> np.ndarray:
+    """Sorted unique span keys ``(doc, char_end)`` of every non-special token of a stream (a
+    ``cache_labels`` array ``[T, 4]``; rows with position or char end -1 are left out)."""
+    labels = np.asarray(labels)
+    return label_keys(labels[(labels[:, 1] >= 0) & (labels[:, 3] >= 0)], "span")
+
+
+def boundary_overlap(labels_a: Any, labels_b: Any) -> dict[str, float]:
+    """How many token end offsets two tokenizations of the same text share: the Jaccard of the two
+    boundary sets and the share of each stream's boundaries found in the other."""
+    a, b = boundary_keys(labels_a), boundary_keys(labels_b)
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return {"jaccard": inter / max(1, len(a) + len(b) - inter), "a_in_b": inter / max(1, len(a)),
+            "b_in_a": inter / max(1, len(b))}
+
+
+def _span_ceiling(ka: np.ndarray, kb: np.ndarray, bound_a: np.ndarray, bound_b: np.ndarray) -> float:
+    # only keys of A found among B's boundaries can be shared (and vice versa): with n_a of A's |A| keys
+    # sharable, J = |A∩B| / |A∪B| <= min(n_a, n_b) / max(|A|, |B|) <= min(n_a / |A|, n_b / |B|)
+    if len(ka) == 0 or len(kb) == 0:
+        return float("nan")
+    return min(np.isin(ka, bound_b, assume_unique=True).mean(), np.isin(kb, bound_a, assume_unique=True).mean())
+
+
+def span_jaccard(a: Any, b: Any, boundaries_a: np.ndarray, boundaries_b: np.ndarray) -> dict[str, float]:
+    """Span Jaccard of two dictionaries fitted on two tokenizations of the same text, its ceiling
+    (``min`` over the two of the share of atoms whose ``(doc, char_end)`` is a token end in the
+    other stream: an upper bound on the Jaccard) and the Jaccard divided by that ceiling.
+    ``boundaries_*``: ``boundary_keys`` of each stream."""
+    ka, kb = label_keys(a, "span"), label_keys(b, "span")
+    j, c = _jaccard_keys(ka, kb), _span_ceiling(ka, kb, boundaries_a, boundaries_b)
+    return {"jaccard": j, "ceiling": c, "normalised": j / c if c > 0 else float("nan")}
+
+
+def span_jaccard_matrices(a: Sequence[Any], b: Sequence[Any], boundaries_a: np.ndarray,
+                          boundaries_b: np.ndarray) -> dict[str, np.ndarray]:
+    """``span_jaccard`` for every pair: ``{"jaccard", "ceiling", "normalised"}`` -> ``[len(a), len(b)]``."""
+    cells = [[span_jaccard(x, y, boundaries_a, boundaries_b) for y in b] for x in a]
+    return {name: np.array([[c[name] for c in row] for row in cells]) for name in ("jaccard", "ceiling", "normalised")}
 
 
 def jaccard_matrix(a: Sequence[Any], b: Sequence[Any], key: str = "token") -> np.ndarray:

@@ -4,9 +4,12 @@
 ``d`` dimensions (Gaussian, then normalised: the theory's model in Chen et al., "Taming
 Polysemanticity in LLMs", 2025) and sparse non-negative coefficients ``h``: each sample draws its
 number of active features ``s`` from a mixture (``sparsity``), picks ``s`` distinct features with
-probabilities from a frequency spectrum (uniform or Zipf), and gives each a magnitude drawn
-uniformly from ``coef_range``. The default is the GBA paper's imbalanced setting: n = 128,
-d = 42, half the samples with 3 active features and half with 20 (mean frequency ~0.09).
+probabilities from a frequency spectrum (uniform or Zipf), and gives each a magnitude from
+``coef_dist`` on ``coef_range``. The default is the GBA paper's imbalanced setting: n = 128,
+d = 42, half the samples with 3 active features and half with 20 (mean frequency ~0.09). The
+secondary sources confirm only n, d, the s mixture, Gaussian features and non-negative
+coefficients; the coefficient distribution (``coef_dist``, ``coef_range``), the feature norms
+(``feature_norm``) and the noise (``noise``) are guesses, made parameters so they can be varied.
 
 ``recovery`` scores a learned dictionary: for every true direction, the best cosine over the
 learned directions; the recovery rate at tau is the fraction of true directions whose best cosine
@@ -21,8 +24,11 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 
+from interp.errors import ConfigError
+
 
 _FEATURE_SALT, _SAMPLE_SALT = 0x5EED_F00D, 0x5EED_DA7A
+COEF_DISTS = ("uniform", "constant", "exponential")
 
 
 @dataclass(frozen=True)
@@ -45,14 +51,22 @@ def make_dataset(
     sparsity: tuple[tuple[float, int], ...] = ((0.5, 3), (0.5, 20)),
     spectrum: str | float = "uniform", coef_range: tuple[float, float] = (0.0, 1.0),
     noise: float = 0.0, seed: int = 0, feature_seed: int | None = None,
+    coef_dist: str = "uniform", feature_norm: str = "unit",
 ) -> SyntheticData:
     """Planted-feature data (see the module docstring).
 
     ``sparsity``: (weight, active count) pairs; each sample takes one count, in proportion to the
     weights. ``spectrum``: "uniform", or "zipf:ALPHA" / a number ALPHA for p_i ~ i^-ALPHA (features
     are then drawn without replacement in proportion to p_i). ``noise``: std of isotropic Gaussian
-    noise added per coordinate. Everything comes from one seeded generator.
+    noise added per coordinate. ``coef_dist``: "uniform" (on ``coef_range``), "constant" (every
+    active coefficient is ``coef_range[1]``) or "exponential" (``low`` + Exp with mean ``high - low``).
+    ``feature_norm``: "unit" (normalised Gaussian directions) or "gaussian" (rows of N(0, I/d),
+    norms spread around 1; ``directions`` are still returned normalised). Everything comes from one
+    seeded generator.
     """
+    if coef_dist not in COEF_DISTS or feature_norm not in ("unit", "gaussian"):
+        raise ConfigError(f"coef_dist must be one of {COEF_DISTS} (got {coef_dist!r}) and feature_norm "
+                          f"'unit' or 'gaussian' (got {feature_norm!r})")
     if not sparsity or any(s < 1 or s > n_features for _, s in sparsity):
         raise ValueError(f"sparsity counts must lie in [1, n_features={n_features}], got {sparsity}")
     lo, hi = coef_range
@@ -62,14 +76,15 @@ def make_dataset(
     g_feat = torch.Generator().manual_seed(_FEATURE_SALT + (seed if feature_seed is None else feature_seed))
     V = torch.randn(n_features, d, generator=g_feat)
     g = torch.Generator().manual_seed(_SAMPLE_SALT + seed)
-    V /= V.norm(dim=1, keepdim=True)
+    V_unit = V / V.norm(dim=1, keepdim=True)
+    V = V_unit if feature_norm == "unit" else V / d**0.5
     weights = torch.tensor([w for w, _ in sparsity], dtype=torch.float)
     counts = torch.tensor([s for _, s in sparsity])[torch.multinomial(weights, n_samples, True, generator=g)]
     s_max = int(counts.max())
     # Gumbel top-k: s distinct features per sample, drawn in proportion to the spectrum
     gumbel = -torch.log(-torch.log(torch.rand(n_samples, n_features, generator=g).clamp_min(1e-12)))
     idx = (_spectrum(n_features, spectrum).log() + gumbel).topk(s_max, dim=1).indices
-    vals = lo + (hi - lo) * torch.rand(n_samples, s_max, generator=g)
+    vals = _coefficients(coef_dist, lo, hi, (n_samples, s_max), g)
     keep = torch.arange(s_max) < counts[:, None]  # the first s of each row are used
     h = torch.zeros(n_samples, n_features).scatter_(1, idx, vals * keep)
     x = h @ V
@@ -79,7 +94,15 @@ def make_dataset(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         codes = h.to_sparse_csr()
-    return SyntheticData(x=x, directions=V, codes=codes, frequencies=active.float().mean(0))
+    return SyntheticData(x=x, directions=V_unit, codes=codes, frequencies=active.float().mean(0))
+
+
+def _coefficients(dist: str, lo: float, hi: float, shape: tuple[int, int], g: torch.Generator) -> torch.Tensor:
+    if dist == "uniform":
+        return lo + (hi - lo) * torch.rand(shape, generator=g)
+    if dist == "constant":
+        return torch.full(shape, float(hi))
+    return lo + (hi - lo) * -torch.log(torch.rand(shape, generator=g).clamp_min(1e-12))
 
 
 @dataclass(frozen=True)
@@ -105,19 +128,54 @@ def recovery(
     return Recovery(rates=rates, mean_max_cos=best.mean().item(), max_cos=best.float())
 
 
+FITTED = ("snmf", "itda")  # non-SAE methods the benchmark fits instead of training
+
+
+def fit_method(spec: dict, train: dict, x: Float[torch.Tensor, "N D"], seed: int):
+    """A decomposer of ``x``: the SAE trainer for SAE methods (``train`` settings under ``spec``'s),
+    ``SNMF.fit`` for "snmf" (rank = ``d_sae`` unless given, dense features: sparsity 1.0 unless
+    given) or ``ITDA.fit`` for "itda" (``spec``'s ITDA fields; ``train`` is not used)."""
+    method, fields = spec["method"], {k: v for k, v in spec.items() if k != "method"}
+    if method == "snmf":
+        from interp.decomposers.semi_nmf import SNMF
+
+        fields = {"rank": train.get("d_sae", 2 * x.shape[1]), "sparsity": 1.0, "device": "cpu", **fields}
+        return SNMF.fit(x, seed=seed, progress=False, **fields)
+    if method == "itda":
+        from interp.decomposers.itda import ITDA
+
+        labels = torch.stack([torch.arange(len(x)), torch.zeros(len(x), dtype=torch.long)], 1)
+        bs = fields.pop("batch_size", 4096)
+        pairs = ((x[a:a + bs], labels[a:a + bs]) for a in range(0, len(x), bs))
+        return ITDA.fit(pairs, progress=False, **{"device": "cpu", **fields})
+    from interp.decomposers.sae import train as train_sae
+
+    return train_sae({**train, **spec, "seed": seed}, x, progress=False)
+
+
+@torch.no_grad()
+def _held_out(model, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(reconstruction, mean number of non-zero codes) of held-out samples."""
+    codes = model.encode(x)
+    if isinstance(codes, tuple):  # ITDA's SparseCodes(indices, values)
+        return model.decode(codes), (codes[1] != 0).sum(1).float().mean().item()
+    return model.decode(codes), (codes != 0).sum(1).float().mean().item()
+
+
 def benchmark(methods: list[dict], seeds: list[int], data: dict, train: dict,
               thresholds: tuple[float, ...] = (0.8, 0.9, 0.95), progress: bool = True) -> list[dict]:
-    """Train each method (a dict: ``label``, ``method`` and config overrides) on ``make_dataset(**data,
-    seed=s)`` for every seed through the one SAE trainer; one result row per method.
+    """Fit each method (a dict: ``label``, ``method`` and config overrides, e.g. its own ``lr``) on
+    ``make_dataset(**data, seed=s)`` for every seed (``fit_method``); one result row per method.
 
     Methods that are not registered in this build get a row saying so instead of failing the run.
     Rows hold the mean and spread over seeds of every recovery rate, the mean max cosine, and FVU
-    and L0 on held-out samples of the same distribution.
+    and L0 (non-zero codes) on held-out samples of the same distribution, and the fit's seconds.
     """
+    import time
+
     from tqdm.auto import tqdm
 
     from interp.decomposers import REGISTRY
-    from interp.decomposers.sae import train as train_sae
     from interp.evals.reconstruction import fvu
 
     rows = []
@@ -131,13 +189,13 @@ def benchmark(methods: list[dict], seeds: list[int], data: dict, train: dict,
         for seed in tqdm(seeds, desc=label, disable=not progress):
             ds = make_dataset(**data, seed=seed)
             held = make_dataset(**{**data, "n_samples": 8192}, seed=seed + 10_000, feature_seed=seed)
-            sae = train_sae({**train, **spec, "seed": seed}, ds.x, progress=False)
-            with torch.no_grad():
-                codes = sae.encode(held.x)
-                x_hat = sae.decode(codes)
-            rec = recovery(sae.directions(), ds.directions, thresholds)
+            t0 = time.perf_counter()
+            model = fit_method(spec, train, ds.x, seed)
+            seconds = time.perf_counter() - t0
+            x_hat, l0 = _held_out(model, held.x)
+            rec = recovery(model.directions(), ds.directions, thresholds)
             runs.append({**{f"frr@{t}": v for t, v in rec.rates.items()}, "mean_max_cos": rec.mean_max_cos,
-                         "fvu": fvu(held.x, x_hat), "l0": (codes > 0).sum(1).float().mean().item()})
+                         "fvu": fvu(held.x, x_hat), "l0": l0, "seconds": seconds})
         stats = {k: torch.tensor([r[k] for r in runs], dtype=torch.float64) for k in runs[0]}
         rows.append({"label": label, "seeds": len(runs), "runs": runs,
                      **{k: v.mean().item() for k, v in stats.items()},

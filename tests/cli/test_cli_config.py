@@ -69,7 +69,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EXPERIMENTS = {"demo": ["demo"], "browser": ["browse"], "compare": ["compare"], "steer": ["steer"],
                "heads": ["reproduce", "heads"], "lib_lm": ["reproduce", "lib_lm"],
                "lib_modadd": ["reproduce", "lib_modadd"], "sweep_sae": ["reproduce", "sweep_sae"],
-               "bench_synthetic": ["bench", "synthetic"], "quality": ["reproduce", "quality"],
+               "bench_synthetic": ["bench", "synthetic"], "bench_synthetic_lr": ["bench", "synthetic"],
+               "quality": ["reproduce", "quality"],
                "quality_artifacts": ["reproduce", "quality_artifacts"]}
 
 

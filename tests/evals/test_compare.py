@@ -35,6 +35,9 @@ def test_a_model_compared_with_itself(tiny_cache):
     np.testing.assert_allclose(np.diag(jac), 1)
     assert 0 < jac[0, 1] < 1
     assert r["model_similarity"]["a_vs_b"] == 1
+    assert r["boundary_overlap"]["jaccard"] == 1 and r["model_similarity"]["ceiling"] == 1
+    np.testing.assert_allclose(r["jaccard_ceiling"]["ab"], 1)  # dictionaries built on aligned rows only
+    np.testing.assert_allclose(r["jaccard_ceiling"]["ab_normalised"], jac)
     for metric in ("jaccard", "cka", "svcca", "relative"):
         np.testing.assert_allclose(np.diag(r["matrices"][metric]["ab"]), 1, rtol=1e-4)
         assert r["matching"][metric]["a_to_b"]["best"] == [0, 1]

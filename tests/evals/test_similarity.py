@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from interp.evals.similarity import (
-    best_matches, jaccard, jaccard_matrix, label_keys, layer_matching_score, linear_cka,
-    model_similarity, relative_similarity, svcca,
+    best_matches, boundary_keys, boundary_overlap, jaccard, jaccard_matrix, label_keys, layer_matching_score,
+    linear_cka, model_similarity, relative_similarity, span_jaccard, span_jaccard_matrices, svcca,
 )
 
 
@@ -121,3 +121,25 @@ def test_similarity_matrices_match_pairwise_functions():
             assert m["cka"][i, j] == pytest.approx(linear_cka(x, y), rel=1e-4)
             assert m["svcca"][i, j] == pytest.approx(svcca(x, y, 5), rel=1e-6)
             assert m["relative"][i, j] == pytest.approx(relative_similarity(x, y, 30), rel=1e-4)
+
+
+def test_span_jaccard_reports_its_boundary_ceiling():
+    # stream A ends tokens at chars 3, 5, 11 of doc 0; stream B at 5, 9, 11 (3 and 9 unshared)
+    stream_a = np.array([[0, -1, -1, -1], [0, 0, 0, 3], [0, 1, 3, 5], [0, 2, 5, 11]])
+    stream_b = np.array([[0, 0, 0, 5], [0, 1, 5, 9], [0, 2, 9, 11]])
+    ov = boundary_overlap(stream_a, stream_b)
+    assert ov == {"jaccard": pytest.approx(2 / 4), "a_in_b": pytest.approx(2 / 3), "b_in_a": pytest.approx(2 / 3)}
+    ba, bb = boundary_keys(stream_a), boundary_keys(stream_b)
+    assert len(ba) == 3  # the special token is not a boundary
+    a = _labels([[0, 0, 0, 3], [0, 1, 3, 5]])  # one of two atoms can exist in B
+    b = _labels([[0, 0, 0, 5], [0, 1, 5, 9], [0, 2, 9, 11]])  # two of three can exist in A
+    r = span_jaccard(a, b, ba, bb)
+    assert r["jaccard"] == pytest.approx(1 / 4) == jaccard(a, b, "span")
+    assert r["ceiling"] == pytest.approx(1 / 2) and r["normalised"] == pytest.approx(1 / 2)
+    # the ceiling bounds every dictionary pair drawn from the two streams
+    for ka in range(1, 4):
+        for kb in range(1, 4):
+            x, y = _labels(stream_a[1:1 + ka]), _labels(stream_b[:kb])
+            assert jaccard(x, y, "span") <= span_jaccard(x, y, ba, bb)["ceiling"] + 1e-12
+    m = span_jaccard_matrices([a, b], [b], ba, bb)
+    np.testing.assert_allclose(m["ceiling"][:, 0], [0.5, 2 / 3])

@@ -35,6 +35,43 @@ def test_zipf_spectrum_and_noise():
     assert 0.09 < resid.std().item() < 0.11
 
 
+def test_coefficient_distributions_and_feature_norms():
+    base = dict(n_samples=20000, n_features=32, d=16, sparsity=((1.0, 2),), seed=1)
+    const = make_dataset(**base, coef_dist="constant", coef_range=(0.0, 0.7)).codes.to_dense()
+    assert torch.allclose(const[const > 0], torch.tensor(0.7))
+    expo = make_dataset(**base, coef_dist="exponential", coef_range=(0.5, 1.5)).codes.to_dense()
+    vals = expo[expo > 0]
+    assert vals.min() >= 0.5 and abs(vals.mean().item() - 1.5) < 0.03 and vals.max() > 4
+    data = make_dataset(**base, feature_norm="gaussian")
+    h = data.codes.to_dense()
+    assert torch.allclose(data.directions.norm(dim=1), torch.ones(32))  # scored directions stay unit
+    raw = torch.linalg.lstsq(h[:200], data.x[:200]).solution  # the planted rows, with their norms
+    assert torch.allclose(raw / raw.norm(dim=1, keepdim=True), data.directions, atol=1e-4)
+    assert raw.norm(dim=1).std() > 0.05 and 0.7 < raw.norm(dim=1).mean() < 1.2
+    with pytest.raises(ValueError, match="coef_dist"):
+        make_dataset(**base, coef_dist="gamma")
+
+
+def test_benchmark_scores_fitted_methods():
+    """Semi-NMF and ITDA rows are the direct fits of the same data, scored by ``recovery``."""
+    from interp.decomposers.itda import ITDA
+    from interp.decomposers.semi_nmf import SNMF
+    from interp.evals.synthetic import benchmark
+
+    data = dict(n_samples=3000, n_features=16, d=32, sparsity=((1.0, 1),))
+    rows = benchmark([{"label": "snmf", "method": "snmf", "rank": 16, "max_iter": 100, "patience": 50},
+                      {"label": "itda", "method": "itda", "k": 4, "cos_threshold": 0.95},
+                      {"label": "nope", "method": "not-a-method"}], [0], data, {}, progress=False)
+    snmf, itda, missing = rows
+    ds = make_dataset(**data, seed=0)
+    direct = SNMF.fit(ds.x, rank=16, sparsity=1.0, max_iter=100, patience=50, seed=0, progress=False, device="cpu")
+    assert snmf["mean_max_cos"] == pytest.approx(recovery(direct.directions(), ds.directions).mean_max_cos)
+    labels = torch.stack([torch.arange(3000), torch.zeros(3000, dtype=torch.long)], 1)
+    atoms = ITDA.fit([(ds.x, labels)], k=4, cos_threshold=0.95, progress=False, device="cpu").directions()
+    assert itda["frr@0.95"] == recovery(atoms, ds.directions).rates[0.95] == 1.0  # samples are scaled features
+    assert itda["l0"] <= 4 and "not registered" in missing["missing"]
+
+
 def test_recovery_matches_brute_force():
     g = torch.Generator().manual_seed(0)
     true = torch.randn(20, 10, generator=g)

@@ -3,6 +3,8 @@
     interp bench synthetic configs/experiments/bench_synthetic.yaml [key=value ...] [out=DIR]
 
 e.g. ``seeds=[0] train.n_tokens=50000`` (a dotted key sets one field of ``data`` or ``train``).
+``lr_sweep=[1e-4,1e-3,1e-2]`` runs every method at each of those learning rates instead of its own
+(SAE methods; fitted ones, semi-NMF and ITDA, have no learning rate and run once).
 
 Trains each configured method through the one SAE trainer on planted-feature data for each seed
 and prints (and writes to ``out``, default runs/bench_synthetic) the recovery table: FRR at each
@@ -35,6 +37,8 @@ class Config:
     """Cosine thresholds tau of the feature recovery rate."""
     threads: int | None = 1
     """torch threads (tiny shapes: one avoids OpenMP spinning on a busy machine; None: torch's default)."""
+    lr_sweep: tuple[float, ...] = ()
+    """Learning rates to run every SAE method at instead of its own (empty: each method's own lr)."""
     out: str = "runs/bench_synthetic"
     """Output folder (results.json, table.md)."""
 
@@ -45,7 +49,13 @@ def run(cfg: Config) -> None:
         torch.set_num_threads(cfg.threads)
     thresholds = cfg.thresholds
     data = {k: tuple(tuple(v) for v in val) if k == "sparsity" else val for k, val in cfg.data.items()}
-    rows = benchmark(list(cfg.methods), list(cfg.seeds), data, cfg.train, thresholds)
+    methods = list(cfg.methods)
+    if cfg.lr_sweep:
+        from interp.evals.synthetic import FITTED
+
+        methods = [m if m["method"] in FITTED else {**m, "lr": lr, "label": f"{m['label']} @ lr {lr:g}"}
+                   for m in methods for lr in cfg.lr_sweep if m["method"] not in FITTED or lr == cfg.lr_sweep[0]]
+    rows = benchmark(methods, list(cfg.seeds), data, cfg.train, thresholds)
     table = format_table(rows, thresholds)
     print(f"\nn={data['n_features']} features, d={data['d']}, {len(cfg.seeds)} seeds, "
           f"d_sae={cfg.train.get('d_sae')}, {cfg.train.get('n_tokens')} training samples\n{table}")

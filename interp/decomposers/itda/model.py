@@ -34,9 +34,12 @@ Atom labels. Each atom keeps ``(doc_id, token_position, char_start, char_end)``:
 the token's index among that document's tokens, and its character span in the document text
 (``-1`` where unknown). Jaccard similarity of two dictionaries (``interp.evals.similarity``)
 compares label sets, by ``(doc_id, token_position)`` (same tokenizer) or, across tokenizers, by
-``(doc_id, char_end)``: two tokens match when they are in the same document and end at the same
-character, i.e. the models have read exactly the same text when they produce those activations
-(start characters differ between tokenizers, e.g. " the" vs "the").
+``(doc_id, char_end)`` (our extension): two tokens match when they are in the same document and
+end at the same character (start characters differ between tokenizers, e.g. " the" vs "the").
+This is a proxy, not the paper's same-token-stream setting: tokenizers share only some end
+offsets (``similarity.boundary_overlap``; a ceiling below 1 on the Jaccard, reported by
+``similarity.span_jaccard``), and packing starts rows at different characters for different
+tokenizers, so two matched tokens may have been read with different preceding context.
 
 Encoding returns ``SparseCodes(indices [B, K], values [B, K])``; ``decode`` accepts it (or a
 dense ``[B, F]`` code). ``directions()`` are the atoms.

@@ -122,7 +122,9 @@ class LIB(Decomposer):
     def fit(cls, modules: Sequence, inputs: Float[torch.Tensor, "N P d"], cfg: LIBConfig | dict | None = None,
             **overrides) -> "LIB":
         """Fit on node-layer-0 activations ``inputs`` (``[N, P, d]`` or ``[N, d]``); module l maps
-        node layer l to l+1 (``[B, P_l, d_l] -> [B, P_{l+1}, d_{l+1}]``; see ``ops.fold``)."""
+        node layer l to l+1 (``[B, P_l, d_l] -> [B, P_{l+1}, d_{l+1}]``; see ``ops.fold``).
+        Everything runs in float64: ``nn.Module``s of another precision are run as float64 copies,
+        other callables receive float64 inputs (``ops.in_float64``)."""
         cfg = dataclasses.replace(config_from(LIBConfig, cfg or {}), **overrides)
         if cfg.basis not in ("jacobian", "pca"):
             raise ValueError(f"basis {cfg.basis!r}: use 'jacobian' (LIB) or 'pca'")
@@ -130,7 +132,7 @@ class LIB(Decomposer):
             inputs = inputs[:, None]
         if inputs.dim() != 3:
             raise ValueError(f"inputs must be [N, P, d] or [N, d], got {tuple(inputs.shape)}")
-        fns = [ops.fold(m, cfg.fold) for m in modules]
+        fns = [ops.fold(ops.in_float64(m), cfg.fold) for m in modules]
         names = cfg.node_layers or tuple(f"layer{l}" for l in range(len(fns) + 1))
         if len(names) != len(fns) + 1:
             raise ValueError(f"{len(fns)} modules need {len(fns) + 1} node_layers names, got {len(names)}")

@@ -11,6 +11,8 @@ All Jacobians are vector-Jacobian products batched over many cotangents at once
 
 from __future__ import annotations
 
+import copy
+import itertools
 from typing import Callable
 
 import numpy as np
@@ -22,6 +24,27 @@ Module = Callable[[torch.Tensor], torch.Tensor]
 
 def append_const(x: Float[torch.Tensor, "B P d"]) -> Float[torch.Tensor, "B P d1"]:
     return torch.cat([x, torch.ones_like(x[..., :1])], -1)
+
+
+def in_float64(fn: Module) -> Module:
+    """``fn`` run in float64, the precision of LIB's Gram matrices and Jacobians.
+
+    A ``torch.nn.Module`` holding floating-point parameters or buffers of another dtype is replaced
+    by a float64 deep copy (the caller's module is left as it was). Any other callable is called as
+    given on float64 inputs and its output is cast to float64, so a callable that computes in a
+    lower precision must cast its inputs itself (as ``cut.residual_block_cut`` does).
+    """
+    if isinstance(fn, torch.nn.Module):
+        tensors = itertools.chain(fn.parameters(), fn.buffers())
+        if any(t.is_floating_point() and t.dtype != torch.float64 for t in tensors):
+            fn = copy.deepcopy(fn).double()
+    folded = getattr(fn, "folded", False)
+
+    def run(f):
+        return fn(f).to(torch.float64)
+
+    run.folded = folded
+    return run
 
 
 def fold(fn: Module, mode: str = "passthrough") -> Module:

@@ -12,10 +12,13 @@ exactly as SAELens' ``layer_norm`` activation normalisation does.
 The authors' options, with their code's choices as defaults:
 - ``k_target`` "centred" (||x - b_dec||, used by their k selection) or "uncentred" (||x||);
 - ``afa_target`` "uncentred" (||x||, used by their AFA loss) or "centred" -- the authors' code mixes
-  the two on purpose or not; the theory treats b_dec as one more feature. Measured on SmolLM2-135M
-  layer 15 (massive dimensions 247 and 507, so ||x|| and ||x - b_dec|| differ widely): the mixed
-  default collapses to L0 ~1 with ~95% dead latents; "centred" trains (L0 250-350, FVU 0.20-0.23,
-  no dead latents; interp reproduce sweep_sae at 197k tokens);
+  the two on purpose or not; the theory treats b_dec as one more feature;
+- ``b_dec_init`` "zero" (theirs) or "mean" (the data mean, as this package's other SAEs start).
+  The start decides whether the mixed targets train where a few massive dimensions dominate x:
+  from the mean, k is chosen against ||x - b_dec|| while the AFA loss pulls ||f|| toward the much
+  larger ||x||, and training can collapse to one latent (SmolLM2-135M layer 15, massive dimensions
+  247 and 507: L0 1, 94% dead, FVU 1.06); from zero both targets start equal (same site: L0 ~130,
+  6% dead, FVU 0.35; measurements of issue 21 at `interp reproduce sweep_sae`'s budget);
 - ``use_b_enc`` False: their forward never adds the encoder bias (it stays zero here);
 - ``standardize`` True (per-token standardisation); False uses the trainer's norm scaling.
 Selection is vectorised: a partial sort (``topk``) of a prefix just long enough to settle every
@@ -23,7 +26,7 @@ token's k (twice the previous batch's largest k, grown while too short; see ``se
 by ``k_max`` (default min(d_sae - 1, 4 d_in); the authors' L0 peaked at ~3.1 d_in), cumulative
 sums, one argmin. k never reaches d_sae, which is what the authors' 1e8 sentinel on the last
 cumulative sum ensures.
-Deviations: b_dec starts at the data mean (theirs: zero); AuxK is this package's (detached
+Deviations: AuxK is this package's (detached
 residual, FVU-normalised, as in ``topk.py``); the fraction of tokens whose k hit ``k_max`` is
 logged as ``k_capped`` so a too-small bound shows.
 """
@@ -36,6 +39,7 @@ import torch
 from jaxtyping import Float, Int
 
 from interp.decomposers.base import register
+from interp.errors import ConfigError
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
 from interp.decomposers.sae.ops import Active, gather_encode
 from interp.decomposers.sae.topk import TopKSAE
@@ -49,6 +53,7 @@ class TopAFAConfig(SAEConfig):
     k_target: str = "centred"  # centred | uncentred
     afa_target: str = "uncentred"  # centred | uncentred
     use_b_enc: bool = False
+    b_dec_init: str = "zero"  # zero (the authors') | mean (the standardised data's mean)
     k_max: int | None = None  # None: min(d_sae - 1, 4 * d_in)
     std_eps: float = 1e-5
     aux_k: int = 512
@@ -84,9 +89,10 @@ class TopAFASAE(SAE):
 
     def __init__(self, cfg: TopAFAConfig):
         super().__init__(cfg)
-        for name, options in (("k_target", ("centred", "uncentred")), ("afa_target", ("centred", "uncentred"))):
+        for name, options in (("k_target", ("centred", "uncentred")), ("afa_target", ("centred", "uncentred")),
+                              ("b_dec_init", ("zero", "mean"))):
             if getattr(cfg, name) not in options:
-                raise ValueError(f"{name} must be one of {options}, got {getattr(cfg, name)!r}")
+                raise ConfigError(f"{name} must be one of {options}, got {getattr(cfg, name)!r}")
         self.b_enc.requires_grad_(cfg.use_b_enc)
         self.register_buffer("mean_k", torch.zeros(()))  # running mean of k (for the SAELens export)
         self._ln: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -153,7 +159,12 @@ class TopAFASAE(SAE):
     # -- training -------------------------------------------------------------------------------
     @torch.no_grad()
     def init_from_data(self, xn):
-        self.b_dec.copy_(self.prepare_input(xn / self.norm_scale)[0].mean(0))
+        """b_dec starts at zero (the authors' choice) or, with ``b_dec_init="mean"``, at the mean of
+        the SAE-space inputs."""
+        if self.cfg.b_dec_init == "mean":
+            self.b_dec.copy_(self.prepare_input(xn / self.norm_scale)[0].mean(0))
+        else:
+            self.b_dec.zero_()
 
     def step(self, xn: Float[torch.Tensor, "B D"], dead: torch.Tensor | None) -> StepOutput:
         xs = self.prepare_input(xn / self.norm_scale)[0] if self.cfg.standardize else xn

@@ -205,3 +205,18 @@ def test_graph_export_and_ablations(tmp_path):
     assert torch.allclose(got, torch.stack(cols, -1) @ lib.basis_pinv(2), atol=1e-10)
     k, seen = graph.edges_needed(lib, 1, acts[1], fns, lambda o: -metric(o), -1e-12)
     assert 0 < k <= lib.edges(1).numel() and seen
+
+
+def test_fit_accepts_float32_modules_and_matches_float64():
+    """Ordinary float32 nn.Modules (the public API takes any callables) fit as their float64 copies."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    mods = [net[:2], net[2:]]
+    X = torch.randn(80, 4)
+    lib = LIB.fit(mods, X)
+    assert next(net.parameters()).dtype == torch.float32  # the caller's modules are not converted
+    ref = [lambda x, m=m: m(x) for m in (net.double()[:2], net.double()[2:])]
+    want = LIB.fit(ref, X.double())
+    for l in range(3):
+        assert torch.allclose(lib.eigenvalues(l), want.eigenvalues(l), rtol=1e-10, atol=1e-12)
+    assert torch.allclose(lib.edges(0), want.edges(0), rtol=1e-10, atol=1e-12)

@@ -128,3 +128,35 @@ def test_ragged_and_dense_steps_agree():
     assert torch.equal(a.fired, b.fired) and ga.keys() == gb.keys()
     for name in ga:
         torch.testing.assert_close(ga[name], gb[name], msg=name)
+
+
+def _massive_dims(n=8192, d=64, f=256, active=6, mass=0.7, seed=0):
+    """Sparse codes of unit features plus two "massive" dimensions that carry about half of each
+    standardised token's energy (||x - mean|| / ||x|| ~ 0.7, as at SmolLM2-135M layer 15: 15 / 24)."""
+    g = torch.Generator().manual_seed(seed)
+    D = torch.nn.functional.normalize(torch.randn(f, d, generator=g), dim=1)
+    idx = torch.rand(n, f, generator=g).argsort(1)[:, :active]
+    x = torch.zeros(n, f).scatter_(1, idx, torch.rand(n, active, generator=g) + 0.5) @ D
+    x[:, :2] += mass * x.norm(dim=1, keepdim=True).mean()
+    return x
+
+
+def _fit_stats(sae, x):
+    with torch.no_grad():
+        codes = sae.encode(x)
+        x_hat = sae.decode(codes)
+    fvu = ((x_hat - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
+    return (codes > 0).sum(1).float().mean().item(), fvu
+
+
+def test_default_start_trains_with_massive_dimensions():
+    """The authors' zero b_dec start (the default) trains where massive dimensions dominate x; the
+    data-mean start (an option) collapses on the same data: k is chosen against ||x - b_dec|| while
+    the AFA loss pulls ||f|| toward the much larger ||x||."""
+    x = _massive_dims()
+    cfg = dict(method="topafa", d_sae=256, batch_size=256, n_tokens=256 * 200, lr=1e-3, wandb="disabled",
+               device="cpu", warmup_steps=5)
+    l0, fvu = _fit_stats(train(cfg, x, progress=False), x)
+    assert l0 >= 10 and fvu < 0.3, (l0, fvu)
+    l0_mean, fvu_mean = _fit_stats(train({**cfg, "b_dec_init": "mean"}, x, progress=False), x)
+    assert fvu_mean > 0.5, (l0_mean, fvu_mean)  # the witness that this data shows the collapse
