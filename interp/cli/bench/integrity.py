@@ -1,11 +1,13 @@
 """Cost of the corruption check (lazy per-shard xxh3) and the folder lock on a cache read.
 
-    interp bench integrity [n_tokens=1048576] [width=128] [dtype=float32]
+    interp bench integrity [n_tokens=1048576] [width=128] [dtype=float32] [train=true]
 
 Writes a synthetic cache in the library's format (random activations, real per-shard checksums)
 to a temporary folder, then reads one shuffled epoch of [4096, width] batches through
 ``ActivationCache.batches`` with verification and without it, alternating, three times each.
-Prints the medians and their ratio, and the time to take and release the folder lock.
+Prints the medians and their ratio, and the time to take and release the folder lock. With
+``train=1`` it also trains a TopK SAE (d_sae = 16 x width, k = 32) for one epoch on the cache,
+with and without verification, on the CPU, to set the check beside training.
 """
 
 from __future__ import annotations
@@ -56,6 +58,20 @@ def epoch_seconds(path: Path, verify: bool) -> float:
     return time.perf_counter() - t
 
 
+def train_seconds(path: Path, verify: bool) -> float:
+    from unittest import mock
+
+    from interp.decomposers.sae import train
+
+    cfg = dict(method="topk", k=32, batch_size=4096, n_tokens=ActivationCache(path).n_tokens, wandb="disabled",
+               device="cpu", exclude_special=False)
+    patch = mock.patch.object(ActivationCache, "verify", lambda self, site, rows=None: None)
+    t = time.perf_counter()
+    with (mock.MagicMock() if verify else patch):
+        train(cfg, path, progress=False)
+    return time.perf_counter() - t
+
+
 @dataclass(frozen=True)
 class Config:
     n_tokens: int = 1 << 20
@@ -66,6 +82,8 @@ class Config:
     """Storage dtype."""
     dir: str | None = None
     """Folder of the temporary cache (None: the system's temp folder)."""
+    train: bool = False
+    """Also time one CPU epoch of TopK training on the cache with and without verification."""
 
 
 def run(cfg: Config) -> None:
@@ -83,9 +101,14 @@ def run(cfg: Config) -> None:
             with folder_lock(path):
                 pass
         lock_ms = (time.perf_counter() - t) * 10
+        trained = {v: train_seconds(path, v) for v in (False, True)} if cfg.train else None
     plain, checked = np.median(runs[False]), np.median(runs[True])
     print(f"{n_tokens:,} tokens x {width} ({dtype}), one shuffled epoch of 4096-token batches:")
     print(f"  without verification  {plain:.3f} s   (runs {', '.join(f'{r:.3f}' for r in runs[False])})")
     print(f"  with verification     {checked:.3f} s   (runs {', '.join(f'{r:.3f}' for r in runs[True])})")
     print(f"  ratio                 {checked / plain:.3f}")
     print(f"  folder lock take+release: {lock_ms:.3f} ms")
+    if trained:
+        print(f"  one epoch of TopK training (CPU): {trained[False]:.1f} s without, {trained[True]:.1f} s with "
+              f"verification (ratio {trained[True] / trained[False]:.3f})")
+
