@@ -86,8 +86,9 @@ class CoreTotals:
         s["l1"] += codes.double().abs().sum().item()
         self.sum_x = x.sum(0) if self.sum_x is None else self.sum_x + x.sum(0)
         fires = active.sum(0).double()
+        seq = seq.cpu() - seq.min().cpu()
         per_seq = torch.zeros(int(seq.max()) + 1, codes.shape[1], dtype=torch.bool).index_put_(
-            (seq.cpu(),), active, accumulate=True)
+            (seq,), active, accumulate=True)
         self.fires = fires if self.fires is None else self.fires + fires
         seq_f = per_seq.sum(0).double()
         self.seq_fires = seq_f if self.seq_fires is None else self.seq_fires + seq_f
