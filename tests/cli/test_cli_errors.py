@@ -101,3 +101,9 @@ def test_unknown_command_suggests_the_closest():
 def test_debug_shows_the_traceback(tmp_path):
     done = interp("cache", str(tmp_path / "nope.yaml"), "--debug")
     assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_reproduce_paper_refuses_an_unknown_paper(tmp_path):
+    done = interp("reproduce", "paper", "paper=nope", f"out={tmp_path}")
+    assert_short_error(done, "unknown paper")
+    assert not list(tmp_path.iterdir())

@@ -91,7 +91,7 @@ def run(args: Config) -> None:
         n_cache = int(max(args.scale or args.tokens) * 1.02) + 256  # BOS tokens are left out of the fit
         cache_activations(args.model, args.text, [site], n_cache, path, seq_len=128)
     cache = ActivationCache(path)
-    common = dict(rank=args.rank, sparsity=args.sparsity, init="random", max_iter=args.iters,
+    common = dict(rank=args.rank, sparsity=args.sparsity, init="random", n_init=1, max_iter=args.iters,
                   patience=args.iters + 1, keep_best=False, site=site, progress=False, device=args.device)
     print(f"{args.model} {site}, k={args.rank}, p={args.sparsity}, {args.iters} iterations, {args.device}, "
           f"{torch.get_num_threads()} threads")

@@ -5,6 +5,7 @@ names the paper.
 """
 
 COMMANDS = {
+    "paper": "interp.cli.reproduce.paper",
     "sweep_sae": "interp.cli.reproduce.sweep_sae",
     "snmf_concepts": "interp.cli.reproduce.snmf_concepts",
     "lib_modadd": "interp.cli.reproduce.lib_modadd",

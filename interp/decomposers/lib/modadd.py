@@ -159,8 +159,8 @@ def _grokfast(params, ema, alpha, lamb):
         p.grad.add_(ema[k], alpha=lamb)
 
 
-def train(cfg: ModAddConfig, seeds: list[int], log_every: int = 25, init: list[dict] | None = None
-          ) -> tuple[list[dict], list[dict]]:
+def train(cfg: ModAddConfig, seeds: list[int], log_every: int = 25, init: list[dict] | None = None,
+          progress: bool = True) -> tuple[list[dict], list[dict]]:
     """Train one model per seed at once (vmap over stacked weights; AdamW is elementwise, so this
     equals independent runs). Full batch. ``init``: continue from these weights (fresh optimiser
     state). Returns (params per seed, metrics per seed)."""
@@ -176,7 +176,7 @@ def train(cfg: ModAddConfig, seeds: list[int], log_every: int = 25, init: list[d
     above = torch.zeros(len(seeds), dtype=torch.long)
     grok = [None] * len(seeds)
     ema: dict[str, torch.Tensor] = {}
-    bar = tqdm(range(1, cfg.max_epochs + 1), desc="mod-add", mininterval=5)
+    bar = tqdm(range(1, cfg.max_epochs + 1), desc="mod-add", mininterval=5, disable=not progress)
     start, stopped = time.monotonic(), "max_epochs"
     for epoch in bar:
         opt.zero_grad(set_to_none=True)

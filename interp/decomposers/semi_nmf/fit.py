@@ -9,6 +9,7 @@ of the next F step. ``X`` is never held whole: only ``G [N, k]`` (plus the best 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ class FitResult:
     best_iter: int = -1  # -1: the initialisation was never improved on
     n_iter: int = 0
     x_sq: float = 0.0  # ||X||²
+    restarts: int = 1  # starts tried (the best one is this result)
 
 
 # -- initialisation -------------------------------------------------------------------------
@@ -182,3 +184,17 @@ def fit_full(rows: Rows, cfg, device, progress: bool = True) -> FitResult:
     if not cfg.keep_best or not res.history:  # the last iterate, not the best one
         res.F, res.best_loss, res.best_iter = F, res.history[-1] if res.history else loss0, res.n_iter - 1
     return res
+
+
+def fit_restarts(rows: Rows, cfg, device, progress: bool = True) -> FitResult:
+    """``cfg.n_init`` runs of ``fit_full`` from seeds ``cfg.seed, cfg.seed + 1, ...``; the run with
+    the lowest best loss is returned (as k-means implementations keep their best start). The SVD
+    start is deterministic, so it runs once whatever ``n_init`` says."""
+    runs = 1 if cfg.init == "svd" else cfg.n_init
+    best = None
+    for i in range(runs):
+        res = fit_full(rows, dataclasses.replace(cfg, seed=cfg.seed + i), device, progress)
+        if best is None or res.best_loss < best.best_loss:
+            best = res
+    best.restarts = runs
+    return best

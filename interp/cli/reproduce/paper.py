@@ -1,0 +1,26 @@
+"""One paper's numbers beside ours: ``interp reproduce paper paper=topafa [quick=true]``.
+
+``paper`` is one of topafa, gba, snmf, itda, lib, heads. Writes ``out/PAPER.md``: each published
+number beside ours, the settings, seeds, wall time and a one-line reading
+(``interp.evals.reproduce``). ``quick=true`` runs a small version of the same measurement: a smoke
+test, not a reproduction.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from interp.evals.reproduce import run as run_paper
+
+
+@dataclass(frozen=True)
+class Config:
+    paper: str
+    """Which paper: topafa, gba, snmf, itda, lib or heads."""
+    quick: bool = False
+    """Small sizes (seconds): a smoke test of the reproduction, not its numbers."""
+    out: str = "runs/reproduce"
+    """Output folder; the report is out/PAPER.md."""
+
+
+def run(cfg: Config) -> None:
+    print(run_paper(cfg.paper, cfg.quick, Path(cfg.out)))
