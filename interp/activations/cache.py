@@ -40,7 +40,7 @@ from interp.activations.format import (
     FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, allocate, check_free_space, site_file, storage_dtype,
 )
 from interp.errors import ConfigError, DataError
-from interp.models import LoadedModel, load, site_width, stop_layer
+from interp.models import LoadedModel, load, run_to_sites, site_width
 
 
 def _request(model: LoadedModel, text_spec: str, sites: list[str], n_tokens: int, seq_len: int,
@@ -85,27 +85,6 @@ def _start(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widt
     }
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
-
-
-@torch.inference_mode()
-def _run_sites(model: LoadedModel, tokens: torch.Tensor, sites: list[str]) -> dict[str, torch.Tensor]:
-    """One forward pass (stopping after the deepest site) returning each site as [B, S, D]."""
-    got: dict[str, torch.Tensor] = {}
-
-    def grabber(site: str):
-        def grab(act: torch.Tensor, hook: Any) -> None:
-            got[site] = act.detach()
-        return grab
-
-    if model.device.type == "cuda":  # pinned + async: the CPU queues this pass while the last runs
-        tokens = tokens.pin_memory().to(model.device, non_blocking=True)
-    else:
-        tokens = tokens.to(model.device)
-    model.bridge.run_with_hooks(
-        tokens, fwd_hooks=[(s, grabber(s)) for s in sites],
-        stop_at_layer=stop_layer(sites), output_attentions=False,
-    )
-    return {s: got[s].reshape(*tokens.shape, -1) for s in sites}  # [B, S, D] on the model's device
 
 
 class _ShardWriter:
@@ -161,6 +140,7 @@ class _ShardWriter:
         return {site: h.hexdigest() for site, h in self.digest.items()}
 
 
+@torch.inference_mode()
 def _fill_shard(model: LoadedModel, cache: ActivationCache, start: int, end: int,
                 batch_size: int, bar: tqdm) -> dict[str, str]:
     sites = list(cache.manifest["sites_info"])
@@ -168,7 +148,7 @@ def _fill_shard(model: LoadedModel, cache: ActivationCache, start: int, end: int
     tokens = torch.from_numpy(np.array(cache.token_array("tokens")[start:end]))
     for a in range(0, end - start, batch_size):
         batch = tokens[a:a + batch_size]
-        for site, act in _run_sites(model, batch, sites).items():
+        for site, act in run_to_sites(model, batch, sites).items():
             writer.put(site, start + a, act)
         bar.update(batch.numel())
     return writer.finish()

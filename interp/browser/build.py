@@ -37,7 +37,7 @@ from interp.browser.collect import NEG_INF, Histogram, Moments, SlotTopK
 from interp.decomposers import Decomposer, load
 from interp.decomposers.base import config_from
 from interp.errors import ConfigError, DataError
-from interp.models import LoadedModel, stop_layer
+from interp.models import LoadedModel, run_to_sites
 from interp.models import load as load_model
 
 FORMAT = "interp-feature-store/1"
@@ -145,18 +145,6 @@ def _artifact_digest(path: Path) -> str:
             while chunk := f.read(1 << 22):
                 h.update(chunk)
     return h.hexdigest()
-
-
-@torch.inference_mode()
-def _site_acts(model: LoadedModel, tokens: torch.Tensor, site: str) -> torch.Tensor:
-    got: dict[str, torch.Tensor] = {}
-
-    def grab(act: torch.Tensor, hook: Any) -> None:
-        got["x"] = act.detach()
-
-    model.bridge.run_with_hooks(tokens.to(model.device), fwd_hooks=[(site, grab)],
-                                stop_at_layer=stop_layer([site]), output_attentions=False)
-    return got["x"].reshape(*tokens.shape, -1)
 
 
 @torch.inference_mode()
@@ -269,7 +257,7 @@ def _stream(dec: Decomposer, model: LoadedModel, site: str, tokens: torch.Tensor
               desc=f"feature store ({n_features} features)") as bar:
         for a in range(start_row, n_rows, cfg.batch_size):
             b = min(a + cfg.batch_size, n_rows)
-            x = _site_acts(model, tokens[a:b], site)
+            x = run_to_sites(model, tokens[a:b], [site])[site]
             for c in range(0, b - a, chunk_rows):
                 rows = slice(c, min(c + chunk_rows, b - a))
                 sp = special[a:b][rows]

@@ -4,18 +4,13 @@ to ``hook_mlp_out`` through the block's output projection."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Sequence
 
 import torch
 from jaxtyping import Float
 
-from interp.models.prompts import batches, bos_id, encode_prompts, forward, left_pad, pad_id
-from interp.models import LoadedModel, site_layer
-
-
-class _Stop(Exception):
-    pass
+from interp.models.prompts import batches, bos_id, encode_prompts, left_pad, pad_id
+from interp.models import LoadedModel, run_to_sites, site_layer
 
 
 @torch.no_grad()
@@ -27,22 +22,11 @@ def site_activations(model: LoadedModel, site: str, prompts: Sequence[str], batc
     seqs = encode_prompts(model, prompts, add_bos)
     skip = 1 if (add_bos and exclude_bos and bos_id(model.tokenizer) is not None) else 0
     out: list[torch.Tensor] = []
-    got: dict[str, torch.Tensor] = {}
-
-    def grab(module: Any, inputs: Any, act: torch.Tensor) -> None:
-        got["x"] = act.reshape(act.shape[0], act.shape[1], -1)
-        raise _Stop
-
-    handle = model.bridge.hook_dict[site].register_forward_hook(grab)
-    try:
-        for part in batches(len(seqs), batch_size):
-            ids, mask = left_pad(seqs[part], pad_id(model.tokenizer), model.device)
-            with contextlib.suppress(_Stop):
-                forward(model, ids, mask)
-            width = ids.shape[1]
-            out += [got["x"][r, width - len(s) + skip:].float().cpu() for r, s in enumerate(seqs[part])]
-    finally:
-        handle.remove()
+    for part in batches(len(seqs), batch_size):
+        ids, mask = left_pad(seqs[part], pad_id(model.tokenizer), model.device)
+        x = run_to_sites(model, ids, [site], mask)[site]
+        width = ids.shape[1]
+        out += [x[r, width - len(s) + skip:].float().cpu() for r, s in enumerate(seqs[part])]
     return out
 
 
