@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 import interp
 from interp import distributed as _dist
-from interp._io import folder_lock, read_json, write_atomic, write_json_atomic
+from interp._io import check_same_request, folder_lock, read_json, write_atomic, write_json_atomic
 from interp.activations.format import (
     FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, allocate, check_free_space, site_file, storage_dtype,
 )
@@ -49,14 +49,6 @@ def _request(model: LoadedModel, text_spec: str, sites: list[str], n_tokens: int
         "model": model.spec, "sites": sites, "text": text_spec, "n_tokens_requested": n_tokens,
         "seq_len": seq_len, "dtype": dtype, "shuffle_seed": shuffle_seed,
     }
-
-
-def _check_same_request(manifest: dict, request: dict, out: Path) -> None:
-    diff = {k: (manifest.get(k), v) for k, v in request.items() if manifest.get(k) != v}
-    if diff:
-        lines = "; ".join(f"{k}: cached {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-        raise ConfigError(f"{out} already holds a different activation cache ({lines}). "
-                         f"Choose another output directory, or delete this one to rebuild it.")
 
 
 def _start(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widths: dict[str, int]) -> dict:
@@ -209,7 +201,8 @@ def _cache(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widt
     rank, world = _dist.world()
     with _dist.main_first():  # rank 0 creates or repairs the cache; the others then open it
         if (out / "manifest.json").exists():
-            _check_same_request(read_json(out / "manifest.json", "activation cache manifest"), request, out)
+            check_same_request(read_json(out / "manifest.json", "activation cache manifest"), request, out,
+                               "activation cache")
         elif rank == 0:
             _start(model, request, out, shard_tokens, widths)
         cache = ActivationCache(out, check=False)

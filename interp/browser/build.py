@@ -32,7 +32,7 @@ from safetensors.torch import save
 from tqdm.auto import tqdm
 
 import interp
-from interp._io import folder_lock, load_safetensors, read_json, write_atomic, write_json_atomic
+from interp._io import check_same_request, folder_lock, load_safetensors, read_json, write_atomic, write_json_atomic
 from interp.browser.collect import NEG_INF, Histogram, Moments, SlotTopK
 from interp.decomposers import Decomposer, load
 from interp.decomposers.base import config_from
@@ -156,14 +156,6 @@ def _encode_rows(dec: Decomposer, x: torch.Tensor, special: torch.Tensor) -> tor
     return codes.masked_fill_(special.reshape(-1, 1).to(codes.device), 0.0)
 
 
-def _same_request(manifest: dict, request: dict, out: Path) -> None:
-    diff = {k: (manifest["request"].get(k), v) for k, v in request.items() if manifest["request"].get(k) != v}
-    if diff:
-        lines = "; ".join(f"{k}: stored {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-        raise ConfigError(f"{out} already holds a different feature store ({lines}). "
-                         "Choose another output directory, or delete this one to rebuild it.")
-
-
 def _checkpoint(out: Path, stats: FeatureStats, manifest: dict, rows_done: int) -> None:
     """The statistics and the rows they cover go into one file, replaced atomically (the manifest's
     ``rows_done`` is for people: a signal between the two writes must not skew a resume)."""
@@ -213,7 +205,7 @@ def _build(dec: Decomposer, model: LoadedModel, site: str, artifact: Path, text_
 
     if (out / "manifest.json").exists():
         manifest = read_json(out / "manifest.json", "feature store manifest")
-        _same_request(manifest, request, out)
+        check_same_request(manifest["request"], request, out, "feature store")
         if manifest.get("complete"):
             return out
     else:
