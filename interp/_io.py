@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-from interp.errors import DataError, LockedError, MissingFileError
+from interp.errors import ConfigError, DataError, LockedError, MissingFileError
 
 
 def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
@@ -50,6 +50,25 @@ def read_json(path: str | Path, what: str) -> dict:
     if not isinstance(obj, dict):
         raise DataError(f"{what} {path} is corrupted: expected a JSON object")
     return obj
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON reads it back (tuples become lists), so a saved request compares equal."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def check_same_request(saved: dict, request: dict, where: str | Path, what: str) -> None:
+    """Refuse to reuse ``where``, a folder holding ``what``, when the settings ``saved`` there differ
+    from ``request`` in any of ``request``'s keys (a key missing from ``saved`` differs)."""
+    diff = {k: (saved.get(k), v) for k, v in request.items() if _plain(saved.get(k)) != _plain(v)}
+    if diff:
+        lines = "; ".join(f"{k}: saved {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+        raise ConfigError(f"{where} already holds a different {what}, made with other settings ({lines}). "
+                          "Use another output directory, or delete this one to start over.")
 
 
 def file_digest(path: str | Path) -> str:

@@ -35,11 +35,11 @@ from tqdm.auto import tqdm
 
 import interp
 from interp import distributed as _dist
-from interp._io import folder_lock, read_json, write_atomic, write_json_atomic
+from interp._io import check_same_request, folder_lock, read_json, write_atomic, write_json_atomic
 from interp.activations.disk import allocate, check_free_space
 from interp.activations.format import FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, site_file, storage_dtype
 from interp.errors import ConfigError, DataError
-from interp.models import LoadedModel, load, site_width, stop_layer
+from interp.models import LoadedModel, load, run_to_sites, site_width
 
 
 def _request(model: LoadedModel, text_spec: str, sites: list[str], n_tokens: int, seq_len: int,
@@ -48,14 +48,6 @@ def _request(model: LoadedModel, text_spec: str, sites: list[str], n_tokens: int
         "model": model.spec, "sites": sites, "text": text_spec, "n_tokens_requested": n_tokens,
         "seq_len": seq_len, "dtype": dtype, "shuffle_seed": shuffle_seed,
     }
-
-
-def _check_same_request(manifest: dict, request: dict, out: Path) -> None:
-    diff = {k: (manifest.get(k), v) for k, v in request.items() if manifest.get(k) != v}
-    if diff:
-        lines = "; ".join(f"{k}: cached {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-        raise ConfigError(f"{out} already holds a different activation cache ({lines}). "
-                         f"Choose another output directory, or delete this one to rebuild it.")
 
 
 def _start(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widths: dict[str, int]) -> dict:
@@ -84,27 +76,6 @@ def _start(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widt
     }
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
-
-
-@torch.inference_mode()
-def _run_sites(model: LoadedModel, tokens: torch.Tensor, sites: list[str]) -> dict[str, torch.Tensor]:
-    """One forward pass (stopping after the deepest site) returning each site as [B, S, D]."""
-    got: dict[str, torch.Tensor] = {}
-
-    def grabber(site: str):
-        def grab(act: torch.Tensor, hook: Any) -> None:
-            got[site] = act.detach()
-        return grab
-
-    if model.device.type == "cuda":  # pinned + async: the CPU queues this pass while the last runs
-        tokens = tokens.pin_memory().to(model.device, non_blocking=True)
-    else:
-        tokens = tokens.to(model.device)
-    model.bridge.run_with_hooks(
-        tokens, fwd_hooks=[(s, grabber(s)) for s in sites],
-        stop_at_layer=stop_layer(sites), output_attentions=False,
-    )
-    return {s: got[s].reshape(*tokens.shape, -1) for s in sites}  # [B, S, D] on the model's device
 
 
 class _ShardWriter:
@@ -160,6 +131,7 @@ class _ShardWriter:
         return {site: h.hexdigest() for site, h in self.digest.items()}
 
 
+@torch.inference_mode()
 def _fill_shard(model: LoadedModel, cache: ActivationCache, start: int, end: int,
                 batch_size: int, bar: tqdm) -> dict[str, str]:
     sites = list(cache.manifest["sites_info"])
@@ -167,7 +139,7 @@ def _fill_shard(model: LoadedModel, cache: ActivationCache, start: int, end: int
     tokens = torch.from_numpy(np.array(cache.token_array("tokens")[start:end]))
     for a in range(0, end - start, batch_size):
         batch = tokens[a:a + batch_size]
-        for site, act in _run_sites(model, batch, sites).items():
+        for site, act in run_to_sites(model, batch, sites).items():
             writer.put(site, start + a, act)
         bar.update(batch.numel())
     return writer.finish()
@@ -228,7 +200,8 @@ def _cache(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widt
     rank, world = _dist.world()
     with _dist.main_first():  # rank 0 creates or repairs the cache; the others then open it
         if (out / "manifest.json").exists():
-            _check_same_request(read_json(out / "manifest.json", "activation cache manifest"), request, out)
+            check_same_request(read_json(out / "manifest.json", "activation cache manifest"), request, out,
+                               "activation cache")
         elif rank == 0:
             _start(model, request, out, shard_tokens, widths)
         cache = ActivationCache(out, check=False)

@@ -23,7 +23,7 @@ from jaxtyping import Float
 
 from interp.activations.format import ActivationCache
 from interp.activations.order import batch_indices
-from interp.models import LoadedModel, load
+from interp.models import LoadedModel, load, run_to_sites
 
 
 class ActivationStore:
@@ -44,8 +44,6 @@ class ActivationStore:
                              seq_len, n_tokens)
 
     def _buffers(self, exclude_special: bool) -> Iterator[Float[torch.Tensor, "T D"]]:
-        from interp.activations.cache import _run_sites
-
         tokens = torch.from_numpy(self.text.tokens)
         keep = torch.from_numpy(~self.text.special_mask() if exclude_special
                                 else np.ones(tokens.shape, dtype=bool))
@@ -53,7 +51,7 @@ class ActivationStore:
         for a in range(0, len(tokens), rows):
             parts = []
             for b in range(a, min(a + rows, len(tokens)), self.model_batch):
-                act = _run_sites(self.model, tokens[b:b + self.model_batch], [self.site])[self.site]
+                act = run_to_sites(self.model, tokens[b:b + self.model_batch], [self.site])[self.site]
                 parts.append(act[keep[b:b + self.model_batch].to(act.device)].float().cpu())
             yield torch.cat(parts)
 

@@ -32,12 +32,12 @@ from safetensors.torch import save
 from tqdm.auto import tqdm
 
 import interp
-from interp._io import folder_lock, load_safetensors, read_json, write_atomic, write_json_atomic
+from interp._io import check_same_request, folder_lock, load_safetensors, read_json, write_atomic, write_json_atomic
 from interp.browser.collect import NEG_INF, Histogram, Moments, SlotTopK
 from interp.decomposers import Decomposer, load
 from interp.decomposers.base import config_from
 from interp.errors import ConfigError, DataError
-from interp.models import LoadedModel, stop_layer
+from interp.models import LoadedModel, run_to_sites
 from interp.models import load as load_model
 
 FORMAT = "interp-feature-store/1"
@@ -148,32 +148,12 @@ def _artifact_digest(path: Path) -> str:
 
 
 @torch.inference_mode()
-def _site_acts(model: LoadedModel, tokens: torch.Tensor, site: str) -> torch.Tensor:
-    got: dict[str, torch.Tensor] = {}
-
-    def grab(act: torch.Tensor, hook: Any) -> None:
-        got["x"] = act.detach()
-
-    model.bridge.run_with_hooks(tokens.to(model.device), fwd_hooks=[(site, grab)],
-                                stop_at_layer=stop_layer([site]), output_attentions=False)
-    return got["x"].reshape(*tokens.shape, -1)
-
-
-@torch.inference_mode()
 def _encode_rows(dec: Decomposer, x: torch.Tensor, special: torch.Tensor) -> torch.Tensor:
     """Codes ``[R*S, F]`` (float32, on the model's device) of site activations ``x [R, S, D]``."""
     p = next(iter(dec.parameters()), None)
     flat = x.reshape(-1, x.shape[-1]).to(p.dtype if p is not None else torch.float32)
     codes = dec.encode_dense(flat).float()
     return codes.masked_fill_(special.reshape(-1, 1).to(codes.device), 0.0)
-
-
-def _same_request(manifest: dict, request: dict, out: Path) -> None:
-    diff = {k: (manifest["request"].get(k), v) for k, v in request.items() if manifest["request"].get(k) != v}
-    if diff:
-        lines = "; ".join(f"{k}: stored {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-        raise ConfigError(f"{out} already holds a different feature store ({lines}). "
-                         "Choose another output directory, or delete this one to rebuild it.")
 
 
 def _checkpoint(out: Path, stats: FeatureStats, manifest: dict, rows_done: int) -> None:
@@ -225,7 +205,7 @@ def _build(dec: Decomposer, model: LoadedModel, site: str, artifact: Path, text_
 
     if (out / "manifest.json").exists():
         manifest = read_json(out / "manifest.json", "feature store manifest")
-        _same_request(manifest, request, out)
+        check_same_request(manifest["request"], request, out, "feature store")
         if manifest.get("complete"):
             return out
     else:
@@ -269,7 +249,7 @@ def _stream(dec: Decomposer, model: LoadedModel, site: str, tokens: torch.Tensor
               desc=f"feature store ({n_features} features)") as bar:
         for a in range(start_row, n_rows, cfg.batch_size):
             b = min(a + cfg.batch_size, n_rows)
-            x = _site_acts(model, tokens[a:b], site)
+            x = run_to_sites(model, tokens[a:b], [site])[site]
             for c in range(0, b - a, chunk_rows):
                 rows = slice(c, min(c + chunk_rows, b - a))
                 sp = special[a:b][rows]

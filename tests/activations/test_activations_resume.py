@@ -68,7 +68,7 @@ def test_resume_after_interrupt(make_cache, tiny_corpus, clean_cache, tmp_path, 
 def test_interrupt_inside_a_shard_never_lists_it(make_cache, tiny_corpus, clean_cache, tmp_path, monkeypatch):
     """Stopped half-way through a shard's model batches: only fully written shards are listed."""
     out = tmp_path / "c"
-    real, n = cache_mod._run_sites, []
+    real, n = cache_mod.run_to_sites, []
 
     def run_sites(*args, **kwargs):
         n.append(1)
@@ -76,7 +76,7 @@ def test_interrupt_inside_a_shard_never_lists_it(make_cache, tiny_corpus, clean_
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cache_mod, "_run_sites", run_sites)
+    monkeypatch.setattr(cache_mod, "run_to_sites", run_sites)
     with pytest.raises(KeyboardInterrupt):
         make_cache(tiny_corpus, out, batch_size=4)
     part = ActivationCache(out, check=False)
@@ -207,7 +207,7 @@ def test_damaged_token_file_is_a_clear_error(make_cache, tiny_corpus, tmp_path):
 # -- bad input -------------------------------------------------------------------------------------
 
 def test_unknown_site_fails_before_writing(tiny_model, tiny_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(cache_mod, "_run_sites", lambda *a, **k: pytest.fail("model was run"))
+    monkeypatch.setattr(cache_mod, "run_to_sites", lambda *a, **k: pytest.fail("model was run"))
     out = tmp_path / "c"
     with pytest.raises(ValueError, match="blocks.0.hook_resid_post"):
         cache_activations(tiny_model, tiny_corpus, ["blocks.0.hook_resid_post", "blocks.0.hook_resid_psot"],

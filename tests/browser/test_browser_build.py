@@ -113,7 +113,7 @@ def test_resume_after_interruption_equals_uninterrupted(tiny_model, tiny_corpus,
     art = browser_root / "artifacts" / "topk"
     opts = {**STORE_OPTIONS, "checkpoint_tokens": 16 * SEQ_LEN}
     full = build_store(art, tiny_corpus, N_TOKENS, tmp_path / "full", model=tiny_model, progress=False, **opts)
-    real, calls = build_mod._site_acts, []
+    real, calls = build_mod.run_to_sites, []
 
     def dying(*a, **kw):
         calls.append(1)
@@ -121,14 +121,14 @@ def test_resume_after_interruption_equals_uninterrupted(tiny_model, tiny_corpus,
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(build_mod, "_site_acts", dying)
+    monkeypatch.setattr(build_mod, "run_to_sites", dying)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         build_store(art, tiny_corpus, N_TOKENS, out, model=tiny_model, progress=False, **opts)
     assert (out / "state.safetensors").exists() and not (out / "features.parquet").exists()
     with pytest.raises(StoreError, match="incomplete"):
         FeatureStore(out)
-    monkeypatch.setattr(build_mod, "_site_acts", real)
+    monkeypatch.setattr(build_mod, "run_to_sites", real)
     build_store(art, tiny_corpus, N_TOKENS, out, model=tiny_model, progress=False, **opts)
     assert not (out / "state.safetensors").exists()
     for table in ("features.parquet", "examples.parquet"):

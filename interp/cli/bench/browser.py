@@ -29,12 +29,12 @@ import pyarrow.parquet as pq
 import torch
 
 from interp.browser import FeatureStore, build_store
-from interp.browser.build import _encode_rows, _site_acts
+from interp.browser.build import _encode_rows
 from interp.cli import print_table
 from interp.data import load_text, tokenize
 from interp.decomposers import load
 from interp.decomposers.sae import TopKConfig, TopKSAE
-from interp.models import load as load_model
+from interp.models import load as load_model, run_to_sites
 
 REPO = Path(__file__).resolve().parents[3]  # the source checkout (apps/browser.py)
 OUT = Path("runs") / "bench" / "browser"
@@ -52,7 +52,7 @@ def reference_pass(model, dec, n_tokens: int, seq_len: int = 128, batch: int = 8
     tokens, special = torch.from_numpy(text.tokens), torch.from_numpy(text.special_mask())
     t0 = time.perf_counter()
     for a in range(0, len(tokens), batch):
-        x = _site_acts(model, tokens[a:a + batch], SITE)
+        x = run_to_sites(model, tokens[a:a + batch], [SITE])[SITE]
         for r in range(len(x)):
             _encode_rows(dec, x[r:r + 1], special[a + r:a + r + 1])
     return time.perf_counter() - t0

@@ -55,14 +55,12 @@ def residual_block_cut(model: "LoadedModel", layer: int) -> tuple[list[Callable]
     return [attention, mlp], [s.format(L=layer) for s in RESID_SITES]
 
 
-@torch.no_grad()
 def site_acts(model: "LoadedModel", tokens: torch.Tensor, site: str) -> torch.Tensor:
-    """Activations ``[B, P, d]`` at ``site`` for token ids ``[B, P]``."""
-    from interp.models.sites import stop_layer, validate_site
+    """Activations ``[B, P, d]`` at ``site`` for token ids ``[B, P]`` (``interp.models.run_to_sites``
+    for one site)."""
+    from interp.models.run import run_to_sites
 
-    validate_site(model, site)
-    _, cache = model.bridge.run_with_cache(tokens, names_filter=[site], stop_at_layer=stop_layer([site]))
-    return cache[site]
+    return run_to_sites(model, tokens, [site])[site]
 
 
 @torch.no_grad()

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from interp import distributed as _dist
 from interp._io import (
-    LOCK_FILE, file_digest, folder_lock, load_safetensors, read_json, recover_dir, remove_dir, replace_dir,
+    LOCK_FILE, check_same_request, file_digest, folder_lock, load_safetensors, read_json, recover_dir, remove_dir, replace_dir,
     write_json_atomic,
 )
 from interp.activations import ActivationCache, ActivationStore, fingerprint, norm_scale, prefetch, stream
@@ -73,17 +73,11 @@ _RUN_ONLY = {"device", "wandb", "wandb_project", "log_every", "checkpoint_every"
 
 
 def _check_same_settings(saved: dict, cfg: SAEConfig, where: Path) -> None:
-    """Refuse to resume or reuse ``where`` when it was made with different settings."""
-    diff = {}
-    for key, want in dataclasses.asdict(cfg).items():
-        have = saved.get(key)
-        have = tuple(have) if isinstance(have, list) else have
-        if key not in _RUN_ONLY and want is not None and key in saved and have != want:
-            diff[key] = (have, want)
-    if diff:
-        lines = "; ".join(f"{k}: saved {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-        raise ConfigError(f"{where} was written by a run with different settings ({lines}). "
-                         f"Use another output directory, or delete it to start over.")
+    """Refuse to resume or reuse ``where`` when it was made with different settings (run-only
+    fields, fields the config leaves to the data (None), and fields the saved run predates aside)."""
+    request = {k: v for k, v in dataclasses.asdict(cfg).items()
+               if k not in _RUN_ONLY and v is not None and k in saved}
+    check_same_request(saved, request, where, "SAE run")
 
 
 class _Checkpoint:

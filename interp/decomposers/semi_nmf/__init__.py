@@ -3,7 +3,7 @@
 ``model`` (the decomposer), ``ops`` (update steps, NNLS), ``fit`` (inits, the streamed paper
 iteration), ``online`` (mini-batch mode), ``source`` (row sources: tensors, caches), ``hierarchy``
 (recursive SNMF), ``interpret`` (top contexts, vocabulary projection, concept purity),
-``sentences`` (per-sentence activations), ``readout`` (W_out and post-MLP norm lookup).
+``sentences`` (per-sentence activations), ``readout`` (old path of ``interp.models.readout``).
 """
 
 from interp.decomposers.semi_nmf.hierarchy import Hierarchy, fit_hierarchy, neuron_overlap

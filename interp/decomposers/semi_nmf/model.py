@@ -25,7 +25,7 @@ from jaxtyping import Float, Int
 from interp.decomposers.base import Decomposer, config_from, register
 from interp.decomposers.semi_nmf import ops
 from interp.decomposers.semi_nmf.fit import INITS, FitResult, fit_restarts
-from interp.decomposers.semi_nmf.readout import to_residual
+from interp.models.readout import to_residual
 from interp.decomposers.semi_nmf.source import as_rows
 from interp.models import site_layer
 

@@ -4,14 +4,14 @@ texts. Texts are batched by right padding, which a causal model never attends to
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from jaxtyping import Float
 
 from interp.decomposers.semi_nmf.interpret import TokenGrid
-from interp.models import LoadedModel, stop_layer
+from interp.models import LoadedModel, run_to_sites
 
 
 def _ids(model: LoadedModel, text: str) -> list[int]:
@@ -37,16 +37,12 @@ def sentence_activations(model: LoadedModel, texts: Sequence[str], site: str, ba
     for r, i in enumerate(ids):
         tokens[r, :len(i)] = i
         groups[r, 1 + skip_first:len(i)] = r
-    got: dict[str, Any] = {}
     parts = []
     order = np.argsort([len(i) for i in ids], kind="stable")  # similar lengths share a batch
     for a in range(0, len(ids), batch_size):
         b = order[a:a + batch_size]
         width = max(len(ids[r]) for r in b)
-        batch = torch.from_numpy(tokens[b, :width]).to(model.device)
-        model.bridge.run_with_hooks(batch, fwd_hooks=[(site, lambda act, hook: got.update(x=act.detach()))],
-                                    stop_at_layer=stop_layer([site]))
-        act = got["x"].reshape(len(b), width, -1).float().cpu()
+        act = run_to_sites(model, torch.from_numpy(tokens[b, :width]), [site])[site].float().cpu()
         keep = torch.from_numpy(groups[b, :width] >= 0)
         flat = (torch.from_numpy(b)[:, None] * s + torch.arange(width))[keep]
         parts.append((flat, act[keep]))

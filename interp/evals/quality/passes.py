@@ -20,8 +20,7 @@ from tqdm.auto import tqdm
 from interp.models.prompts import encode_prompts, pad_id
 from interp.evals.quality.core import CoreTotals
 from interp.evals.reconstruction import _ce_terms, dec_dtype
-from interp.models import LoadedModel
-from interp.models.sites import stop_layer
+from interp.models import LoadedModel, run_to_sites
 
 
 @torch.no_grad()
@@ -102,9 +101,8 @@ def capture_texts(model: LoadedModel, texts: Sequence[str], sites: Sequence[str]
         ids = torch.full((len(part), width), pad_id(model.tokenizer), dtype=torch.long)
         for r, s in enumerate(part):
             ids[r, :len(s)] = torch.tensor(s)
-        _, cache = model.bridge.run_with_cache(ids.to(model.device), names_filter=list(sites),
-                                               stop_at_layer=stop_layer(list(sites)))
+        acts = run_to_sites(model, ids, sites)
         for site in sites:
-            act = cache[site].reshape(len(part), width, -1).float().cpu()
+            act = acts[site].float().cpu()
             out[site] += [act[r, 1:len(s)] for r, s in enumerate(part)]
     return out

@@ -25,7 +25,7 @@ from jaxtyping import Float
 
 from interp.evals.steering.interventions import check_direction, steer
 from interp.models.prompts import batches, encode_prompts, forward, left_pad, pad_id
-from interp.models import LoadedModel
+from interp.models import LoadedModel, run_to_sites
 
 DEFAULT_KL_TARGETS = (0.025, 0.05, 0.1, 0.15, 0.25, 0.35, 0.5)
 
@@ -192,19 +192,9 @@ def calibrate_alpha(
 def _scale(kl: NextTokenKL, site: str) -> float:
     """RMS activation norm at ``site`` over the calibration prompts' tokens (pads and each row's
     first token, the BOS, left out: its activations are often outliers)."""
-    got: list[torch.Tensor] = []
-
-    def grab(module: Any, inputs: Any, act: torch.Tensor) -> None:
-        got.append(act.reshape(act.shape[0], act.shape[1], -1).float())
-
-    handle = kl.model.bridge.hook_dict[site].register_forward_hook(grab)
-    try:
-        sq = []
-        for ids, mask in kl.batches:
-            got.clear()
-            forward(kl.model, ids, mask)
-            keep = mask.bool() & (mask.cumsum(-1) > 1)
-            sq.append(got[0].pow(2).sum(-1)[keep if keep.any() else mask.bool()])
-    finally:
-        handle.remove()
+    sq = []
+    for ids, mask in kl.batches:
+        x = run_to_sites(kl.model, ids, [site], mask)[site].float()
+        keep = mask.bool() & (mask.cumsum(-1) > 1)
+        sq.append(x.pow(2).sum(-1)[keep if keep.any() else mask.bool()])
     return torch.cat(sq).mean().sqrt().item()

@@ -4,18 +4,13 @@ to ``hook_mlp_out`` through the block's output projection."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Sequence
 
 import torch
 from jaxtyping import Float
 
-from interp.models.prompts import batches, bos_id, encode_prompts, forward, left_pad, pad_id
-from interp.models import LoadedModel, site_layer
-
-
-class _Stop(Exception):
-    pass
+from interp.models.prompts import batches, bos_id, encode_prompts, left_pad, pad_id
+from interp.models import LoadedModel, run_to_sites, site_layer, to_residual
 
 
 @torch.no_grad()
@@ -27,22 +22,11 @@ def site_activations(model: LoadedModel, site: str, prompts: Sequence[str], batc
     seqs = encode_prompts(model, prompts, add_bos)
     skip = 1 if (add_bos and exclude_bos and bos_id(model.tokenizer) is not None) else 0
     out: list[torch.Tensor] = []
-    got: dict[str, torch.Tensor] = {}
-
-    def grab(module: Any, inputs: Any, act: torch.Tensor) -> None:
-        got["x"] = act.reshape(act.shape[0], act.shape[1], -1)
-        raise _Stop
-
-    handle = model.bridge.hook_dict[site].register_forward_hook(grab)
-    try:
-        for part in batches(len(seqs), batch_size):
-            ids, mask = left_pad(seqs[part], pad_id(model.tokenizer), model.device)
-            with contextlib.suppress(_Stop):
-                forward(model, ids, mask)
-            width = ids.shape[1]
-            out += [got["x"][r, width - len(s) + skip:].float().cpu() for r, s in enumerate(seqs[part])]
-    finally:
-        handle.remove()
+    for part in batches(len(seqs), batch_size):
+        ids, mask = left_pad(seqs[part], pad_id(model.tokenizer), model.device)
+        x = run_to_sites(model, ids, [site], mask)[site]
+        width = ids.shape[1]
+        out += [x[r, width - len(s) + skip:].float().cpu() for r, s in enumerate(seqs[part])]
     return out
 
 
@@ -60,22 +44,12 @@ def diff_in_means(model: LoadedModel, site: str, positive_prompts: Sequence[str]
     return pos.mean(0) - neg.mean(0)
 
 
-@torch.no_grad()
 def residual_directions(model: LoadedModel, directions: Float[torch.Tensor, "F N"], layer: int
                         ) -> Float[torch.Tensor, "F D"]:
     """MLP-neuron-space directions of block ``layer`` (``mlp.hook_post``) as their exact effect at
-    ``blocks.{layer}.hook_mlp_out``: out(v) − out(0) through the block's own output projection
-    (W_out; its bias cancels), read from the model's weights, whatever the decomposer."""
-    try:
-        out = model.bridge.blocks[layer].mlp.out
-    except (AttributeError, IndexError) as e:
-        raise ValueError(f"{model.name} block {layer} has no MLP output projection (mlp.out)") from e
-    lin = getattr(out, "original_component", out)
-    w = next(lin.parameters())
-    x = directions.to(device=w.device, dtype=w.dtype)
-    if x.ndim != 2 or x.shape[1] != model.d_mlp:
-        raise ValueError(f"neuron-space directions must be [F, d_mlp={model.d_mlp}], got {tuple(x.shape)}")
-    return (lin(x) - lin(torch.zeros_like(x[:1]))).float()
+    ``blocks.{layer}.hook_mlp_out``: ``directions @ W_out`` (``interp.models.readout.to_residual``
+    without the post-MLP norm; W_out's bias cancels), whatever the decomposer."""
+    return to_residual(model, layer, directions, post_norm=False)
 
 
 def decomposer_direction(decomposer: Any, feature: int, model: LoadedModel, site: str | None = None
