@@ -8,17 +8,18 @@ traceback. ``resolve_under`` keeps user-supplied paths inside a root folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from interp._io import read_json
-from interp.browser.build import FORMAT
-from interp.browser.write import EXAMPLE_ROW_GROUP
+from interp.browser.spec import EXAMPLE_ROW_GROUP, FORMAT
+
+if TYPE_CHECKING:
+    import torch
 
 TABLES = ("features.parquet", "examples.parquet", "vocab.parquet")
 
@@ -112,7 +113,7 @@ class FeatureStore:
     def tokens(self, ids: list[int]) -> list[str]:
         return [self.vocab[t] if 0 <= t < len(self.vocab) else f"<id {t}>" for t in ids]
 
-    def directions(self, residual: bool = False) -> torch.Tensor:
+    def directions(self, residual: bool = False) -> "torch.Tensor":
         from safetensors.torch import load_file
 
         d = load_file(str(self.path / "directions.safetensors"))

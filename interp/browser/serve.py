@@ -1,0 +1,64 @@
+"""Serve the browser app on a loopback port (for the real-browser tests, the benchmark and the
+load test): ``with serve(root) as url: ...`` starts ``streamlit run apps/browser.py`` bound to
+127.0.0.1 on a free port, waits for its health check, and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+APP = Path(__file__).resolve().parents[2] / "apps" / "browser.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"the app did not come up at {url}")
+
+
+@contextlib.contextmanager
+def serve(root: str | Path, port: int | None = None, log: str | Path | None = None) -> Iterator[str]:
+    """Run the app over ``root`` on ``127.0.0.1:port`` (a free one by default); yields its URL.
+    Server output goes to ``log`` (default: discarded)."""
+    port = port or free_port()
+    env = {**os.environ, "INTERP_RUNS": str(root), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(APP.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    out = open(log, "w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        env=env, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=APP.parents[1])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if log:
+            out.close()
