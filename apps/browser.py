@@ -92,11 +92,7 @@ def feature_page(store, path: Path, i: int) -> None:
     if label:
         st.markdown(f"**{label}**")
     st.caption(f"{store.title()} · {basis_text(store.manifest)}")
-    a, b, c, d = st.columns(4)
-    a.metric("density", f"{f['density']:.3%}")
-    b.metric("max activation", f"{f['max']:.3g}")
-    c.metric("mean (when active)", f"{f['mean_active']:.3g}")
-    d.metric("active tokens", f"{f['n_active']:,}")
+    st.html(data["metrics_html"])
     st.caption(views.exclusion_note(store.manifest))
     left, right = st.columns([3, 2], gap="medium")
     left.markdown(f"#### Top activations ({data['n_top']})")
@@ -111,9 +107,8 @@ def feature_page(store, path: Path, i: int) -> None:
         else:
             st.html(data["vocab_html"])
         views.similar(f)
-    st.markdown("#### Steering")
-    steer.panel(path, i)
-    st.html(f'<div data-page-end="feature-{i}"></div>')
+    steered = steer.panel(path, i)
+    st.html(f'<div data-page-end="feature-{i}{"-steered" if steered else ""}"></div>')
 
 
 def main() -> None:

@@ -19,6 +19,8 @@ STYLE = """<style>
 .tok{border-radius:2px}
 .band{margin:.6em 0}
 .band summary{cursor:pointer;font-size:.9em;color:#555}
+.metrics{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:.5em;margin:.3em 0}
+.metrics div{font-size:.85em;color:#555}.metrics b{display:block;font-size:1.6em;font-weight:400;color:#222}
 .vocabrow{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
 .vocabrow table.vocab{flex:none;font-size:.85em;border-collapse:collapse}
 .vocabrow table.vocab td,.vocabrow table.vocab th{padding:1px 6px;border:none}
@@ -80,8 +82,8 @@ def svg_bars(xs: list[float], heights: list[float], colours: list[str], xlabel: 
     bars = "".join(f'<rect x="{sx(x) - bw / 2:.1f}" y="{sy(v):.1f}" width="{bw:.1f}" '
                    f'height="{sy(0) - sy(v):.1f}" fill="{c}"><title>{x:.3g}: {v:g}</title></rect>'
                    for x, v, c in zip(xs, heights, colours) if v)
-    ticks = "".join(f'<text x="{sx(x):.1f}" y="{h - pad_b + 13}" text-anchor="middle">{x:.3g}</text>'
-                    for x in (lo, (lo + hi) / 2, hi))
+    ticks = "".join(f'<text x="{sx(x):.1f}" y="{h - pad_b + 13}" text-anchor="{a}">{x:.3g}</text>'
+                    for x, a in ((lo, "start"), ((lo + hi) / 2, "middle"), (hi, "end")))
     axes = (f'<line x1="{pad_l}" y1="{sy(0):.1f}" x2="{w - 4}" y2="{sy(0):.1f}" stroke="#999"/>'
             f'<text x="{pad_l - 4}" y="{pad_t + 9}" text-anchor="end">{top:g}</text>'
             f'<text x="{pad_l - 4}" y="{sy(0):.1f}" text-anchor="end">0</text>'
@@ -118,3 +120,10 @@ def vocab_html(f: dict) -> str:
     chart = svg_bars(list(xs), list(hs), ["#ff8c00" if x >= 0 else "#1e78ff" for x in xs],
                      "logit effect (all tokens)") if xs else ""
     return STYLE + f'<div class="vocabrow">{table}<div class="hist">{chart}</div></div>'
+
+
+def metrics_html(f: dict) -> str:
+    """The feature's summary numbers as one grid (one element instead of four widgets)."""
+    cells = [("density", f"{f['density']:.3%}"), ("max activation", f"{f['max']:.3g}"),
+             ("mean (when active)", f"{f['mean_active']:.3g}"), ("active tokens", f"{f['n_active']:,}")]
+    return STYLE + '<div class="metrics">' + "".join(f"<div>{k}<b>{v}</b></div>" for k, v in cells) + "</div>"

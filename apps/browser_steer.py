@@ -60,10 +60,14 @@ def generations(path: str, stamp: float, i: int, prompts: list[str], alpha: floa
     return plain, steered
 
 
-def panel(path: Path, i: int) -> None:
+def panel(path: Path, i: int) -> bool:
+    """The panel; True when it generated on this run."""
     if importlib.util.find_spec("interp.evals") is None:  # no import: torch loads only on Generate
         st.info("Steering is unavailable: interp.evals is not installed in this build.")
-        return
+        return False
+    if not st.toggle("Steering: add this feature's direction and generate", key="steer_open",
+                     help="off: the page does not build the panel (faster); stays on as you browse"):
+        return False
     with st.form(f"steer-{i}"):
         a, b, c = st.columns([3, 1, 1])
         text = a.text_area("Prompts (one per line, generated as one batch)", value="The\nIn my free time, I",
@@ -76,7 +80,7 @@ def panel(path: Path, i: int) -> None:
         go = st.form_submit_button("Generate", key="steer_go")
     if not go:
         st.caption(f"Default strength: the α at KL = {DEFAULT_KL} on neutral prompts (calibrated on Generate).")
-        return
+        return False
     prompts = [p for p in text.splitlines() if p.strip()] or ["The"]
     stamp = _stamp(path)
     if raw:
@@ -97,3 +101,4 @@ def panel(path: Path, i: int) -> None:
     for p, x, y in zip(prompts, plain, steered):
         left.code(p + x, language=None, wrap_lines=True)
         right.code(p + y, language=None, wrap_lines=True)
+    return True

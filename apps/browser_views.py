@@ -10,16 +10,18 @@ so a click costs one script run, not two.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import browser_html as hx
-import pandas as pd
 import streamlit as st
 
 from interp.browser import FeatureStore, StoreError
 from interp.browser.labels import feature_label
 
 PAGE_SIZE = 50
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported by the list page only: a feature page does not need it
 
 
 # -- cached reads --------------------------------------------------------------------------------
@@ -48,12 +50,12 @@ def feature_page(path: str, stamp: float, i: int) -> dict[str, Any]:
     ex = store.examples(i).to_pylist()
     scale = max(abs(f["max"]), max((abs(v) for e in ex for v in e["acts"]), default=0.0))
     return {"feature": f, "n_top": sum(e["kind"] == "top" for e in ex), "examples_html": hx.examples_html(ex, store.tokens, scale),
-            "hist_html": hx.activation_hist_html(f),
+            "hist_html": hx.activation_hist_html(f), "metrics_html": hx.metrics_html(f),
             "vocab_html": hx.vocab_html(f) if store.has_vocab else None}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def search(path: str, stamp: float, text: str, token: str, lo: float, hi: float, sort: str) -> pd.DataFrame:
+def search(path: str, stamp: float, text: str, token: str, lo: float, hi: float, sort: str) -> "pd.DataFrame":
     """Every matching feature (the page shows ``PAGE_SIZE`` at a time), with a context snippet
     (the first top context, or the first one containing ``text``) and, for head/LIB stores, what
     the feature is."""
@@ -95,7 +97,7 @@ def _picked_row(key: str, ids: list[int]) -> None:
 
 
 # -- sections ------------------------------------------------------------------------------------
-def results_table(df: pd.DataFrame) -> None:
+def results_table(df: "pd.DataFrame") -> None:
     """One page of the search results, with a pager; clicking a row opens the feature."""
     n_pages = max(1, -(-len(df) // PAGE_SIZE))
     page = st.number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="q_page") if n_pages > 1 else 1

@@ -3,9 +3,9 @@ drawn, find overlapping content, save screenshots. Used by the real-browser test
 ``scripts/bench_browser.py``; needs Debian's ``chromium`` and ``chromium-driver`` and the dev
 dependency ``selenium``.
 
-A page counts as drawn when the app's end-of-page marker for that page is in the DOM (the app
-writes it last, see ``apps/browser.py``), Streamlit reports no running script, no element is
-stale, and every chart has drawn its canvas/svg.
+A page counts as drawn when the app's end-of-page marker for that page enters the DOM (the app
+writes it last, see ``apps/browser.py``, so every element before it has been rendered); the
+moment is taken by a MutationObserver in the page itself, on the page's clock.
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ CONTENT = ('[data-testid="stMarkdownContainer"], [data-testid="stVegaLiteChart"]
            '[data-testid="stButton"], [data-testid="stMetric"], [data-testid="stCode"], '
            '[data-testid="stDataFrame"], table.vocab, div.ctx, div.ex')
 
-_READY_JS = """
-const key = arguments[0];
-if (!document.querySelector('[data-page-end="' + key + '"]')) return false;
-if (document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')) return false;
-if (document.querySelector('[data-stale="true"]')) return false;
-for (const c of document.querySelectorAll('[data-testid="stVegaLiteChart"]'))
-  if (!c.querySelector('canvas, svg')) return false;
-return true;
+# Injected before any page script: records when each end-of-page marker first enters the DOM
+# (performance.now(), milliseconds since the navigation started), so timings do not depend on how
+# often the test polls.
+_OBSERVER_JS = """
+window.__drawn = {};
+new MutationObserver(() => {
+  for (const e of document.querySelectorAll('[data-page-end]')) {
+    const k = e.getAttribute('data-page-end');
+    if (!(k in window.__drawn)) window.__drawn[k] = performance.now();
+  }
+}).observe(document, {subtree: true, childList: true});
 """
 
 _OVERLAP_JS = """
@@ -80,34 +83,48 @@ def chrome(width: int = 1600, height: int = 1000) -> Any:
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
     driver.set_window_size(width, height)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _OBSERVER_JS})
     return driver
 
 
-def wait_drawn(driver: Any, key: str, timeout: float = 60) -> float:
-    """Seconds until the page with end marker ``key`` is drawn (polled every 10 ms)."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        if driver.execute_script(_READY_JS, key):
-            return time.perf_counter() - t0
-        time.sleep(0.01)
+def _drawn_at(driver: Any, key: str, timeout: float) -> float:
+    """The page's clock (ms) when marker ``key`` entered the DOM; waits for it (polls every 50 ms)."""
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        t = driver.execute_script("return (window.__drawn || {})[arguments[0]]", key)
+        if t is not None:
+            return float(t)
+        time.sleep(0.05)
     raise TimeoutError(f"page {key!r} was not drawn within {timeout} s")
 
 
+def wait_drawn(driver: Any, key: str, timeout: float = 60) -> None:
+    """Wait until the page with end marker ``key`` is drawn."""
+    _drawn_at(driver, key, timeout)
+
+
 def load_page(driver: Any, url: str, key: str, timeout: float = 60) -> float:
-    """Navigate to ``url`` (a full load) and return the seconds until page ``key`` is drawn."""
-    t0 = time.perf_counter()
+    """Navigate to ``url`` (a full load, new session) and return the seconds from the start of
+    the navigation until page ``key`` is drawn."""
     driver.get(url)
-    wait_drawn(driver, key, timeout)
-    return time.perf_counter() - t0
+    return _drawn_at(driver, key, timeout) / 1e3
 
 
 def click_and_time(driver: Any, css: str, key: str, timeout: float = 60) -> float:
-    """Click the element matching ``css`` (in-app navigation) and time until page ``key`` is drawn."""
+    """Click the element matching ``css`` (in-app navigation) and return the seconds until page
+    ``key`` is drawn (measured by the page's own clock)."""
     el = driver.find_element("css selector", css)
-    t0 = time.perf_counter()
-    el.click()
-    wait_drawn(driver, key, timeout)
-    return time.perf_counter() - t0
+    t0 = driver.execute_script("delete window.__drawn[arguments[1]]; const t = performance.now(); "
+                               "arguments[0].click(); return t", el, key)
+    return (_drawn_at(driver, key, timeout) - float(t0)) / 1e3
+
+
+def open_steering(driver: Any, timeout: float = 60) -> None:
+    """Switch the feature page's steering panel on and wait for its form."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element("css selector", "div.st-key-steer_open label").click()
+    WebDriverWait(driver, timeout).until(lambda d: d.find_elements("css selector", "div.st-key-steer_go button"))
 
 
 def expand_all(driver: Any) -> None:

@@ -136,6 +136,8 @@ def test_steering_panel_generates_with_calibrated_strength(app, browser_root):
     pytest.importorskip("interp.evals.steering", reason="interp.evals.steering is not on this branch yet")
     at = app(run="stores/topk", feature="0")
     _ok(at)
+    at.toggle(key="steer_open").set_value(True).run()
+    _ok(at)
     at.text_area(key="steer_prompt").input("The river\nOnce upon")  # form values are sent on submit
     at.button(key="steer_go").click().run()
     _ok(at)
