@@ -25,7 +25,7 @@ demo: install
 # Feature browser on localhost; its root folder is RUNS (default runs/, or $INTERP_RUNS).
 RUNS   ?= $(or $(INTERP_RUNS),runs)
 browse: install
-	HF_HUB_OFFLINE=1 $(VENV)/bin/streamlit run apps/browser.py --server.address 127.0.0.1 -- --root $(RUNS)
+	HF_HUB_OFFLINE=1 $(PY) apps/launch.py --server.address 127.0.0.1 -- --root $(RUNS)
 
 test: install
 	$(VENV)/bin/lint-imports

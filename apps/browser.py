@@ -1,7 +1,7 @@
 """Feature browser (Streamlit): pick a run, search its features, open a feature page.
 
     make browse                                   # root folder: runs/ (or $INTERP_RUNS)
-    streamlit run apps/browser.py --server.address 127.0.0.1 -- --root runs
+    python apps/launch.py --server.address 127.0.0.1 -- --root runs   (= streamlit run apps/browser.py ...)
 
 Stores are built by ``scripts/build_browser.py``. The app reads only under its root folder; the
 URL carries the state (``?run=<store folder under the root>&feature=<id>``), so pages can be

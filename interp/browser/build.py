@@ -220,7 +220,8 @@ def build_store(artifact_dir: str | Path, text_spec: str, n_tokens: int, out_dir
     digest = _artifact_digest(artifact)
     for name, view in artifact_views(dec, cfg.views):
         request = {"artifact_digest": digest, "text": text_spec, "n_tokens_requested": int(n_tokens),
-                   "model": model.spec, "site": view.cfg.site, "options": dataclasses.asdict(cfg)}
+                   "model": model.spec, "site": view.cfg.site,
+                   "options": dataclasses.asdict(dataclasses.replace(cfg, views=None))}  # same store whichever views
         if name:
             request["view"] = name
         _build_view(view.to(model.device).eval(), model, request, text, out / name if name else out,

@@ -1,6 +1,7 @@
 """Serve the browser app on a loopback port (for the real-browser tests, the benchmark and the
-load test): ``with serve(root) as url: ...`` starts ``streamlit run apps/browser.py`` bound to
-127.0.0.1 on a free port, waits for its health check, and stops it on exit.
+load test): ``with serve(root) as url: ...`` starts the app as ``make browse`` does
+(``apps/launch.py``) bound to 127.0.0.1 on a free port, waits for its health check, and stops it
+on exit. Another Streamlit script (``app=``) is run with plain ``streamlit run``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 APP = Path(__file__).resolve().parents[2] / "apps" / "browser.py"
+LAUNCH = APP.with_name("launch.py")  # imports the data layer before serving (what `make browse` runs)
 
 
 def free_port() -> int:
@@ -46,8 +48,9 @@ def serve(root: str | Path, port: int | None = None, log: str | Path | None = No
     env = {**os.environ, "INTERP_RUNS": str(root), "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(APP.parents[1]), os.environ.get("PYTHONPATH", "")])}
     out = open(log, "w") if log else subprocess.DEVNULL
+    cmd = [sys.executable, str(LAUNCH)] if Path(app) == APP else [sys.executable, "-m", "streamlit", "run", str(app)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
+        [*cmd, "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
         env=env, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=APP.parents[1])

@@ -142,7 +142,7 @@ def test_steering_panel_generates_with_calibrated_strength(app, browser_root):
     at.button(key="steer_go").click().run()
     _ok(at)
     assert len(at.code) == 4  # two prompts, without and with the feature
-    assert [c.value.split()[0] for c in at.code] == ["The", "The", "Once", "Once"]
+    assert [c.value.split()[0] for c in at.code] == ["The", "Once", "The", "Once"]  # left column, then right
     how = next(c.value for c in at.caption if "calibrated" in c.value)
     assert "KL" in how and "budget 0.1" in how
     alpha = float(how.split("α = ")[1].split(",")[0])
@@ -154,5 +154,5 @@ def test_steering_panel_generates_with_calibrated_strength(app, browser_root):
 
     store = FeatureStore(browser_root / "stores" / "topk")
     cal = calibrate_alpha(load("tiny-llama", device="cpu"), store.directions()[0].float(), store.manifest["site"],
-                          [0.1], neutral_sentences()[:8], signs=(1,))
+                          [0.1], neutral_sentences()[:8], signs=(1,), tol=0.1)
     assert abs(alpha - cal.points[0].alpha) <= 1e-3 * abs(alpha)

@@ -176,3 +176,21 @@ def test_store_errors_are_clear(tmp_path, browser_root):
     assert resolve_under(browser_root, "stores/topk") == (browser_root / "stores" / "topk").resolve()
     with pytest.raises(StoreError, match="does not exist"):
         FeatureStore(browser_root / "stores" / "topk").feature(10_000)
+
+
+def test_multi_view_artifacts_get_one_store_per_view(browser_root, tiny_model, tiny_corpus, tmp_path):
+    from interp.browser import find_stores
+
+    assert [str(p) for p in find_stores(browser_root / "stores" / "attn_svd")] == ["layer-00", "layer-01"]
+    assert [str(p) for p in find_stores(browser_root / "stores" / "lib")] == ["node-0"]  # last: raw outputs
+    for l in (0, 1):
+        m = FeatureStore(browser_root / "stores" / "attn_svd" / f"layer-{l:02d}").manifest
+        assert m["site"] == f"blocks.{l}.hook_resid_post" and m["view"]["layer"] == l
+        assert m["n_features"] == m["view"]["n_heads"] * m["view"]["d_head"]
+    art = browser_root / "artifacts" / "attn_svd"
+    out = build_store(art, tiny_corpus, N_TOKENS // 4, tmp_path / "heads", model=tiny_model, progress=False,
+                      **{**STORE_OPTIONS, "views": (1,)})
+    assert [str(p) for p in find_stores(out)] == ["layer-01"]
+    with pytest.raises(ValueError, match="selects none"):
+        build_store(art, tiny_corpus, N_TOKENS // 4, tmp_path / "none", model=tiny_model, progress=False,
+                    **{**STORE_OPTIONS, "views": (7,)})
