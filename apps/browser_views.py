@@ -100,12 +100,13 @@ def _picked_row(key: str, ids: list[int]) -> None:
 def results_table(df: "pd.DataFrame") -> None:
     """One page of the search results, with a pager; clicking a row opens the feature."""
     n_pages = max(1, -(-len(df) // PAGE_SIZE))
-    page = st.number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="q_page") if n_pages > 1 else 1
+    page = st.columns([1, 4])[0].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="q_page") if n_pages > 1 else 1
     part = df.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
     st.caption(f"features {(page - 1) * PAGE_SIZE + 1 if len(df) else 0}–{(page - 1) * PAGE_SIZE + len(part)} "
                f"of {len(df):,} matching")
     st.dataframe(part, hide_index=True, on_select=lambda: _picked_row("results", part["feature"].tolist()),
-                 selection_mode="single-row", key="results")
+                 selection_mode="single-row", key="results",
+                 column_config={"context": st.column_config.TextColumn("context (top example)", width="large")})
 
 
 def similar(f: dict) -> None:
