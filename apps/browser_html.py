@@ -1,8 +1,9 @@
 """HTML and SVG pieces of the feature page, built as strings and shown with one ``st.html`` each
 (one element per section keeps reruns cheap; no chart library to load).
 
-Layout rules: every context line is a flex item that may shrink (``min-width: 0``) and wraps
-anywhere (``overflow-wrap: anywhere``), so long lines stay inside their column at any width;
+Layout rules: every context line is a flex item that may shrink (``min-width: 0``) and wraps at
+spaces (``white-space: pre-wrap`` keeps runs of spaces) or, for a long token, anywhere
+(``overflow-wrap: anywhere``), so long lines stay inside their column at any width;
 charts are SVG images (data URIs) with ``width: 100%``, so they scale with their column.
 """
 
@@ -15,7 +16,7 @@ STYLE = """<style>
 .ex{display:flex;gap:.6em;align-items:baseline;margin:.1em 0}
 .ex code{flex:none;font-size:.8em}
 .ctx{flex:1 1 0;min-width:0;font-family:monospace;font-size:.85em;line-height:1.9;
-     overflow-wrap:anywhere;word-break:break-all;white-space:normal}
+     overflow-wrap:anywhere;white-space:pre-wrap}
 .tok{border-radius:2px}
 .band{margin:.6em 0}
 .band summary{cursor:pointer;font-size:.9em;color:#555}
@@ -29,7 +30,7 @@ STYLE = """<style>
 
 
 def token_html(tok: str) -> str:
-    return html.escape(tok).replace("\n", "↵").replace("\t", "⇥").replace(" ", "&nbsp;") or "∅"
+    return html.escape(tok).replace("\n", "↵").replace("\t", "⇥") or "∅"  # spaces kept: lines break there
 
 
 def context_html(tokens: list[str], acts: list[float], at: int, scale: float) -> str:
@@ -110,8 +111,9 @@ def activation_hist_html(f: dict) -> str:
 def vocab_html(f: dict) -> str:
     """Promoted/suppressed tokens beside the histogram of the direction's logits over the whole
     vocabulary (SAEDashboard's logit-effect histogram; the tails are the tokens listed)."""
-    rows = "".join(f"<tr><td><code>{token_html(a)}</code></td><td>{x:+.3f}</td>"
-                   f"<td><code>{token_html(b)}</code></td><td>{y:+.3f}</td></tr>"
+    cell = lambda t: token_html(t).replace(" ", "&nbsp;")  # noqa: E731 (a leading space stays visible)
+    rows = "".join(f"<tr><td><code>{cell(a)}</code></td><td>{x:+.3f}</td>"
+                   f"<td><code>{cell(b)}</code></td><td>{y:+.3f}</td></tr>"
                    for a, x, b, y in zip(f["vocab_top"], f["vocab_top_logits"], f["vocab_bottom"],
                                          f["vocab_bottom_logits"]))
     table = ('<table class="vocab"><tr><th>promoted</th><th>logit</th><th>suppressed</th><th>logit</th></tr>'
