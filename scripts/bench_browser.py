@@ -5,16 +5,18 @@
 
 1. Stores: small SmolLM2 stores of five methods, built once with the project's build code
    (``build_store``): the demo TopK SAE (``make demo``; an untrained one of its shape if missing),
-   and a semi-NMF, an ITDA, a LIB and a head SVD (layers 3 and 8) fitted here on a few thousand
-   tokens (see ``fit_artifacts``).
+   and a semi-NMF, an ITDA, a LIB (its resid_mid node layer) and a head SVD (layers 3 and 8)
+   fitted here on a few thousand tokens (see ``fit_artifacts``).
    With ``build_bench=1``: the SAE store's build time, cold, against the unavoidable work (the
    model's forward pass to the site plus ``encode`` over the same tokens), as a ratio.
 2. Pages, timed in Chromium until the page is fully drawn (``interp.browser.pagecheck``):
    *first page* = the first feature page of a freshly started server (cold store, nothing
    imported yet); *warm page* = in-app navigation to a feature not seen before (a
    similar-feature button, server and store warm); *warm reload* = a new browser session on an
-   unseen feature's URL. Beside them: the store read time of the same features (data layer,
-   in-process) and a bare Streamlit page (one element) as the framework's floor.
+   unseen feature's URL. Beside them: the CPU time a warm page costs the server process and the
+   browser's renderer (what the page needs on an idle machine, whatever the load), the store read
+   time of the same features (data layer, in-process) and a bare Streamlit page (one element) as
+   the framework's floor.
 3. Screenshots of each store's feature page at 1600 and 1280 px (to ``shots``), with the count of
    overlapping content boxes.
 4. Load: ``clients`` browsers at once, each loading ``loads`` feature pages of the SAE store,
@@ -35,7 +37,7 @@ import torch
 
 from interp.browser import FeatureStore, build_store, pagecheck as pc
 from interp.browser.loadtest import load_test
-from interp.browser.serve import serve
+from interp.browser.serve import cpu_seconds, serve
 from interp.cli import print_table
 from interp.models import load as load_model
 
@@ -90,7 +92,7 @@ def _fit_lib(model, toks, cut, site_acts, LIB):
 def build_stores(root: Path, arts: dict[str, Path], model, n_tokens: int) -> dict[str, Path]:
     for name, art in arts.items():
         build_store(art, TEXT, n_tokens, root / "smollm2" / name, model=model, progress=False,
-                    **({"views": (3, LAYER)} if name == "heads" else {}))
+                    **({"heads": {"views": (3, LAYER)}, "lib": {"views": (1,)}}.get(name, {})))
     base = root / "smollm2"
     return {"sae": base / "sae", "snmf": base / "snmf", "itda": base / "itda", "lib": base / "lib" / "node-1",
             "heads": base / "heads" / f"layer-{LAYER:02d}"}
@@ -111,7 +113,7 @@ def _similar_ids(driver) -> list[int]:
 
 def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
     rel = {k: str(p.relative_to(root)) for k, p in stores.items()}
-    nav, reload_, seen, read = [], [], set(), []
+    nav, reload_, seen, read, cpu_srv, cpu_tab = [], [], set(), [], [], []
     with serve(root) as url:
         d = pc.chrome(1600)
         try:
@@ -125,7 +127,11 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
                     if nxt is None:
                         break
                     seen.add((name, nxt))
+                    c_srv, c_tab = cpu_seconds(url.pid), pc.renderer_cpu(d)
                     nav.append(pc.click_and_time(d, f"div.st-key-sim-{nxt} button", f"feature-{nxt}"))
+                    time.sleep(0.3)  # let the server finish the run before reading its CPU time
+                    cpu_srv.append(cpu_seconds(url.pid) - c_srv)
+                    cpu_tab.append(pc.renderer_cpu(d) - c_tab)
                 store = FeatureStore(stores[name])  # store read of the same kind of page, in-process
                 for g in {g for n, g in seen if n == name}:
                     t0 = time.perf_counter()
@@ -149,6 +155,8 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
                 d.quit()
     return {"first page (fresh server, cold store)": f"{1e3 * first:.0f} ms (target 1500)",
             "warm page (in-app, unseen feature)": _stats(nav) + " (target 300)",
+            "  its CPU: server process (all threads)": _stats(cpu_srv),
+            "  its CPU: browser renderer main thread": _stats(cpu_tab),
             "warm reload (new session, unseen feature)": _stats(reload_),
             "store read (feature + examples, in-process)": _stats(read),
             "floor: bare Streamlit page, full load": _stats(bare_load),

@@ -84,7 +84,15 @@ def chrome(width: int = 1600, height: int = 1000) -> Any:
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
     driver.set_window_size(width, height)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _OBSERVER_JS})
+    driver.execute_cdp_cmd("Performance.enable", {})
     return driver
+
+
+def renderer_cpu(driver: Any) -> float:
+    """Seconds the page's renderer main thread has spent on tasks so far (Chrome's
+    ``TaskDuration`` metric): the browser-side cost of a page, independent of machine load."""
+    metrics = driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]
+    return next(m["value"] for m in metrics if m["name"] == "TaskDuration")
 
 
 def _drawn_at(driver: Any, key: str, timeout: float) -> float:

@@ -20,6 +20,18 @@ APP = Path(__file__).resolve().parents[2] / "apps" / "browser.py"
 LAUNCH = APP.with_name("launch.py")  # imports the data layer before serving (what `make browse` runs)
 
 
+class Served(str):
+    """The app's URL (a ``str``), with the server's process id (``pid``)."""
+
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,9 +53,9 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
 
 @contextlib.contextmanager
 def serve(root: str | Path, port: int | None = None, log: str | Path | None = None,
-          app: str | Path = APP) -> Iterator[str]:
+          app: str | Path = APP) -> Iterator[Served]:
     """Run ``app`` (default: the browser) over ``root`` on ``127.0.0.1:port`` (a free one by
-    default); yields its URL. Server output goes to ``log`` (default: discarded)."""
+    default); yields its URL (with ``.pid``). Server output goes to ``log`` (default: discarded)."""
     port = port or free_port()
     env = {**os.environ, "INTERP_RUNS": str(root), "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(APP.parents[1]), os.environ.get("PYTHONPATH", "")])}
@@ -54,7 +66,8 @@ def serve(root: str | Path, port: int | None = None, log: str | Path | None = No
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
         env=env, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=APP.parents[1])
-    url = f"http://127.0.0.1:{port}"
+    url = Served(f"http://127.0.0.1:{port}")
+    url.pid = proc.pid
     try:
         wait_healthy(url, proc)
         yield url
