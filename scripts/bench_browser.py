@@ -2,6 +2,7 @@
 
     python scripts/bench_browser.py [root=runs/bench/browser] [n_tokens=8192] [pages=8]
                                     [clients=4] [loads=6] [steers=2] [shots=<folder>] [build_bench=1]
+                                    [methods=sae,snmf,itda,lib,heads]
 
 1. Stores: small SmolLM2 stores of five methods, built once with the project's build code
    (``build_store``): the demo TopK SAE (``make demo``; an untrained one of its shape if missing),
@@ -228,7 +229,9 @@ def main(argv: list[str]) -> None:
     root = Path(args.get("root", REPO / "runs" / "bench" / "browser"))
     n_tokens, model = int(args.get("n_tokens", 8192)), load_model(MODEL)
     arts = fit_artifacts(model, root / "artifacts")
-    stores = build_stores(root, arts, model, n_tokens)
+    keep = args.get("methods", "sae,snmf,itda,lib,heads").split(",")
+    stores = {k: v for k, v in build_stores(root, {k: a for k, a in arts.items() if k in keep}, model,
+                                            n_tokens).items() if k in keep}
     rows = {"load average (1 min)": f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"}
     if args.get("build_bench", "1") == "1":
         rows |= bench_build(model, arts["sae"], root / "build-bench", n_tokens)

@@ -28,7 +28,7 @@ def _pages(url: str, run: str, feats: list[int], out: list, errors: list) -> Non
             try:
                 out.append(pc.load_page(d, f"{url}/?run={run}&feature={f}", f"feature-{f}", TIMEOUT))
             except Exception as e:  # noqa: BLE001 (a failed request is a measured outcome)
-                errors.append(f"page {f}: {type(e).__name__}")
+                errors.append(f"page {f}: {type(e).__name__} {str(e)[:80]}")
     finally:
         d.quit()
 
@@ -42,7 +42,7 @@ def _steers(url: str, run: str, feats: list[int], out: list, errors: list) -> No
                 pc.open_steering(d)
                 out.append(pc.click_and_time(d, "div.st-key-steer_go button", f"feature-{f}-steered", TIMEOUT))
             except Exception as e:  # noqa: BLE001
-                errors.append(f"steer {f}: {type(e).__name__}")
+                errors.append(f"steer {f}: {type(e).__name__} {str(e)[:80]}")
     finally:
         d.quit()
 

@@ -131,8 +131,10 @@ def open_steering(driver: Any, timeout: float = 60) -> None:
     """Switch the feature page's steering panel on and wait for its form."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.find_element("css selector", "div.st-key-steer_open label").click()
-    WebDriverWait(driver, timeout).until(lambda d: d.find_elements("css selector", "div.st-key-steer_go button"))
+    wait = WebDriverWait(driver, timeout)
+    toggle = wait.until(lambda d: d.find_elements("css selector", "div.st-key-steer_open label"))[0]
+    toggle.click()  # a native click: react-aria ignores a scripted one
+    wait.until(lambda d: d.find_elements("css selector", "div.st-key-steer_go button"))
 
 
 def expand_all(driver: Any) -> None:
