@@ -46,7 +46,7 @@ def context_html(tokens: list[str], acts: list[float], at: int, scale: float) ->
 
 
 def example_row(e: dict, tokens: list[str], scale: float) -> str:
-    return f'<div class="ex"><code>{e["value"]:.3f}</code>{context_html(tokens, e["acts"], e["token_index"], scale)}</div>'
+    return f'<div class="ex"><code>{e["value"]:.3g}</code>{context_html(tokens, e["acts"], e["token_index"], scale)}</div>'
 
 
 def examples_html(examples: list[dict], decode, scale: float) -> str:
