@@ -18,6 +18,7 @@ STYLE = """<style>
 .ctx{flex:1 1 0;min-width:0;font-family:monospace;font-size:.85em;line-height:1.9;
      overflow-wrap:anywhere;white-space:pre-wrap}
 .tok{border-radius:2px}
+.p1{background:rgba(255,140,0,0.1)}.n1{background:rgba(30,120,255,0.1)}.p2{background:rgba(255,140,0,0.2)}.n2{background:rgba(30,120,255,0.2)}.p3{background:rgba(255,140,0,0.3)}.n3{background:rgba(30,120,255,0.3)}.p4{background:rgba(255,140,0,0.4)}.n4{background:rgba(30,120,255,0.4)}.p5{background:rgba(255,140,0,0.5)}.n5{background:rgba(30,120,255,0.5)}.p6{background:rgba(255,140,0,0.6)}.n6{background:rgba(30,120,255,0.6)}.p7{background:rgba(255,140,0,0.7)}.n7{background:rgba(30,120,255,0.7)}.p8{background:rgba(255,140,0,0.8)}.n8{background:rgba(30,120,255,0.8)}.p9{background:rgba(255,140,0,0.9)}.n9{background:rgba(30,120,255,0.9)}.p10{background:rgba(255,140,0,1.0)}.n10{background:rgba(30,120,255,1.0)}
 .band{margin:.6em 0}
 .band summary{cursor:pointer;font-size:.9em;color:#555}
 .metrics{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:.5em;margin:.3em 0}
@@ -34,15 +35,22 @@ def token_html(tok: str) -> str:
 
 
 def context_html(tokens: list[str], acts: list[float], at: int, scale: float) -> str:
-    """One context with each token's background set by its activation (hover shows the value)."""
-    spans = []
+    """One context with each token's background set by its activation (hover shows the value).
+    Inactive tokens are plain text and active ones carry one of ten shade classes, so a page of
+    contexts is a small DOM (the qualifying token keeps its exact shade inline)."""
+    out = []
     for j, (tok, a) in enumerate(zip(tokens, acts)):
         alpha = min(abs(a) / scale, 1.0) if scale > 0 else 0.0
-        colour = "255,140,0" if a >= 0 else "30,120,255"
-        border = "border-bottom:2px solid #000;" if j == at else ""
-        spans.append(f'<span class="tok{" qual" if j == at else ""}" title="{a:.3f}" '
-                     f'style="background:rgba({colour},{alpha:.2f});{border}">{token_html(tok)}</span>')
-    return '<div class="ctx">' + "".join(spans) + "</div>"
+        if j == at:
+            colour = "255,140,0" if a >= 0 else "30,120,255"
+            out.append(f'<span class="tok qual" title="{a:.3g}" style="background:rgba({colour},{alpha:.2f});'
+                       f'border-bottom:2px solid #000">{token_html(tok)}</span>')
+        elif a == 0 or alpha < 0.05:
+            out.append(token_html(tok))
+        else:
+            out.append(f'<span class="{"p" if a > 0 else "n"}{round(alpha * 10)}" title="{a:.3g}">'
+                       f"{token_html(tok)}</span>")
+    return '<div class="ctx">' + "".join(out) + "</div>"
 
 
 def example_row(e: dict, tokens: list[str], scale: float) -> str:
