@@ -15,7 +15,7 @@
    imported yet); *warm page* = in-app navigation to a feature not seen before (a
    similar-feature button, server and store warm); *warm reload* = a new browser session on an
    unseen feature's URL. Beside them: the CPU time a warm page costs the server process and the
-   browser's renderer (what the page needs on an idle machine, whatever the load), the store read
+   time the browser's renderer main thread is busy with it (wall time: inflated by load), the store read
    time of the same features (data layer, in-process) and a bare Streamlit page (one element) as
    the framework's floor.
 3. Screenshots of each store's feature page at 1600 and 1280 px (to ``shots``), with the count of
@@ -161,7 +161,7 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
     return {"first page (fresh server, cold store)": f"{1e3 * first:.0f} ms (target 1500)",
             "warm page (in-app, unseen feature)": _stats(nav) + " (target 300)",
             "  its CPU: server process (all threads)": _stats(cpu_srv),
-            "  its CPU: browser renderer main thread": _stats(cpu_tab),
+            "  browser renderer main thread busy (wall)": _stats(cpu_tab),
             "warm reload (new session, unseen feature)": _stats(reload_),
             "store read (feature + examples, in-process)": _stats(read),
             "floor: bare Streamlit page, full load": _stats(bare_load),

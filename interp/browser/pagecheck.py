@@ -89,8 +89,8 @@ def chrome(width: int = 1600, height: int = 1000) -> Any:
 
 
 def renderer_cpu(driver: Any) -> float:
-    """Seconds the page's renderer main thread has spent on tasks so far (Chrome's
-    ``TaskDuration`` metric): the browser-side cost of a page, independent of machine load."""
+    """Seconds the page's renderer main thread has been busy with tasks so far (Chrome's
+    ``TaskDuration``: wall time inside tasks, so it grows when the machine is oversubscribed)."""
     metrics = driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]
     return next(m["value"] for m in metrics if m["name"] == "TaskDuration")
 
