@@ -2,7 +2,7 @@
 
     python scripts/bench_browser.py [root=runs/bench/browser] [n_tokens=8192] [pages=8]
                                     [clients=4] [loads=6] [steers=2] [shots=<folder>] [build_bench=1]
-                                    [methods=sae,snmf,itda,lib,heads]
+                                    [methods=sae,snmf,itda,lib,heads] [load=1]
 
 1. Stores: small SmolLM2 stores of five methods, built once with the project's build code
    (``build_store``): the demo TopK SAE (``make demo``; an untrained one of its shape if missing),
@@ -240,8 +240,9 @@ def main(argv: list[str]) -> None:
     print_table(rows, "bench_browser: pages (headless Chromium, 127.0.0.1)")
     if "shots" in args:
         rows |= screenshots(root, stores, Path(args["shots"]))
-    rows |= load_test(root, stores["sae"], int(args.get("clients", 4)), int(args.get("loads", 6)),
-                      int(args.get("steers", 2)))
+    if args.get("load", "1") == "1":
+        rows |= load_test(root, stores["sae"], int(args.get("clients", 4)), int(args.get("loads", 6)),
+                          int(args.get("steers", 2)))
     print_table(rows, "bench_browser (headless Chromium, 127.0.0.1)")
 
 
