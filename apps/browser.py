@@ -1,7 +1,7 @@
 """Feature browser (Streamlit): pick a run, search its features, open a feature page.
 
     make browse                                   # root folder: runs/ (or $INTERP_RUNS)
-    streamlit run apps/browser.py --server.address 127.0.0.1 -- --root runs
+    python apps/launch.py --server.address 127.0.0.1 -- --root runs   (= streamlit run apps/browser.py ...)
 
 Stores are built by ``interp browse artifact=RUN out=STORE``. The app reads only under its root folder; the
 URL carries the state (``?run=<store folder under the root>&feature=<id>``), so pages can be
@@ -19,10 +19,12 @@ from pathlib import Path
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import browser_steer as steer  # noqa: E402
 import browser_views as views  # noqa: E402
 
 from interp.browser import StoreError, find_stores, resolve_under  # noqa: E402
-from interp.browser.store import describe  # noqa: E402
+from interp.browser.labels import basis_text, feature_label  # noqa: E402
+from interp.browser.store import describe, plain  # noqa: E402
 
 
 def root_folder() -> Path:
@@ -53,57 +55,53 @@ def pick_run(root: Path) -> Path:
                                   index=runs.index(asked) if asked in runs else 0)
     if choice != asked:
         st.query_params["run"] = choice
-        st.query_params.pop("feature", None)
+        if asked is not None:  # another run picked: its feature ids mean something else
+            st.query_params.pop("feature", None)
     return resolve_under(root, choice)
 
 
 def list_page(store, path: Path) -> None:
     st.header(store.title())
     st.caption(store.caption())
+    st.caption(plain(basis_text(store.manifest)))
     c1, c2, c3 = st.columns([2, 1, 1])
     text = c1.text_input("Text in top contexts", key="q_text")
     token = c2.text_input("Top token", key="q_token", help="a top-activating or top-promoted token")
     sort = c3.selectbox("Sort by", ["feature", "density", "max"], key="q_sort")
-    lo, hi = st.slider("Density range", 0.0, 1.0, (0.0, 1.0), step=0.001, format="%.3f", key="q_density")
-    go = st.number_input("Open feature by id", 0, store.n_features - 1, 0, key="q_id")
-    if st.button("Open", key="q_open"):
-        st.query_params["feature"] = str(int(go))
-        st.rerun()
-    df = views.search(str(path), views._stamp(path), text, token, lo, hi, sort)
-    st.caption(f"{len(df)} features shown (first 200 matches)")
-    event = st.dataframe(df, hide_index=True, on_select="rerun", selection_mode="single-row", key="results")
-    rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
-    if rows:
-        st.query_params["feature"] = str(int(df.iloc[rows[0]]["feature"]))
-        st.rerun()
+    c1, c2, c3 = st.columns([2, 1, 1])
+    lo, hi = c1.slider("Density range", 0.0, 1.0, (0.0, 1.0), step=0.001, format="%.3f", key="q_density")
+    c2.number_input("Open feature by id", 0, store.n_features - 1, 0, key="q_id")
+    c3.button("Open", key="q_open", on_click=lambda: views.go_to(st.session_state["q_id"]))
+    views.results_table(views.search(str(path), views._stamp(path), text, token, lo, hi, sort))
+    st.html('<div data-page-end="list"></div>')
 
 
 def feature_page(store, path: Path, i: int) -> None:
     data = views.feature_page(str(path), views._stamp(path), i)
     f = data["feature"]
-    if st.button("← all features", key="back"):
-        st.query_params.pop("feature", None)
-        st.rerun()
+    st.button("← all features", key="back", on_click=views.go_to, args=(None,))
     st.header(f"Feature {i}")
-    st.caption(store.title())
-    a, b, c, d = st.columns(4)
-    a.metric("density", f"{f['density']:.3%}")
-    b.metric("max activation", f"{f['max']:.3g}")
-    c.metric("mean (when active)", f"{f['mean_active']:.3g}")
-    d.metric("active tokens", f"{f['n_active']:,}")
-    scale = max(abs(f["max"]), max((abs(v) for e in data["examples"] for v in e["acts"]), default=0.0))
-    left, right = st.columns([3, 2])
-    with left:
-        views.render_examples(store, data["examples"], scale)
+    label = feature_label(store.manifest, i)
+    if label:
+        st.markdown(f"**{label}**")
+    st.caption(f"{store.title()} · {plain(basis_text(store.manifest))}")
+    st.html(data["metrics_html"])
+    st.caption(views.exclusion_note(store.manifest))
+    left, right = st.columns([3, 2], gap="medium")
+    left.markdown(f"#### Top activations ({data['n_top']})")
+    left.html(data["examples_html"])
     with right:
-        st.subheader("Activation histogram")
-        views.render_histogram(f)
-        st.subheader("Vocabulary projection")
-        views.render_vocab(store, f)
-        st.subheader("Similar features (cosine of directions)")
-        views.render_similar(f)
-    st.subheader("Steering")
-    views.render_steering(store, path, i, f)
+        st.markdown("#### Activation histogram")
+        st.html(data["hist_html"])
+        st.markdown("#### Vocabulary projection")
+        if data["vocab_html"] is None:
+            info = store.manifest.get("vocab_projection", {})
+            st.info(f"No vocabulary projection: {info.get('reason', 'not computed')}")
+        else:
+            st.html(data["vocab_html"])
+        views.similar(f)
+    steered = steer.panel(path, i)
+    st.html(f'<div data-page-end="feature-{i}{"-steered" if steered else ""}"></div>')
 
 
 def main() -> None:

@@ -1,19 +1,27 @@
-"""View layer of the feature browser: Streamlit widgets over ``interp.browser.FeatureStore``.
+"""View layer of the feature browser: cached reads of ``interp.browser.FeatureStore`` and the
+sections of the feature page.
 
-Nothing here computes features; pages read the store (cached with ``st.cache_data``), the model
-for the steering panel is loaded once (``st.cache_resource``).
+Nothing here computes features; pages read the store (``st.cache_data``: a page already seen
+is served from memory), the store object is opened once per rebuild (``st.cache_resource``).
+Navigation goes through widget callbacks that set the URL's query parameters before the rerun,
+so a click costs one script run, not two.
 """
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+import browser_html as hx
 import streamlit as st
 
 from interp.browser import FeatureStore, StoreError
+from interp.browser.labels import feature_label
+
+PAGE_SIZE = 50
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported by the list page only: a feature page does not need it
 
 
 # -- cached reads --------------------------------------------------------------------------------
@@ -34,124 +42,91 @@ def store_at(path: Path) -> FeatureStore:
     return open_store(str(path), _stamp(path))
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@st.cache_data(max_entries=512, show_spinner=False)
 def feature_page(path: str, stamp: float, i: int) -> dict[str, Any]:
+    """Everything a feature page shows, with the HTML already built (a revisit costs nothing)."""
     store = open_store(path, stamp)
-    return {"feature": store.feature(i), "examples": store.examples(i).to_pylist()}
+    f = store.feature(i)
+    ex = store.examples(i).to_pylist()
+    scale = max(abs(f["max"]), max((abs(v) for e in ex for v in e["acts"]), default=0.0))
+    return {"feature": f, "n_top": sum(e["kind"] == "top" for e in ex), "examples_html": hx.examples_html(ex, store.tokens, scale),
+            "hist_html": hx.activation_hist_html(f), "metrics_html": hx.metrics_html(f),
+            "vocab_html": hx.vocab_html(f) if store.has_vocab else None}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def search(path: str, stamp: float, text: str, token: str, lo: float, hi: float, sort: str) -> pd.DataFrame:
-    return open_store(path, stamp).search(text, token, lo, hi, sort).to_pandas()
+def search(path: str, stamp: float, text: str, token: str, lo: float, hi: float, sort: str) -> "pd.DataFrame":
+    """Every matching feature (the page shows ``PAGE_SIZE`` at a time), with a context snippet
+    (the first top context, or the first one containing ``text``) and, for head/LIB stores, what
+    the feature is."""
+    store = open_store(path, stamp)
+    t = store.search(text, token, lo, hi, sort, limit=store.n_features)
+    ids = t.column("feature").to_pylist()
+    ctx = store.features.column("context").take(ids).to_pylist() if ids else []
+    df = t.to_pandas()
+    df.insert(1, "context", [_snippet(c, text) for c in ctx])
+    if (store.manifest.get("view") or {}).get("kind") in ("heads", "lib"):
+        df.insert(1, "is", [feature_label(store.manifest, i) for i in ids])
+    return df
 
 
-@st.cache_resource(max_entries=2, show_spinner="loading the model (once)…")
-def load_model(spec: str) -> Any:
-    from interp.models import load
-
-    return load(spec)
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def directions(path: str, stamp: float) -> Any:
-    return open_store(path, stamp).directions()
-
-
-# -- rendering -----------------------------------------------------------------------------------
-def _token_html(tok: str) -> str:
-    return html.escape(tok).replace("\n", "↵").replace("\t", "⇥").replace(" ", "&nbsp;") or "∅"
+def _snippet(context: str, text: str, width: int = 90) -> str:
+    lines = [ln for ln in context.split("\n") if ln.strip()]
+    hit = next((ln for ln in lines if text and text.lower() in ln.lower()), lines[0] if lines else "")
+    hit = " ".join(hit.split())
+    if text and text.lower() in hit.lower():  # centre the match
+        k = hit.lower().index(text.lower())
+        a = max(0, min(k - width // 3, len(hit) - width))
+        hit = ("…" if a else "") + hit[a:]
+    return hit if len(hit) <= width else hit[:width - 1] + "…"
 
 
-def context_html(tokens: list[str], acts: list[float], at: int, scale: float) -> str:
-    """One context with each token's background set by its activation (hover shows the value)."""
-    spans = []
-    for j, (tok, a) in enumerate(zip(tokens, acts)):
-        alpha = min(abs(a) / scale, 1.0) if scale > 0 else 0.0
-        colour = "255,140,0" if a >= 0 else "30,120,255"
-        border = "border-bottom:2px solid #000;" if j == at else ""
-        spans.append(f'<span class="tok{" qual" if j == at else ""}" title="{a:.3f}" '
-                     f'style="background:rgba({colour},{alpha:.2f});{border}">{_token_html(tok)}</span>')
-    return '<div class="ctx" style="font-family:monospace;line-height:1.9">' + "".join(spans) + "</div>"
+# -- navigation ----------------------------------------------------------------------------------
+def go_to(feature: int | None) -> None:
+    """Widget callback: open ``feature`` (None: the list)."""
+    if feature is None:
+        st.query_params.pop("feature", None)
+    else:
+        st.query_params["feature"] = str(int(feature))
 
 
-def render_examples(store: FeatureStore, examples: list[dict], scale: float) -> None:
-    top = [e for e in examples if e["kind"] == "top"]
-    st.subheader(f"Top activations ({len(top)})")
-    if not top:
-        st.info("This feature never activated on the store's text.")
-    for e in top:
-        st.html(f'<div style="display:flex;gap:1em"><code>{e["value"]:.3f}</code>'
-                + context_html(store.tokens(e["tokens"]), e["acts"], e["token_index"], scale) + "</div>")
-    bands = sorted({e["band"] for e in examples if e["kind"] == "quantile"}, reverse=True)
-    for b in bands:
-        rows = [e for e in examples if e["kind"] == "quantile" and e["band"] == b]
-        r = rows[0]
-        with st.expander(f"Quantile band {b + 1}: activations {r['bin_min']:.3g} – {r['bin_max']:.3g} "
-                         f"({100 * r['bin_contains']:.1f}% of active tokens)"):
-            for e in rows:
-                st.html(f'<div style="display:flex;gap:1em"><code>{e["value"]:.3f}</code>'
-                        + context_html(store.tokens(e["tokens"]), e["acts"], e["token_index"], scale) + "</div>")
+def _picked_row(key: str, ids: list[int]) -> None:
+    rows = st.session_state[key].selection.rows
+    if rows:
+        go_to(ids[rows[0]])
 
 
-def render_histogram(f: dict) -> None:
-    n = len(f["hist_pos"])
-    if not f["hist_range"]:
-        st.caption("No activations to plot.")
-        return
-    w = f["hist_range"] / n
-    rows = [(-(b + 0.5) * w, h) for b, h in enumerate(f["hist_neg"]) if h]
-    rows += [((b + 0.5) * w, h) for b, h in enumerate(f["hist_pos"]) if h]
-    df = pd.DataFrame(rows, columns=["activation", "count"])
-    spec = {"mark": {"type": "bar", "width": {"band": 1}}, "height": 200,  # raw Vega-Lite: no altair validation
-            "encoding": {"x": {"field": "activation", "type": "quantitative"},
-                         "y": {"field": "count", "type": "quantitative"}}}
-    st.vega_lite_chart(df, spec, width="stretch")
+# -- sections ------------------------------------------------------------------------------------
+def results_table(df: "pd.DataFrame") -> None:
+    """One page of the search results, with a pager; clicking a row opens the feature."""
+    n_pages = max(1, -(-len(df) // PAGE_SIZE))
+    page = st.columns([1, 4])[0].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="q_page") if n_pages > 1 else 1
+    part = df.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+    st.caption(f"features {(page - 1) * PAGE_SIZE + 1 if len(df) else 0}–{(page - 1) * PAGE_SIZE + len(part)} "
+               f"of {len(df):,} matching")
+    st.dataframe(part, hide_index=True, on_select=lambda: _picked_row("results", part["feature"].tolist()),
+                 selection_mode="single-row", key="results",
+                 column_config={"context": st.column_config.TextColumn("context (top example)", width="large")})
 
 
-def render_vocab(store: FeatureStore, f: dict) -> None:
-    if not store.has_vocab:
-        info = store.manifest.get("vocab_projection", {})
-        st.info(f"No vocabulary projection: {info.get('reason', 'not computed')}")
-        return
-    rows = "".join(f"<tr><td><code>{_token_html(a)}</code></td><td>{x:+.3f}</td>"
-                   f"<td><code>{_token_html(b)}</code></td><td>{y:+.3f}</td></tr>"
-                   for a, x, b, y in zip(f["vocab_top"], f["vocab_top_logits"], f["vocab_bottom"],
-                                         f["vocab_bottom_logits"]))
-    st.html('<table class="vocab"><tr><th>promoted</th><th>logit</th><th>suppressed</th><th>logit</th></tr>'
-            + rows + "</table>")
-
-
-def render_similar(f: dict) -> None:
-    cols = st.columns(5)
+def similar(f: dict) -> None:
+    """Buttons to the nearest features, each labelled with its id and cosine (two per row, so
+    the labels fit at 1280 px)."""
+    st.markdown("#### Similar features (cosine of directions)")
+    cols = st.columns(2)
     for j, (g, c) in enumerate(zip(f["similar"], f["similar_cos"])):
-        if cols[j % 5].button(f"#{g} · cos {c:.2f}", key=f"sim-{g}"):
-            st.query_params["feature"] = str(g)
-            st.rerun()
+        cols[j % 2].button(f"#{g} · cos {c:.2f}", key=f"sim-{g}", on_click=go_to, args=(int(g),),
+                           use_container_width=True)
 
 
-def render_steering(store: FeatureStore, path: Path, i: int, f: dict) -> None:
-    try:
-        from interp.evals import steering
-    except ImportError:
-        st.info("Steering is unavailable: interp.evals.steering is not installed in this build.")
-        return
-    default = float(round(max(f["max"], 1.0) * 4, 1))
-    with st.form(f"steer-{i}"):
-        prompt = st.text_input("Prompt", value="The", key="steer_prompt")
-        alpha = st.number_input("Strength (added multiple of the unit direction)", value=default, step=1.0,
-                                key="steer_alpha")
-        n_new = st.slider("New tokens", 4, 64, 24, key="steer_tokens")
-        go = st.form_submit_button("Generate", key="steer_go")
-    if not go:
-        return
-    model = load_model(store.manifest["model"])
-    d = directions(str(path), _stamp(path))[i]
-    with st.spinner("generating…"):
-        plain = steering.generate(model, [prompt], max_new_tokens=n_new, seed=0)[0]
-        with steering.steer(model, d, store.manifest["site"], alpha):
-            steered = steering.generate(model, [prompt], max_new_tokens=n_new, seed=0)[0]
-    left, right = st.columns(2)
-    left.markdown("**Without the feature**")
-    left.code(prompt + plain, language=None)
-    right.markdown(f"**With feature {i} at strength {alpha:g}**")
-    right.code(prompt + steered, language=None)
+def exclusion_note(m: dict) -> str:
+    """What the store's statistics leave out (the sink option is stated on every page)."""
+    opts = m["request"]["options"]
+    if opts.get("exclude_sinks"):
+        n = m.get("n_sinks", 0)
+        return (f"Left out of every statistic and example: BOS/separator tokens and {n:,} attention-sink "
+                f"tokens (the first token after BOS, and tokens whose activation norm is over "
+                f"{opts['sink_ratio']:g}x their row's median). Rebuild with `exclude_sinks=false` to include them.")
+    skipped = "BOS/separator tokens are left out; " if opts.get("exclude_special", True) else ""
+    return (f"{skipped}attention-sink tokens are included (built with exclude_sinks off, or before the "
+            "option existed); rebuild to leave them out.")

@@ -33,14 +33,15 @@ from tqdm.auto import tqdm
 
 import interp
 from interp._io import check_same_request, folder_lock, load_safetensors, read_json, write_atomic, write_json_atomic
-from interp.browser.collect import NEG_INF, Histogram, Moments, SlotTopK
+from interp.browser.collect import NEG_INF, Histogram, Moments, SlotTopK, sink_mask
+from interp.browser.labels import artifact_views
+from interp.browser.spec import FORMAT
 from interp.decomposers import Decomposer, load
 from interp.decomposers.base import config_from
 from interp.errors import ConfigError, DataError
 from interp.models import LoadedModel, run_to_sites
 from interp.models import load as load_model
 
-FORMAT = "interp-feature-store/1"
 STATE_FILE = "state.safetensors"
 
 
@@ -60,6 +61,9 @@ class StoreConfig:
     vocab_k: int = 10  # top / bottom tokens of the vocabulary projection
     rank: str = "value"  # top examples by code value, or "abs" (|code|: signed decomposers)
     exclude_special: bool = True  # BOS/separator tokens count as inactive
+    exclude_sinks: bool = True  # attention-sink tokens count as inactive (see collect.sink_mask)
+    sink_ratio: float = 5.0  # a token is a sink when its activation norm is > this x the median
+    views: tuple[int, ...] | None = None  # multi-view artifacts: which layers get a store (None: all)
     batch_size: int = 8  # rows per model forward pass
     chunk_elements: int = 1 << 24  # codes encoded at once (tokens x features)
     checkpoint_tokens: int = 1 << 17
@@ -73,6 +77,8 @@ class StoreConfig:
     def validate(self) -> None:
         if self.rank not in ("value", "abs"):
             raise ConfigError(f"rank must be 'value' or 'abs', got {self.rank!r}")
+        if self.sink_ratio < 0:
+            raise ConfigError(f"sink_ratio must be >= 0 (0: no norm-based sinks), got {self.sink_ratio}")
         if self.width > self.seq_len:
             raise ConfigError(f"context window {self.width} is longer than seq_len {self.seq_len}")
 
@@ -87,6 +93,7 @@ class FeatureStats:
         self.hist = Histogram(n_features, cfg.n_bins, device)
         self.moments = Moments(n_features, device)
         self.n_tokens = torch.zeros((), dtype=torch.long)
+        self.n_sinks = torch.zeros((), dtype=torch.long)  # tokens left out as attention sinks
 
     def cpu(self) -> "FeatureStats":
         """A copy of the statistics on the CPU (for writing the tables)."""
@@ -115,7 +122,7 @@ class FeatureStats:
         m, h = self.moments, self.hist
         return {**self.top.state_dict("top"), **self.sample.state_dict("sample"),
                 "hist.counts": h.counts, "hist.exp": h.exp, "m.active": m.active, "m.total": m.total,
-                "m.max": m.max, "n_tokens": self.n_tokens}
+                "m.max": m.max, "n_tokens": self.n_tokens, "n_sinks": self.n_sinks}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.top.load_state_dict(state, "top")
@@ -126,6 +133,7 @@ class FeatureStats:
         self.moments.total.copy_(state["m.total"])
         self.moments.max = state["m.max"].to(self.moments.active.device)
         self.n_tokens = state["n_tokens"].cpu().clone()
+        self.n_sinks = state.get("n_sinks", torch.zeros((), dtype=torch.long)).cpu().clone()
 
 
 def _sample_keys(seed: int, first_row: int, shape: torch.Size) -> torch.Tensor:
@@ -172,53 +180,73 @@ def build_store(artifact_dir: str | Path, text_spec: str, n_tokens: int, out_dir
     """Build (or finish building) the feature store of ``artifact_dir`` over ``text_spec``.
 
     ``model`` defaults to the model recorded in the artifact (``cfg.model``); the hook site is
-    ``cfg.site``. ``options`` are ``StoreConfig`` fields. ``out_dir`` is locked for the build.
-    Returns ``out_dir``.
+    ``cfg.site``. ``options`` are ``StoreConfig`` fields. A multi-view artifact (an all-layer head
+    SVD, a LIB fit over several hooked node layers; see ``labels.artifact_views``) gets one store
+    per view, in subfolders ``out_dir/layer-LL`` or ``out_dir/node-N``. Each store folder is locked
+    while it is built. Returns ``out_dir``.
     """
+    from interp.data import load_text, tokenize
+
     cfg = config_from(StoreConfig, options)
     cfg.validate()
     artifact, out = Path(artifact_dir), Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError(f"out_dir {out} is an existing file; a feature store is a folder: choose another path")
     dec = load(artifact)
-    site = getattr(dec.cfg, "site", None)
     model = model or getattr(dec.cfg, "model", None)
-    if site is None or model is None:
+    if getattr(dec.cfg, "site", None) is None or model is None:
         raise DataError(f"{artifact}: the artifact does not record its model and site; "
                          "pass model=... (the site must be in its config)")
     model = load_model(model) if isinstance(model, str) else model
+    texts: list = []
+
+    def text() -> Any:  # tokenized once, and only when a view still needs building
+        if not texts:
+            texts.append(tokenize(load_text(text_spec, shuffle_seed=cfg.shuffle_seed), model.tokenizer,
+                                  cfg.seq_len, n_tokens))
+        return texts[0]
+
+    digest = _artifact_digest(artifact)
+    for name, view in artifact_views(dec, cfg.views):
+        request = {"artifact_digest": digest, "text": text_spec, "n_tokens_requested": int(n_tokens),
+                   "model": model.spec, "site": view.cfg.site,
+                   "options": dataclasses.asdict(dataclasses.replace(cfg, views=None))}  # same store whichever views
+        if name:
+            request["view"] = name
+        _build_view(view.to(model.device).eval(), model, request, text, out / name if name else out,
+                    artifact, progress)
+    return out
+
+
+def _build_view(dec: Decomposer, model: LoadedModel, request: dict, text: Any, out: Path,
+                artifact: Path, progress: bool) -> None:
+    cfg, site = StoreConfig(**request["options"]), request["site"]
     model.validate_site(site)
     model.check_seq_len(cfg.seq_len)
-    dec = dec.to(model.device).eval()
-    request = {"artifact_digest": _artifact_digest(artifact), "text": text_spec,
-               "n_tokens_requested": int(n_tokens), "model": model.spec, "site": site,
-               "options": dataclasses.asdict(cfg)}
     with folder_lock(out, "feature store folder"):
-        return _build(dec, model, site, artifact, text_spec, n_tokens, out, cfg, request, progress)
+        _build(dec, model, site, cfg, request, text, out, artifact, progress)
 
 
-def _build(dec: Decomposer, model: LoadedModel, site: str, artifact: Path, text_spec: str, n_tokens: int,
-           out: Path, cfg: StoreConfig, request: dict, progress: bool) -> Path:
+def _build(dec: Decomposer, model: LoadedModel, site: str, cfg: StoreConfig, request: dict, text: Any,
+           out: Path, artifact: Path, progress: bool) -> None:
     """Build or finish the store at ``out`` (held by this process) from the resolved request."""
     from interp.browser.write import write_tables
-    from interp.data import load_text, tokenize
 
     if (out / "manifest.json").exists():
         manifest = read_json(out / "manifest.json", "feature store manifest")
         check_same_request(manifest["request"], request, out, "feature store")
         if manifest.get("complete"):
-            return out
+            return
     else:
         manifest = {"format": FORMAT, "request": request, "complete": False, "rows_done": 0}
-    text = tokenize(load_text(text_spec, shuffle_seed=cfg.shuffle_seed), model.tokenizer, cfg.seq_len, n_tokens)
+    text = text()
     data_id = "tokens:" + xxhash.xxh3_64_hexdigest(np.ascontiguousarray(text.tokens).tobytes())
     if manifest.setdefault("data", data_id) != data_id:
-        raise DataError(f"{out} was started on other text (the tokens of {text_spec!r} changed since): delete "
-                        f"the folder to rebuild it, or restore the text it was built from")
+        raise DataError(f"{out} was started on other text (the tokens of {request['text']!r} changed since): "
+                        f"delete the folder to rebuild it, or restore the text it was built from")
     tokens = torch.from_numpy(text.tokens)
     special = torch.from_numpy(text.special_mask()) if cfg.exclude_special else torch.zeros_like(tokens, dtype=torch.bool)
-    n_features = dec.directions().shape[0]
-    stats = FeatureStats(n_features, cfg, model.device)  # statistics live where the codes are
+    stats = FeatureStats(dec.directions().shape[0], cfg, model.device)  # statistics live where the codes are
     start_row = 0
     if (out / STATE_FILE).exists():
         state = load_safetensors(out / STATE_FILE, "feature store checkpoint")
@@ -230,10 +258,10 @@ def _build(dec: Decomposer, model: LoadedModel, site: str, artifact: Path, text_
     _stream(dec, model, site, tokens, special, stats, start_row, out, manifest, progress)
     write_tables(out, dec, model, site, stats.cpu(), text, manifest, artifact)
     manifest.update(complete=True, rows_done=len(tokens), n_tokens=int(stats.n_tokens),
-                    interp_version=interp.__version__, pass_seconds=round(time.time() - t0, 2))
+                    n_sinks=int(stats.n_sinks), interp_version=interp.__version__,
+                    pass_seconds=round(time.time() - t0, 2))
     write_json_atomic(out / "manifest.json", manifest)
     (out / STATE_FILE).unlink(missing_ok=True)
-    return out
 
 
 def _stream(dec: Decomposer, model: LoadedModel, site: str, tokens: torch.Tensor,
@@ -250,9 +278,14 @@ def _stream(dec: Decomposer, model: LoadedModel, site: str, tokens: torch.Tensor
         for a in range(start_row, n_rows, cfg.batch_size):
             b = min(a + cfg.batch_size, n_rows)
             x = run_to_sites(model, tokens[a:b], [site])[site]
+            skip = special[a:b].to(x.device)
+            if cfg.exclude_sinks:
+                sinks = sink_mask(x, skip, cfg.sink_ratio)
+                stats.n_sinks += int(sinks.sum())
+                skip = skip | sinks
             for c in range(0, b - a, chunk_rows):
                 rows = slice(c, min(c + chunk_rows, b - a))
-                sp = special[a:b][rows]
+                sp = skip[rows]
                 codes = _encode_rows(dec, x[rows], sp)
                 stats.update(codes, seq_len, (a + rows.start) * seq_len, int((~sp).sum()))
             bar.update((b - a) * seq_len)

@@ -155,3 +155,20 @@ class Moments:
         self.active += torch.count_nonzero(codes, dim=0)
         self.total += codes.sum(0)  # float32 per chunk, float64 across chunks
         self.max = torch.maximum(self.max, codes.amax(0))
+
+
+def sink_mask(x: Float[torch.Tensor, "R S D"], special: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Attention-sink positions ``[R, S]`` (bool) of site activations ``x``: the first token after
+    a row's BOS, and every token whose activation norm exceeds ``ratio`` times the median norm of
+    its row's ordinary tokens (the "massive activations" of Sun et al. 2024; per row, so the result
+    does not depend on how rows are batched). ``special`` marks BOS/separators, which are excluded
+    already and left out of the median; ``ratio=0`` turns the norm test off."""
+    special = special.to(x.device)
+    out = torch.zeros_like(special)
+    if x.shape[1] > 1:
+        out[:, 1] = special[:, 0]
+    if ratio > 0:
+        norm = x.float().norm(dim=-1).masked_fill(special, float("nan"))
+        med = norm.nanmedian(dim=1, keepdim=True).values
+        out |= norm > ratio * med  # NaN (special, or a row of only special tokens) compares False
+    return out & ~special

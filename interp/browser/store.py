@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from interp._io import load_safetensors, read_json
-from interp.browser.build import FORMAT
-from interp.browser.write import EXAMPLE_ROW_GROUP
+from interp.browser.spec import EXAMPLE_ROW_GROUP, FORMAT
 from interp.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 TABLES = ("features.parquet", "examples.parquet", "vocab.parquet")
 
@@ -158,7 +159,7 @@ class FeatureStore:
     def tokens(self, ids: list[int]) -> list[str]:
         return [self.vocab[t] if 0 <= t < len(self.vocab) else f"<id {t}>" for t in ids]
 
-    def directions(self, residual: bool = False) -> torch.Tensor:
+    def directions(self, residual: bool = False) -> "torch.Tensor":
         d = load_safetensors(self._inside("directions.safetensors"), "store directions")
         return d.get("residual_directions", d["directions"]) if residual else d["directions"]
 

@@ -31,10 +31,11 @@ from safetensors.torch import save
 
 from interp._io import write_atomic
 from interp.browser.collect import window_start
+from interp.browser.labels import describe
+from interp.browser.spec import EXAMPLE_ROW_GROUP
 from interp.decomposers import Decomposer
 from interp.models import LoadedModel, VocabProjection, direction_logits, site_layer
 
-EXAMPLE_ROW_GROUP = 512  # a feature page reads one or two row groups
 N_CONTEXT = 5  # top examples whose text is searchable
 LOGIT_BINS = 32
 _RESIDUAL = re.compile(r"^blocks\.\d+\.(hook_resid_(pre|mid|post)|hook_attn_out|hook_mlp_out|hook_in|"
@@ -229,7 +230,7 @@ def write_tables(out: Path, dec: Decomposer, model: LoadedModel, site: str, stat
         "model": model.spec, "model_name": model.name, "site": site, "layer": site_layer(site),
         "method": dec.method, "n_features": int(dirs.shape[0]), "d": int(dirs.shape[1]),
         "artifact": str(artifact.resolve()), "decomposer_config": _jsonable(dataclasses.asdict(dec.cfg)),
-        "vocab_projection": vocab_info, "n_rows": int(text.tokens.shape[0]), "seq_len": int(text.tokens.shape[1]),
+        "vocab_projection": vocab_info, "view": describe(dec, site, int(dirs.shape[1])), "n_rows": int(text.tokens.shape[0]), "seq_len": int(text.tokens.shape[1]),
         "files": ["features.parquet", "examples.parquet", "vocab.parquet", "directions.safetensors"],
     })
 

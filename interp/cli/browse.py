@@ -2,7 +2,9 @@
 
 ``interp browse configs/experiments/browser.yaml artifact=RUN out=runs/stores/NAME`` builds the
 store of a decomposer artifact (model and hook site from the artifact; re-running resumes an
-interrupted build), optionally exporting it (``export=neuronpedia``). Without ``artifact`` it serves
+interrupted build), optionally exporting it (``export=neuronpedia``). A head-SVD artifact over every
+layer gets one store per layer (``out/layer-LL``), a LIB artifact one per hooked node layer
+(``out/node-N``); ``views=[3,8]`` builds only those. Without ``artifact`` it serves
 the Streamlit browser on localhost over every store under ``root``.
 """
 
@@ -61,12 +63,12 @@ def serve(cfg: Config) -> int:
 
     import interp
 
-    app = Path(interp.__file__).resolve().parents[1] / "apps" / "browser.py"
-    if not app.is_file():
+    launcher = Path(interp.__file__).resolve().parents[1] / "apps" / "launch.py"  # streamlit run apps/browser.py
+    if not launcher.is_file():
         from interp.errors import MissingFileError
 
-        raise MissingFileError(f"{app} not found: serving needs a source checkout of interp (apps/browser.py)")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
+        raise MissingFileError(f"{launcher} not found: serving needs a source checkout of interp (apps/)")
+    cmd = [sys.executable, str(launcher), "--server.address", "127.0.0.1",
            "--server.port", str(cfg.port), "--", "--root", cfg.root]
     return subprocess.call(cmd)
 
@@ -75,7 +77,7 @@ def build(cfg: Config) -> None:
     import time
     from pathlib import Path
 
-    from interp.browser import FeatureStore, build_store, export_neuronpedia, export_saedashboard
+    from interp.browser import FeatureStore, build_store, export_neuronpedia, export_saedashboard, find_stores
     from interp.cli import print_table
     from interp.errors import ConfigError
 
@@ -85,13 +87,18 @@ def build(cfg: Config) -> None:
             raise ConfigError(f"unknown export format {fmt!r}; choose from {sorted(exporters)}")
     t0 = time.time()
     build_store(cfg.artifact, cfg.text, cfg.n_tokens, cfg.out, model=cfg.model, **cfg.params)
-    store = FeatureStore(cfg.out)
-    m = store.manifest
-    live = sum(1 for n in store.features["n_active"].to_pylist() if n > 0)
-    print_table({"store": cfg.out, "run": store.title(), "tokens": m["n_tokens"],
-                 "features active": f"{live} / {store.n_features}",
-                 "vocabulary projection": m["vocab_projection"].get("reason", m["vocab_projection"]["status"]),
-                 "time (s)": round(time.time() - t0, 1)}, "feature store")
-    for fmt in cfg.export:
-        dest = exporters[fmt](store, cfg.export_out or Path(str(cfg.out)) / f"export-{fmt}")
-        print(f"exported ({fmt}): {dest}")
+    out = Path(str(cfg.out))  # a multi-view artifact (all-layer heads, LIB) gets one store per view below it
+    paths = [out] if (out / "manifest.json").exists() else [out / p for p in find_stores(out)]
+    for path in paths:
+        store = FeatureStore(path)
+        m = store.manifest
+        live = sum(1 for n in store.features["n_active"].to_pylist() if n > 0)
+        print_table({"store": path, "run": store.title(), "tokens": m["n_tokens"],
+                     "attention-sink tokens left out": m.get("n_sinks", 0),
+                     "features active": f"{live} / {store.n_features}",
+                     "vocabulary projection": m["vocab_projection"].get("reason", m["vocab_projection"]["status"]),
+                     "time so far (s)": round(time.time() - t0, 1)}, "feature store")
+        for fmt in cfg.export:
+            dest = exporters[fmt](store, Path(cfg.export_out) / path.relative_to(out) if cfg.export_out
+                                  else path / f"export-{fmt}")
+            print(f"exported ({fmt}): {dest}")

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from .conftest import PLANTED_TOKEN
 
 APP = str(Path(__file__).resolve().parents[2] / "apps" / "browser.py")
-NAMES = ["topk", "dense", "dense_res", "snmf", "itda", "attn_svd", "lib"]
+NAMES = ["topk", "dense", "dense_res", "snmf", "itda", "attn_svd/layer-00", "attn_svd/layer-01", "lib/node-0"]
 
 
 @pytest.fixture
@@ -38,15 +38,34 @@ def test_list_and_feature_pages_render(app, name):
         at = app(run=f"stores/{name}", feature=feature)
         _ok(at)
         assert at.header[0].value == f"Feature {feature}"
-        assert any("Activation histogram" == s.value for s in at.subheader)
+        assert any("Activation histogram" in m.value for m in at.markdown)
+        assert any("attention-sink tokens" in c.value for c in at.caption)  # the exclusion is stated
     if name == "dense":
         assert any("No vocabulary projection" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("name", ["attn_svd/layer-01", "lib/node-0"])
+def test_feature_pages_say_what_the_feature_is(app, browser_root, name):
+    from interp.browser import FeatureStore
+
+    view = FeatureStore(browser_root / "stores" / name).manifest["view"]
+    want = "LIB direction 7 of node layer 0"
+    if view["kind"] == "heads":  # feature 7 is head 7 // d_head, component 7 % d_head
+        head, comp = divmod(7, view["d_head"])
+        want = f"layer 1 · head {head} · OV write · component {comp}"
+    at = app(run=f"stores/{name}", feature="7")
+    _ok(at)
+    assert any(m.value.startswith(f"**{want}") for m in at.markdown), [m.value for m in at.markdown][:4]
+    from interp.browser.store import plain  # captions escape Markdown: a manifest is data, not markup
+
+    site = plain("blocks.1.hook_resid_post" if view["kind"] == "heads" else "blocks.0.hook_resid_post")
+    assert any(site in c.value and ("OV circuit" in c.value or "LIB" in c.value) for c in at.caption)
 
 
 def test_default_run_is_picked(app):
     at = app()
     _ok(at)
-    assert at.sidebar.selectbox[0].value == "stores/attn_svd"  # first store, sorted
+    assert at.sidebar.selectbox[0].value == "stores/attn_svd/layer-00"  # first store, sorted
 
 
 def test_search_finds_planted_feature(app):
@@ -56,7 +75,22 @@ def test_search_finds_planted_feature(app):
     assert 0 in at.dataframe[0].value["feature"].tolist()
     at.text_input(key="q_token").input("").run()
     at.text_input(key="q_text").input("quest").run()
-    assert 0 in at.dataframe[0].value["feature"].tolist()
+    df = at.dataframe[0].value
+    assert 0 in df["feature"].tolist()
+    assert all("quest" in c.lower() for c in df["context"])  # the snippet shows the match
+
+
+def test_landing_table_pages_through_all_features(app, browser_root):
+    from interp.browser import FeatureStore
+
+    n = FeatureStore(browser_root / "stores" / "topk").n_features  # 128 > one page of 50
+    at = app(run="stores/topk")
+    seen = []
+    for page in range(1, -(-n // 50) + 1):
+        at.number_input(key="q_page").set_value(page).run()
+        _ok(at)
+        seen += at.dataframe[0].value["feature"].tolist()
+    assert seen == list(range(n))
 
 
 def test_open_feature_by_id_and_back(app):
@@ -100,12 +134,27 @@ def test_bad_paths_and_stores_show_messages(app, browser_root, tmp_path, monkeyp
     assert not at.exception and "does not exist" in at.error[0].value
 
 
-def test_steering_panel_generates_two_texts(app):
+def test_steering_panel_generates_with_calibrated_strength(app, browser_root):
     pytest.importorskip("interp.evals.steering", reason="interp.evals.steering is not on this branch yet")
     at = app(run="stores/topk", feature="0")
     _ok(at)
-    at.text_input(key="steer_prompt").input("The river")  # form values are sent on submit
+    at.toggle(key="steer_open").set_value(True).run()
+    _ok(at)
+    at.text_area(key="steer_prompt").input("The river\nOnce upon")  # form values are sent on submit
     at.button(key="steer_go").click().run()
     _ok(at)
-    assert len(at.code) == 2
-    assert all(c.value.startswith("The river") for c in at.code)
+    assert len(at.code) == 4  # two prompts, without and with the feature
+    assert [c.value.split()[0] for c in at.code] == ["The", "Once", "The", "Once"]  # left column, then right
+    how = next(c.value for c in at.caption if "calibrated" in c.value)
+    assert "KL" in how and "budget 0.1" in how
+    alpha = float(how.split("α = ")[1].split(",")[0])
+    # the stated α is the calibration code's answer for this direction and budget
+    from interp.browser import FeatureStore
+    from interp.data.concepts import neutral_sentences
+    from interp.evals.steering.calibration import calibrate_alpha
+    from interp.models import load
+
+    store = FeatureStore(browser_root / "stores" / "topk")
+    cal = calibrate_alpha(load("tiny-llama", device="cpu"), store.directions()[0].float(), store.manifest["site"],
+                          [0.1], neutral_sentences()[:8], signs=(1,), tol=0.1)
+    assert abs(alpha - cal.points[0].alpha) <= 1e-3 * abs(alpha)

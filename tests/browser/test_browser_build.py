@@ -14,30 +14,56 @@ from interp.models import vocab_projection
 
 from .conftest import N_TOKENS, PLANTED_TOKEN, SEQ_LEN, STORE_OPTIONS
 
-NAMES = ["topk", "dense", "dense_res", "snmf", "itda", "attn_svd", "lib"]
+NAMES = ["topk", "dense", "dense_res", "snmf", "itda", "attn_svd/layer-00", "attn_svd/layer-01", "lib/node-0"]
+SINK_RATIO = 5.0
+
+
+def _artifact(root, name):
+    """The decomposer a store was built from: the artifact, or its per-layer view."""
+    dec = load(root / "artifacts" / name.split("/")[0])
+    if name.startswith("attn_svd/"):
+        return dec.view(layer=int(name.split("-")[1]))
+    return dec
+
+
+def _reference_sinks(x, special):
+    """Per-row loop: the token after a leading BOS, and tokens whose norm is > SINK_RATIO x the
+    (lower) median norm of the row's ordinary tokens."""
+    out = torch.zeros_like(special)
+    for r in range(x.shape[0]):
+        norms = [float(x[r, s].float().norm()) for s in range(x.shape[1])]
+        ordinary = sorted(n for n, sp in zip(norms, special[r].tolist()) if not sp)
+        med = ordinary[(len(ordinary) - 1) // 2]
+        for s, n in enumerate(norms):
+            if not special[r, s] and ((s == 1 and special[r, 0]) or n > SINK_RATIO * med):
+                out[r, s] = True
+    return out
 
 
 def _direct_codes(model, dec, corpus):
-    """All codes [N, S, F] at once (special tokens zeroed): the brute-force reference."""
+    """All codes [N, S, F] at once (special and sink tokens zeroed): the brute-force reference."""
     text = tokenize(load_text(corpus), model.tokenizer, SEQ_LEN, N_TOKENS)
     tokens = torch.from_numpy(text.tokens)
     _, cache = model.bridge.run_with_cache(tokens, names_filter=[dec.cfg.site])
     x = cache[dec.cfg.site].reshape(*tokens.shape, -1)
     with torch.no_grad():
         codes = dec.encode_dense(x.reshape(-1, x.shape[-1])).reshape(*tokens.shape, -1)
-    codes[torch.from_numpy(text.special_mask())] = 0
-    return codes, text
+    special = torch.from_numpy(text.special_mask())
+    skip = special | _reference_sinks(x, special)
+    codes[skip] = 0
+    return codes, text, skip
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_store_matches_direct_computation(name, browser_root, tiny_model, tiny_corpus):
     store = FeatureStore(browser_root / "stores" / name)
-    dec = load(browser_root / "artifacts" / name)
-    codes, text = _direct_codes(tiny_model, dec, tiny_corpus)
+    dec = _artifact(browser_root, name)
+    codes, text, skip = _direct_codes(tiny_model, dec, tiny_corpus)
     flat = codes.reshape(-1, codes.shape[-1])
-    n_tok = int((~torch.from_numpy(text.special_mask())).sum())
+    n_tok = int((~skip).sum())
     feats = store.features
     assert store.manifest["n_tokens"] == n_tok
+    assert store.manifest["n_sinks"] == int(skip.sum()) - int(torch.from_numpy(text.special_mask()).sum())
     hist = np.stack(feats["hist_pos"].to_numpy(zero_copy_only=False)).sum(1) \
         + np.stack(feats["hist_neg"].to_numpy(zero_copy_only=False)).sum(1)
     active = (flat != 0).sum(0).numpy()
@@ -150,3 +176,21 @@ def test_store_errors_are_clear(tmp_path, browser_root):
     assert resolve_under(browser_root, "stores/topk") == (browser_root / "stores" / "topk").resolve()
     with pytest.raises(StoreError, match="does not exist"):
         FeatureStore(browser_root / "stores" / "topk").feature(10_000)
+
+
+def test_multi_view_artifacts_get_one_store_per_view(browser_root, tiny_model, tiny_corpus, tmp_path):
+    from interp.browser import find_stores
+
+    assert [str(p) for p in find_stores(browser_root / "stores" / "attn_svd")] == ["layer-00", "layer-01"]
+    assert [str(p) for p in find_stores(browser_root / "stores" / "lib")] == ["node-0"]  # last: raw outputs
+    for l in (0, 1):
+        m = FeatureStore(browser_root / "stores" / "attn_svd" / f"layer-{l:02d}").manifest
+        assert m["site"] == f"blocks.{l}.hook_resid_post" and m["view"]["layer"] == l
+        assert m["n_features"] == m["view"]["n_heads"] * m["view"]["d_head"]
+    art = browser_root / "artifacts" / "attn_svd"
+    out = build_store(art, tiny_corpus, N_TOKENS // 4, tmp_path / "heads", model=tiny_model, progress=False,
+                      **{**STORE_OPTIONS, "views": (1,)})
+    assert [str(p) for p in find_stores(out)] == ["layer-01"]
+    with pytest.raises(ValueError, match="selects none"):
+        build_store(art, tiny_corpus, N_TOKENS // 4, tmp_path / "none", model=tiny_model, progress=False,
+                    **{**STORE_OPTIONS, "views": (7,)})

@@ -131,3 +131,23 @@ def test_quantile_bands_from_histogram():
             a, z = float(q["bin_min"][m][0]), float(q["bin_max"][m][0])
             frac = ((active >= a) & (active < z)).double().mean()
             assert abs(float(q["bin_contains"][m][0]) - float(frac)) < 1e-6  # exact: edges are bin edges
+
+
+def test_sink_mask_flags_first_token_and_massive_norms_only():
+    from interp.browser.collect import sink_mask
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 10, 8, generator=g)  # ordinary tokens: norms near sqrt(8)
+    special = torch.zeros(3, 10, dtype=torch.bool)
+    special[0, 0] = special[1, 0] = True  # rows 0 and 1 start with BOS; row 2 does not
+    special[1, 5] = True  # a separator inside row 1
+    x[0, 0] *= 100  # a massive BOS: special, never a sink, and left out of the median
+    x[1, 7] *= 20  # a massive ordinary token
+    x[2, 3] *= 3  # large but under the ratio
+    got = sink_mask(x, special, ratio=5.0)
+    want = torch.zeros_like(special)
+    want[0, 1] = want[1, 1] = True  # first token after BOS
+    want[1, 7] = True
+    assert torch.equal(got, want)
+    off = sink_mask(x, special, 0.0)  # ratio 0: the norm test is off
+    assert off[0, 1] and off[1, 1] and not off[1, 7]

@@ -1,53 +1,205 @@
-"""Benchmark the feature browser: store build time for the demo SAE, and feature-page render time
-for a 16k-feature dictionary from a warm store.
+"""Benchmark the feature browser in a real browser (headless Chromium), and under load.
 
-    interp bench browser [artifact=runs/demo/sae-topk] [n_tokens=20000]
-                         [big_features=16384] [big_tokens=8192] [pages=12]
+    interp bench browser [root=runs/bench/browser] [n_tokens=8192] [pages=8] [clients=4] [loads=6]
+                         [steers=2] [shots=<folder>] [build_bench=true] [methods=[sae,snmf,itda,lib,heads]]
+                         [load=true]
 
-1. Build: the store of ``artifact`` (``make demo`` trains it; if it is missing, an untrained TopK
-   SAE of the demo's shape is used and the output says so) over ``n_tokens`` tokens, cold.
-   Reference, timed in the same run: the unavoidable work, the model's forward pass to the site
-   plus the decomposer's ``encode`` over the same tokens. Printed as build time / reference.
-2. Render: a store of a 16k-feature TopK dictionary (untrained: page cost depends on the store's
-   shape, not on the weights) is opened once (warm); then feature pages of features not seen
-   before are rendered by the real app script under Streamlit's ``AppTest`` (median over
-   ``pages``). Also the data layer alone, against a reference read of the same rows with a
-   pyarrow filter on the parquet file. Target: a page in under 300 ms.
-Timings on a shared machine are noisy; compare ratios from one run.
+1. Stores: small SmolLM2 stores of five methods, built once with the project's build code
+   (``build_store``): the demo TopK SAE (``make demo``; an untrained one of its shape if missing),
+   and a semi-NMF, an ITDA, a LIB (its resid_mid node layer) and a head SVD (layers 3 and 8)
+   fitted here on a few thousand tokens (see ``fit_artifacts``).
+   With ``build_bench=1``: the SAE store's build time, cold, against the unavoidable work (the
+   model's forward pass to the site plus ``encode`` over the same tokens), as a ratio.
+2. Pages, timed in Chromium until the page is fully drawn (``interp.browser.pagecheck``):
+   *first page* = the first feature page of a freshly started server (cold store, nothing
+   imported yet); *warm page* = in-app navigation to a feature not seen before (a
+   similar-feature button, server and store warm); *warm reload* = a new browser session on an
+   unseen feature's URL. Beside them: the CPU time a warm page costs the server process and the
+   time the browser's renderer main thread is busy with it (wall time: inflated by load), the store read
+   time of the same features (data layer, in-process) and a bare Streamlit page (one element) as
+   the framework's floor.
+3. Screenshots of each store's feature page at 1600 and 1280 px (to ``shots``), with the count of
+   overlapping content boxes.
+4. Load: ``clients`` browsers at once, each loading ``loads`` feature pages of the SAE store,
+   while one more client submits ``steers`` steering requests on it; all on 127.0.0.1, each
+   request bounded by a timeout. Latencies per kind (median / p90 / max) and errors.
+Timings on a shared machine are noisy (the load average is printed); compare within one run.
 """
 
 import os
-import shutil
 import statistics
-import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
-from interp.browser import FeatureStore, build_store
-from interp.browser.build import _encode_rows
+from interp.browser import FeatureStore, build_store, pagecheck as pc
+from interp.browser.loadtest import load_test
+from interp.browser.serve import cpu_seconds, serve
 from interp.cli import print_table
-from interp.data import load_text, tokenize
-from interp.decomposers import load
-from interp.decomposers.sae import TopKConfig, TopKSAE
-from interp.models import load as load_model, run_to_sites
+from interp.errors import MissingFileError
+from interp.models import load as load_model
+from interp.models import run_to_sites
 
 REPO = Path(__file__).resolve().parents[3]  # the source checkout (apps/browser.py)
-OUT = Path("runs") / "bench" / "browser"
-SITE, MODEL, TEXT = "blocks.8.hook_resid_post", "smollm2-135m", "builtin:stdlib-docs"
+MODEL, TEXT, LAYER = "smollm2-135m", "builtin:stdlib-docs", 8
+SITE = f"blocks.{LAYER}.hook_resid_post"
+BARE_APP = """import streamlit as st
+n = st.session_state["n"] = st.session_state.get("n", 0) + 1
+st.button("again", key="again")
+st.html(f'<div data-page-end="bare-{n}"></div>')
+"""
 
 
-def untrained_topk(n_features: int, path: Path, k: int = 32) -> Path:
-    cfg = TopKConfig(d_in=576, d_sae=n_features, k=k, model=MODEL, site=SITE, seed=0)
-    return TopKSAE(cfg).save(path)
+def fit_artifacts(model, out: Path) -> dict[str, Path]:
+    """One small artifact per method at layer 8 of SmolLM2 (fitted on 4k tokens: enough for a
+    page to show real contexts, not a quality run)."""
+    from interp.data import load_text, tokenize
+    from interp.decomposers.heads import HeadSVD
+    from interp.decomposers.itda import ITDA
+    from interp.decomposers.lib import LIB
+    from interp.decomposers.semi_nmf import SNMF
+    from interp.decomposers.sae import TopKConfig, TopKSAE
+    from interp.decomposers.lib.cut import residual_block_cut, site_acts
+
+    arts = {"sae": REPO / "runs" / "demo" / "sae-topk"}
+    if not (arts["sae"] / "config.json").exists():
+        print("no trained demo SAE (run `make demo`): using an untrained TopK SAE of its shape")
+        arts["sae"] = TopKSAE(TopKConfig(d_in=576, d_sae=4608, k=32, model=MODEL, site=SITE)).save(out / "sae")
+    text = tokenize(load_text(TEXT + "?split=train"), model.tokenizer, 128, 4096)
+    toks, ordinary = torch.as_tensor(text.tokens), ~torch.as_tensor(text.special_mask()).reshape(-1)
+    make = {
+        "snmf": lambda: SNMF.fit(site_acts(model, toks, f"blocks.{LAYER}.mlp.hook_post").reshape(-1, model.d_mlp)[ordinary],
+                                 rank=64, max_iter=300, patience=50, model=MODEL,
+                                 site=f"blocks.{LAYER}.mlp.hook_post", progress=False),
+        "itda": lambda: ITDA.fit([(site_acts(model, toks, SITE).reshape(-1, model.d_model)[ordinary].float(),
+                                   torch.zeros(int(ordinary.sum()), 4, dtype=torch.long))],
+                                 k=16, cos_threshold=0.7, max_atoms=1024, model=MODEL, site=SITE, progress=False),
+        "heads": lambda: HeadSVD.fit(model),
+        "lib": lambda: _fit_lib(model, toks[:4, :24], residual_block_cut, site_acts, LIB),
+    }
+    for name, fit in make.items():
+        if not (out / name / "config.json").exists():
+            fit().save(out / name)
+        arts[name] = out / name
+    return arts
+
+
+def _fit_lib(model, toks, cut, site_acts, LIB):
+    modules, sites = cut(model, LAYER)
+    return LIB.fit(modules, site_acts(model, toks, sites[0]), dict(
+        n_sources_pos=1, n_sources_hidden=16, edge_sources_pos=1, rotate_final=True, batch_size=2,
+        truncation_relative=1e-10, compute_edges=False), node_layers=("resid_pre", "resid_mid", "resid_post"),
+        sites=tuple(sites), model=MODEL, direction_layer=1)
+
+
+def build_stores(root: Path, arts: dict[str, Path], model, n_tokens: int) -> dict[str, Path]:
+    for name, art in arts.items():
+        build_store(art, TEXT, n_tokens, root / "smollm2" / name, model=model, progress=False,
+                    **({"heads": {"views": (3, LAYER)}, "lib": {"views": (1,)}}.get(name, {})))
+    base = root / "smollm2"
+    return {"sae": base / "sae", "snmf": base / "snmf", "itda": base / "itda", "lib": base / "lib" / "node-1",
+            "heads": base / "heads" / f"layer-{LAYER:02d}"}
+
+
+def _stats(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    xs = sorted(xs)
+    return (f"median {1e3 * statistics.median(xs):.0f} ms · p90 {1e3 * xs[int(0.9 * (len(xs) - 1))]:.0f} ms"
+            f" · max {1e3 * xs[-1]:.0f} ms (n={len(xs)})")
+
+
+def _similar_ids(driver) -> list[int]:
+    return [int(b.text.split("·")[0].strip("# ")) for b in
+            driver.find_elements("css selector", 'div[class*="st-key-sim-"] button p')]
+
+
+def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
+    rel = {k: str(p.relative_to(root)) for k, p in stores.items()}
+    nav, reload_, seen, read, cpu_srv, cpu_tab = [], [], set(), [], [], []
+    with serve(root) as url:
+        d = pc.chrome(1600)
+        try:
+            first = pc.load_page(d, f"{url}/?run={rel['sae']}&feature=1", "feature-1", 180)
+            for name, run in rel.items():
+                cur = 2
+                pc.load_page(d, f"{url}/?run={run}&feature={cur}", f"feature-{cur}", 120)
+                seen |= {(name, 1), (name, 2)}
+                for _ in range(pages):  # in-app: follow the first similar feature not seen yet
+                    nxt = next((g for g in _similar_ids(d) if (name, g) not in seen), None)
+                    if nxt is None:
+                        break
+                    seen.add((name, nxt))
+                    c_srv, c_tab = cpu_seconds(url.pid), pc.renderer_cpu(d)
+                    nav.append(pc.click_and_time(d, f"div.st-key-sim-{nxt} button", f"feature-{nxt}"))
+                    time.sleep(0.3)  # let the server finish the run before reading its CPU time
+                    cpu_srv.append(cpu_seconds(url.pid) - c_srv)
+                    cpu_tab.append(pc.renderer_cpu(d) - c_tab)
+                store = FeatureStore(stores[name])  # store read of the same kind of page, in-process
+                for g in {g for n, g in seen if n == name}:
+                    t0 = time.perf_counter()
+                    store.feature(g), store.examples(g).to_pylist()
+                    read.append(time.perf_counter() - t0)
+                live = np.flatnonzero(store.features["n_active"].to_numpy())
+                for g in [int(g) for g in live if (name, int(g)) not in seen][:2]:
+                    reload_.append(pc.load_page(d, f"{url}/?run={run}&feature={g}", f"feature-{g}"))
+                    seen.add((name, g))
+        finally:
+            d.quit()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "bare.py").write_text(BARE_APP)
+        with serve(root, app=Path(tmp) / "bare.py") as url:
+            d = pc.chrome(1600)
+            try:
+                pc.load_page(d, url, "bare-1")
+                bare_load = [pc.load_page(d, url, "bare-1") for _ in range(3)]
+                bare_rerun = [_rerun(d, n) for n in range(2, 7)]
+            finally:
+                d.quit()
+    return {"first page (fresh server, cold store)": f"{1e3 * first:.0f} ms (target 1500)",
+            "warm page (in-app, unseen feature)": _stats(nav) + " (target 300)",
+            "  its CPU: server process (all threads)": _stats(cpu_srv),
+            "  browser renderer main thread busy (wall)": _stats(cpu_tab),
+            "warm reload (new session, unseen feature)": _stats(reload_),
+            "store read (feature + examples, in-process)": _stats(read),
+            "floor: bare Streamlit page, full load": _stats(bare_load),
+            "floor: bare Streamlit rerun (button)": _stats(bare_rerun)}
+
+
+def _rerun(d, n: int) -> float:
+    """Seconds for a rerun of the bare app (its ``n``-th run in this session) by its button."""
+    return pc.click_and_time(d, "div.st-key-again button", f"bare-{n}")
+
+
+def screenshots(root: Path, stores: dict[str, Path], out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    with serve(root) as url:
+        for width in (1600, 1280):
+            d = pc.chrome(width)
+            try:
+                for name, path in stores.items():
+                    feat = int(np.argmax(FeatureStore(path).features["n_active"].to_numpy() > 0))
+                    pc.load_page(d, f"{url}/?run={path.relative_to(root)}&feature={feat}", f"feature-{feat}", 120)
+                    pc.expand_all(d)
+                    bad = len(pc.overlaps(d)) + len(pc.clipped_contexts(d))
+                    shot = pc.screenshot(d, out / f"{name}-{width}.png")
+                    rows[f"{name} @ {width}px"] = f"{shot.name}: {bad} overlapping/clipped"
+                    d.set_window_size(width, 1000)
+            finally:
+                d.quit()
+    return rows
 
 
 def reference_pass(model, dec, n_tokens: int, seq_len: int = 128, batch: int = 8) -> float:
     """Forward to the site + encode over the same tokens, nothing else."""
+    from interp.browser.build import _encode_rows
+    from interp.data import load_text, tokenize
+
     text = tokenize(load_text(TEXT), model.tokenizer, seq_len, n_tokens)
     tokens, special = torch.from_numpy(text.tokens), torch.from_numpy(text.special_mask())
     t0 = time.perf_counter()
@@ -58,86 +210,61 @@ def reference_pass(model, dec, n_tokens: int, seq_len: int = 128, batch: int = 8
     return time.perf_counter() - t0
 
 
-def bench_build(model, artifact: Path, n_tokens: int) -> dict:
-    note = ""
-    if not (artifact / "config.json").exists():
-        note = " (untrained TopK of the demo's shape: run `make demo` for the trained one)"
-        artifact = untrained_topk(4608, OUT / "demo-shape-topk")
-    out = OUT / "demo-store"
+def bench_build(model, artifact: Path, out: Path, n_tokens: int) -> dict:
+    """Store build of the demo SAE, cold, against the unavoidable work (forward + encode)."""
+    import shutil
+
+    from interp.decomposers import load
+
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     build_store(artifact, TEXT, n_tokens, out, model=model, progress=False)
     t_build = time.perf_counter() - t0
     t_ref = reference_pass(model, load(artifact), n_tokens)
-    store = FeatureStore(out)
-    return {f"demo SAE{note}": f"{store.n_features} features, {store.manifest['n_tokens']} tokens",
-            "store build (s)": round(t_build, 2), "reference: forward + encode (s)": round(t_ref, 2),
-            "build / reference": round(t_build / t_ref, 2),
-            "build tokens/s": round(store.manifest["n_tokens"] / t_build)}
-
-
-def bench_render(model, n_features: int, n_tokens: int, pages: int) -> dict:
-    out = OUT / f"store-{n_features}"
-    if not (out / "manifest.json").exists() or not FeatureStore(out).n_features == n_features:
-        shutil.rmtree(out, ignore_errors=True)
-        art = untrained_topk(n_features, OUT / f"topk-{n_features}")
-        build_store(art, TEXT, n_tokens, out, model=model, progress=True)
-    store = FeatureStore(out)
-    live = np.flatnonzero(store.features["n_active"].to_numpy())
-    feats = np.random.default_rng(0).choice(live, size=min(pages + 1, len(live)), replace=False).tolist()
-    data_ms, ref_ms = [], []
-    for f in feats:
-        t0 = time.perf_counter()
-        store.feature(f), store.examples(f).to_pylist()
-        data_ms.append(1e3 * (time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        pq.read_table(out / "examples.parquet", filters=[("feature", "==", f)]).to_pylist()
-        ref_ms.append(1e3 * (time.perf_counter() - t0))
-    page_ms = app_render(out, feats)
-    med = statistics.median(page_ms)
-    return {"16k store": f"{store.n_features} features, {len(live)} active, {store.manifest['n_tokens']} tokens",
-            "feature page, full app run (ms, median)": round(med, 1),
-            "  vs 300 ms target": f"{med / 300:.2f}x of budget",
-            "data layer: feature + examples (ms)": round(statistics.median(data_ms), 2),
-            "reference: pyarrow filter read (ms)": round(statistics.median(ref_ms), 2),
-            "data layer speed-up vs reference": round(statistics.median(ref_ms) / statistics.median(data_ms), 1)}
-
-
-def app_render(store_dir: Path, feats: list[int]) -> list[float]:
-    """Run the real app script on feature pages; the first run warms the store (not timed)."""
-    from streamlit.testing.v1 import AppTest
-
-    os.environ["INTERP_RUNS"] = str(store_dir.parent)
-    at = AppTest.from_file(str(REPO / "apps" / "browser.py"), default_timeout=120)
-    at.query_params["run"] = store_dir.name
-    times = []
-    for j, f in enumerate(feats):
-        at.query_params["feature"] = str(f)
-        t0 = time.perf_counter()
-        at.run()
-        if at.exception or at.error:
-            sys.exit(f"the page failed: {at.exception or at.error}")
-        if j:
-            times.append(1e3 * (time.perf_counter() - t0))
-    return times
+    return {"store build (s)": round(t_build, 2), "reference: forward + encode (s)": round(t_ref, 2),
+            "build / reference": round(t_build / t_ref, 2)}
 
 
 @dataclass(frozen=True)
 class Config:
-    artifact: str = "runs/demo/sae-topk"
-    """The decomposer whose store build is timed (make demo trains it; missing: an untrained TopK)."""
-    n_tokens: int = 20_000
-    """Tokens of the timed build."""
-    big_features: int = 16384
-    """Features of the dictionary whose pages are rendered."""
-    big_tokens: int = 8192
-    """Tokens of that dictionary's store."""
-    pages: int = 12
-    """Feature pages rendered (median reported)."""
+    root: str = "runs/bench/browser"
+    """Folder of the benchmark's artifacts and stores (built once, reused)."""
+    n_tokens: int = 8192
+    """Tokens per store."""
+    pages: int = 8
+    """Feature pages timed per kind (first / warm / reload)."""
+    methods: tuple[str, ...] = ("sae", "snmf", "itda", "lib", "heads")
+    """Which methods' stores to build and time."""
+    build_bench: bool = True
+    """Also time the SAE store's build against the forward pass + encode it needs."""
+    shots: str | None = None
+    """Folder for screenshots of each store's feature page at 1600 and 1280 px (None: none)."""
+    load: bool = True
+    """Run the load test (several browsers and steering requests at once, on 127.0.0.1)."""
+    clients: int = 4
+    """Load test: concurrent browsers."""
+    loads: int = 6
+    """Load test: page loads per browser."""
+    steers: int = 2
+    """Load test: steering requests."""
 
 
 def run(cfg: Config) -> None:
+    if not pc.available():
+        raise MissingFileError("needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver")
+    root = Path(cfg.root)
     model = load_model(MODEL)
-    rows = bench_build(model, Path(cfg.artifact), cfg.n_tokens)
-    rows |= bench_render(model, cfg.big_features, cfg.big_tokens, cfg.pages)
-    print_table(rows, f"bench_browser ({torch.get_num_threads()} torch threads; shared machine: noisy)")
+    arts = fit_artifacts(model, root / "artifacts")
+    keep = list(cfg.methods)
+    stores = {k: v for k, v in build_stores(root, {k: a for k, a in arts.items() if k in keep}, model,
+                                            cfg.n_tokens).items() if k in keep}
+    rows = {"load average (1 min)": f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"}
+    if cfg.build_bench:
+        rows |= bench_build(model, arts["sae"], root / "build-bench", cfg.n_tokens)
+    rows |= page_timings(root, stores, cfg.pages)
+    print_table(rows, "bench browser: pages (headless Chromium, 127.0.0.1)")
+    if cfg.shots:
+        rows |= screenshots(root, stores, Path(cfg.shots))
+    if cfg.load:
+        rows |= load_test(root, stores["sae"], cfg.clients, cfg.loads, cfg.steers)
+    print_table(rows, "bench browser (headless Chromium, 127.0.0.1)")
