@@ -3,8 +3,8 @@
 ``method`` picks the decomposer from the registry (``interp.decomposers.REGISTRY``); every field of
 that method's config is accepted as well (``interp train method=snmf --help`` lists them). SAE
 methods run the one trainer (re-running the same command after an interruption resumes from the
-checkpoint); fitted methods call their ``fit`` on the cache (semi-NMF, ITDA) or on the model
-(``attn_svd``: ``model=SPEC``, no cache) and save the artifact.
+checkpoint); fitted methods are fitted by ``cls.fit_config(data, cfg)`` on the cache (semi-NMF,
+ITDA) or on the model (``fit_data == "model"``, ``attn_svd``: ``model=SPEC``, no cache) and saved.
 
 Several processes: ``torchrun --nproc_per_node N -m interp train ...`` trains an SAE data-parallel
 (rank 0 writes the artifact). With ``sites=[a,b,...]`` (a cache holding those sites) each rank
@@ -13,7 +13,6 @@ trains or fits its own sites alone (site ``i`` on rank ``i % N``), into ``out/<s
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,14 +52,11 @@ def extra_configs(raw: dict[str, Any]) -> list[type]:
 
 
 def run(cfg: Config) -> None:
-    from interp.decomposers.sae import SAE
-
     cls = method_class({"method": cfg.method})
-    source = next(iter(inspect.signature(cls.fit).parameters), None) if hasattr(cls, "fit") else None
-    if not issubclass(cls, SAE) and source not in ("data", "acts", "model"):
+    if cls.fit_data == "modules":
         raise ConfigError(f"{cfg.method} is fitted on a model's modules, not from a cache: use "
                           f"`interp reproduce lib_lm` or `interp reproduce lib_modadd`")
-    if source == "model":
+    if cls.fit_data == "model":
         return _fit_on_model(cls, cfg)
     if cfg.data is None:
         raise ConfigError(f"interp train method={cfg.method} needs data=CACHE_DIR (from interp cache)")
@@ -89,7 +85,7 @@ def _one(cls: type, params: dict[str, Any], cache: Any, out: Path, progress: boo
             print_table({k: v for k, v in sae.meta.items() if not isinstance(v, dict)} | sae.meta["final"],
                         f"trained {sae.cfg.method} SAE on {sae.cfg.site} -> {out}")
         return
-    fitted = cls.fit(cache, progress=progress, **{k: v for k, v in params.items() if k != "method"})
+    fitted = cls.fit_config(cache, params, progress=progress)
     _save(fitted, out)
 
 
@@ -99,11 +95,7 @@ def _fit_on_model(cls: type, cfg: Config) -> None:
     params = dict(cfg.params)
     if not params.get("model"):
         raise ConfigError(f"interp train method={cfg.method} fits on a model's weights: give model=SPEC")
-    model = load(params.pop("model"))
-    try:
-        fitted = cls.fit(model, **params)
-    except TypeError as e:
-        raise ConfigError(f"method={cfg.method}: {e} (its fit sets the shape fields itself)") from None
+    fitted = cls.fit_config(load(params["model"]), params)  # shape fields come from the model
     _save(fitted, Path(cfg.out))
 
 

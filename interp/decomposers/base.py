@@ -104,11 +104,31 @@ def config_from(cls: type, fields: Any):
     return cfg
 
 
+def config_fields(cls: type, cfg: Any) -> dict[str, Any]:
+    """Every field of config ``cls`` built from ``cfg`` (an instance or a dict, checked as in
+    ``config_from``; a ``method`` key, the registry's, is dropped)."""
+    if isinstance(cfg, dict):
+        cfg = {k: v for k, v in cfg.items() if k != "method"}
+    fields = dataclasses.asdict(config_from(cls, cfg))
+    fields.pop("method", None)
+    return fields
+
+
 class Decomposer(torch.nn.Module):
     """A set of features at one hook site: ``encode``, ``decode``, ``directions``, save/load."""
 
     method: ClassVar[str]
     config_cls: ClassVar[type]
+    fit_data: ClassVar[str] = "cache"
+    """What ``fit_config`` fits on: "cache" (an activation cache, its folder, or activation rows),
+    "model" (a ``LoadedModel``: fitted on its weights) or "modules" (LIB: ``(modules, inputs)``)."""
+
+    @classmethod
+    def fit_config(cls, data: Any, cfg: Any, *, progress: bool = True) -> "Decomposer":
+        """Fit (or train) this method on ``data`` (see ``fit_data``) with ``cfg``, a ``config_cls``
+        instance or a dict of its fields: the one signature every registered method shares, so one
+        dispatch over the registry fits any method. By default: ``cls.fit(data, **fields)``."""
+        return cls.fit(data, progress=progress, **config_fields(cls.config_cls, cfg))  # type: ignore[attr-defined]
 
     def __init__(self, cfg: Any):
         super().__init__()

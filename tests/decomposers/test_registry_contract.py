@@ -117,3 +117,44 @@ def test_save_load_round_trip(method, built, tiny_model, cache, tmp_path):
     with torch.no_grad():
         assert torch.equal(back.encode_dense(x), dec.encode_dense(x))
     assert torch.equal(back.directions(), dec.directions())
+
+
+def _fit_config_case(method: str, model, cache: ActivationCache):
+    """(data, cfg) for ``fit_config`` and the same fit through the method's own ``fit``."""
+    cls = REGISTRY[method]
+    if method == "lib":
+        modules, sites = residual_block_cut(model, 0)
+        tokens = torch.as_tensor(tokenize(cache.manifest["text"], model.tokenizer, 8, 32).tokens)
+        kw = dict(node_layers=("pre", "mid", "post"), sites=tuple(sites), model=model.spec, n_sources_hidden=8)
+        data = (modules, site_acts(model, tokens, sites[0]))
+        return data, cls.config_cls(**kw), lambda: cls.fit(*data, **kw)
+    if cls.fit_data == "model":
+        return model, {"circuit": "qk", "side": "read"}, lambda: cls.fit(model, circuit="qk", side="read")
+    if issubclass(cls, SAE):
+        from interp.decomposers.sae import train
+
+        x = cache.activations(RESID).reshape(-1, model.site_width(RESID)).float()
+        kw = dict(d_sae=32, k=4, batch_size=64, n_tokens=512, wandb="disabled", device="cpu", prefetch=0, seed=0)
+        return x, cls.config_cls(**kw), lambda: train({**kw, "method": method}, x, progress=False)
+    kw = dict(rank=6, site=MLP, max_iter=30) if method == "snmf" else dict(k=4, cos_threshold=0.7, site=RESID,
+                                                                           device="cpu")
+    return cache, kw, lambda: cls.fit(cache, progress=False, **kw)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if not issubclass(REGISTRY[m], SAE)] + ["topk"])
+def test_one_fit_config_signature_fits_like_the_methods_own_fit(method, tiny_model, cache):
+    """``cls.fit_config(data, cfg)`` (what ``interp train`` dispatches to) gives the same artifact
+    as the method's own ``fit`` (or, for SAEs, ``train``) with the same settings."""
+    data, cfg, own = _fit_config_case(method, tiny_model, cache)
+    got, ref = REGISTRY[method].fit_config(data, cfg, progress=False), own()
+    assert got.cfg == ref.cfg
+    torch.testing.assert_close(got.directions(), ref.directions())
+
+
+def test_fit_config_refuses_unknown_keys_and_shape_fields_set_by_the_model(tiny_model, cache):
+    from interp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown config field"):
+        REGISTRY["snmf"].fit_config(cache, {"rank": 4, "rnak": 5}, progress=False)
+    with pytest.raises(ConfigError, match="from the model"):
+        REGISTRY["attn_svd"].fit_config(tiny_model, {"n_layers": 3})

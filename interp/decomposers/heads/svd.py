@@ -27,13 +27,15 @@ TransformerLens):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.decomposers.base import Decomposer, register
+from interp.decomposers.base import Decomposer, config_fields, register
+from interp.errors import ConfigError
 
 CIRCUITS = ("ov", "qk")
 KINDS = ("q", "k", "v")
@@ -148,6 +150,18 @@ class HeadSVD(Decomposer):
             self.register_buffer(f"U_{c}", torch.zeros(L, H, D, e))
             self.register_buffer(f"S_{c}", torch.zeros(L, H, e))
             self.register_buffer(f"Vt_{c}", torch.zeros(L, H, e, D))
+
+    fit_data = "model"
+
+    @classmethod
+    def fit_config(cls, data: Any, cfg: Any, *, progress: bool = True) -> "HeadSVD":
+        """``fit(model, **view)`` from a config: its shape fields and ``model`` come from the model
+        given, so only ``fold_norms`` and the view (circuit, side, layer) are read from ``cfg``."""
+        shape = ("n_layers", "n_heads", "n_kv_heads", "d_model", "d_head")
+        if isinstance(cfg, dict) and set(shape) & set(cfg):
+            raise ConfigError(f"attn_svd reads {', '.join(shape)} from the model: leave them out of the config")
+        fields = config_fields(HeadSVDConfig, cfg)
+        return cls.fit(data, **{k: fields[k] for k in ("fold_norms", "circuit", "side", "layer")})
 
     @classmethod
     def fit(cls, model, fold_norms: bool = True, **view) -> "HeadSVD":

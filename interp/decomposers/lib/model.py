@@ -22,7 +22,7 @@ raw output (``rotate_final=False``, mod-add) or its PCA (``rotate_final=True``, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from jaxtyping import Float
@@ -118,6 +118,14 @@ class LIB(Decomposer):
         return (rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-30)).float()
 
     # ------------------------------------------------------------------------------ fitting
+    fit_data = "modules"
+
+    @classmethod
+    def fit_config(cls, data: Any, cfg: Any, *, progress: bool = True) -> "LIB":
+        """``fit(modules, inputs, cfg)`` with ``data = (modules, inputs)``."""
+        modules, inputs = data
+        return cls.fit(modules, inputs, cfg)
+
     @classmethod
     def fit(cls, modules: Sequence, inputs: Float[torch.Tensor, "N P d"], cfg: LIBConfig | dict | None = None,
             **overrides) -> "LIB":

@@ -10,8 +10,10 @@ in ``trainer.py`` does the rest.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -89,6 +91,15 @@ class StepOutput:
 
 class SAE(Decomposer):
     """Base class of the SAE family (k-sparse variants use the sparse kernels in ``ops``)."""
+
+    @classmethod
+    def fit_config(cls, data: Any, cfg: Any, *, progress: bool = True) -> "SAE":
+        """Train this variant on ``data`` with ``cfg`` (``interp.decomposers.sae.train`` without an
+        output folder; give ``train`` an ``out`` to checkpoint and resume)."""
+        from interp.decomposers.sae.trainer import train
+
+        fields = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+        return train({**fields, "method": cls.method}, data, progress=progress)
 
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)
