@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 import interp
 from interp._io import read_json, write_json_atomic
+from interp.errors import ConfigError
 
 REGISTRY: dict[str, type["Decomposer"]] = {}
 
@@ -39,6 +40,20 @@ def register(name: str):
     return deco
 
 
+def doc_field(default: Any, doc: str, runtime: bool = False) -> Any:
+    """A config dataclass field with its one-line doc in ``metadata["doc"]`` (``field_docs`` reads
+    it; ``--help`` shows it). ``runtime``: changes how a run goes, not what it produces."""
+    meta = {"doc": doc, "runtime": runtime}
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=type(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: one-line doc}`` of a config dataclass, from ``doc_field``'s metadata ("" if none)."""
+    return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
+
+
 def config_from(cls: type, fields: Any):
     """Build the frozen config dataclass ``cls`` from an instance or a dict, naming bad keys."""
     if isinstance(fields, cls):
@@ -48,7 +63,7 @@ def config_from(cls: type, fields: Any):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        raise ValueError(f"unknown config field(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+        raise ConfigError(f"unknown config field(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
@@ -110,6 +125,11 @@ class Decomposer(torch.nn.Module):
     def from_config(cls, cfg: Any) -> "Decomposer":
         return cls(cfg)
 
+    @classmethod
+    def saved_config(cls, fields: dict) -> Any:
+        """The config from an artifact's ``config.json`` fields (a method may drop legacy keys)."""
+        return config_from(cls.config_cls, fields)
+
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
     """Load any decomposer artifact; ``config.json``'s ``method`` picks the class."""
@@ -122,7 +142,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
     if method not in REGISTRY:
         raise ValueError(f"{path}: unknown decomposer method {method!r}; known: {sorted(REGISTRY)}")
     cls = REGISTRY[method]
-    model = cls.from_config(config_from(cls.config_cls, config))
+    model = cls.from_config(cls.saved_config(config))
     weights = path / "weights.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing: the artifact is incomplete")

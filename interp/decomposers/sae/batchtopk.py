@@ -27,6 +27,7 @@ import torch
 from jaxtyping import Float
 
 from interp.decomposers.base import register
+from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import StepOutput
 from interp import distributed as _dist
 from interp.decomposers.sae.ops import Active
@@ -82,8 +83,8 @@ class BatchTopKSAE(TopKSAE):
     config_cls = BatchTopKConfig
     saelens_architecture = "jumprelu"
 
-    def __init__(self, cfg: BatchTopKConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: BatchTopKConfig, run: TrainConfig | None = None):
+        super().__init__(cfg, run)
         self.register_buffer("threshold", torch.zeros(()))  # theta on normalised inputs
         self.register_buffer("threshold_ema", torch.zeros((), dtype=torch.float64))
         self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))

@@ -47,6 +47,7 @@ import torch
 from jaxtyping import Float
 
 from interp.decomposers.base import register
+from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
 from interp.decomposers.sae.ops import Active
 from interp.decomposers.sae.topk import normalized_mse
@@ -89,8 +90,8 @@ def group_targets(n_groups: int, htf: float, ltf: float) -> torch.Tensor:
 class BiasAdaptationSAE(SAE):
     config_cls = BAConfig
 
-    def __init__(self, cfg: BAConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: BAConfig, run: TrainConfig | None = None):
+        super().__init__(cfg, run)
         if cfg.activation not in ("relu", "jumprelu"):
             raise ValueError(f"activation must be 'relu' or 'jumprelu', got {cfg.activation!r}")
         if cfg.bias_init not in ("zero", "quantile"):
@@ -102,11 +103,12 @@ class BiasAdaptationSAE(SAE):
         self.W_enc.requires_grad_(not cfg.tied)
         self.b_dec.requires_grad_(cfg.train_b_dec)
         self.scale = torch.nn.Parameter(torch.ones(f), requires_grad=cfg.tied and cfg.train_scale)
-        gen = torch.Generator().manual_seed(cfg.seed + 7)
+        gen = torch.Generator().manual_seed(self.run.seed + 7)
         group = torch.arange(f) * cfg.n_groups // f  # equal groups of randomly permuted neurons
         self.register_buffer("group", group[torch.randperm(f, generator=gen)])
         self.register_buffer("targets", group_targets(cfg.n_groups, cfg.htf, cfg.ltf))
-        slots = max(1, math.ceil((cfg.buffer_tokens or cfg.update_every * cfg.batch_size) / cfg.batch_size))
+        batch = self.run.batch_size
+        slots = max(1, math.ceil((cfg.buffer_tokens or cfg.update_every * batch) / batch))
         self.register_buffer("ring_fired", torch.zeros(slots, f))  # firing counts per batch
         self.register_buffer("ring_peak", torch.zeros(slots, f))  # max(y, 0) per batch
         self.register_buffer("ring_tokens", torch.zeros(slots))

@@ -32,6 +32,7 @@ import torch
 from jaxtyping import Float
 
 from interp.decomposers.base import register
+from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput, ramp
 from interp.decomposers.sae.ops import Active
 from interp.decomposers.sae.topk import normalized_mse
@@ -51,8 +52,8 @@ class ReLUSAE(SAE):
     config_cls = ReLUConfig
     saelens_architecture = "standard"
 
-    def __init__(self, cfg: ReLUConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: ReLUConfig, run: TrainConfig | None = None):
+        super().__init__(cfg, run)
         if not cfg.unit_decoder:
             with torch.no_grad():
                 self.W_dec.mul_(cfg.decoder_init_norm)
@@ -84,7 +85,7 @@ class ReLUSAE(SAE):
         n = len(xn)
         mse = (x_hat - xn).pow(2).sum() / n
         l1 = (f * act.per_latent(self.decoder_norms())).sum() / n
-        coeff = self.cfg.l1_coeff * ramp(self.steps_done, self.cfg.l1_warmup_frac, self.cfg)
+        coeff = self.cfg.l1_coeff * ramp(self.steps_done, self.cfg.l1_warmup_frac, self.run)
         with torch.no_grad():
             extra = {"fvu": normalized_mse(x_hat, xn), "l0": (f > 0).sum() / n}
         return StepOutput(loss=mse + coeff * l1, terms={"mse": mse, "l1": l1, **extra},

@@ -36,6 +36,7 @@ import torch
 from jaxtyping import Float, Int
 
 from interp.decomposers.base import register
+from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
 from interp.decomposers.sae.ops import Active, gather_encode
 from interp.decomposers.sae.topk import TopKSAE
@@ -82,8 +83,8 @@ class TopAFASAE(SAE):
     saelens_architecture = "topk"
     saelens_exact = False  # SAELens has no per-token k: exported as TopK at the running-mean k
 
-    def __init__(self, cfg: TopAFAConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: TopAFAConfig, run: TrainConfig | None = None):
+        super().__init__(cfg, run)
         for name, options in (("k_target", ("centred", "uncentred")), ("afa_target", ("centred", "uncentred"))):
             if getattr(cfg, name) not in options:
                 raise ValueError(f"{name} must be one of {options}, got {getattr(cfg, name)!r}")
