@@ -16,6 +16,7 @@ for a 16k-feature dictionary from a warm store.
 Timings on a shared machine are noisy; compare ratios from one run.
 """
 
+from interp.decomposers.sae.train_config import TrainConfig
 import os
 import shutil
 import statistics
@@ -41,8 +42,8 @@ SITE, MODEL, TEXT = "blocks.8.hook_resid_post", "smollm2-135m", "builtin:stdlib-
 
 
 def untrained_topk(n_features: int, path: Path, k: int = 32) -> Path:
-    cfg = TopKConfig(d_in=576, d_sae=n_features, k=k, model=MODEL, site=SITE, seed=0)
-    return TopKSAE(cfg).save(path)
+    cfg = TopKConfig(d_in=576, d_sae=n_features, k=k, model=MODEL, site=SITE)
+    return TopKSAE(cfg, TrainConfig(seed=0)).save(path)
 
 
 def reference_pass(model, dec, n_tokens: int, seq_len: int = 128, batch: int = 8) -> float:

@@ -38,6 +38,8 @@ class SAEConfig:
     site: str | None = doc_field(None, "hook site (picks the site of a multi-site cache)")
     normalize: bool = doc_field(True, "scale inputs to mean squared norm d_in (factor kept in the weights)")
     exclude_special: bool = doc_field(True, "BOS/separator/pad tokens are left out of training and use")
+    extra: dict = doc_field({}, "free-form provenance kept with the artifact (e.g. where it was imported from)",
+                            runtime=True)
 
     def resolved(self, d_in: int) -> "SAEConfig":
         """A copy with the widths filled in, fixed before training starts."""

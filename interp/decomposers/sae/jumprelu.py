@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
-from interp.decomposers.base import register
+from interp.decomposers.base import doc_field, register
 from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput, ramp
 from interp.decomposers.sae.ops import Active
@@ -46,12 +46,12 @@ from interp.decomposers.sae.topk import normalized_mse
 
 @dataclass(frozen=True)
 class JumpReLUConfig(SAEConfig):
-    method: str = "jumprelu"
-    l0_coeff: float = 1e-3  # lambda on the mean L0 (reconstruction in unit-mean-squared-norm units)
-    bandwidth: float = 1e-3  # eps of the rectangle kernel, for inputs of unit mean squared norm
-    init_threshold: float = 1e-3  # initial theta, same units
-    l0_warmup_frac: float = 0.0  # ramp lambda linearly from 0 over this fraction of the steps
-    init_l0: float | None = None  # None: theta = init_threshold; else per-latent quantiles (see docstring)
+    method: str = doc_field("jumprelu", "the SAE variant (a registered method name)")
+    l0_coeff: float = doc_field(1e-3, "lambda on the mean L0 (reconstruction in unit-mean-squared-norm units)")
+    bandwidth: float = doc_field(1e-3, "eps of the rectangle kernel, for inputs of unit mean squared norm")
+    init_threshold: float = doc_field(1e-3, "initial theta, same units")
+    l0_warmup_frac: float = doc_field(0.0, "ramp lambda linearly from 0 over this fraction of the steps")
+    init_l0: float | None = doc_field(None, "None: theta = init_threshold; else per-latent quantiles (see docstring)")
 
 
 def _rectangle(u: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 
-from interp.decomposers.base import register
+from interp.decomposers.base import doc_field, register
 from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput, ramp
 from interp.decomposers.sae.ops import Active
@@ -40,11 +40,11 @@ from interp.decomposers.sae.topk import normalized_mse
 
 @dataclass(frozen=True)
 class ReLUConfig(SAEConfig):
-    method: str = "relu"
-    l1_coeff: float = 5.0  # lambda, for inputs of mean squared norm D (the update's value)
-    l1_warmup_frac: float = 0.05  # lambda ramps linearly from 0 over this fraction of the steps
-    unit_decoder: bool = False  # True: unit-norm rows (trainer projection), plain L1
-    decoder_init_norm: float = 0.1  # initial decoder row norm when the rows are free
+    method: str = doc_field("relu", "the SAE variant (a registered method name)")
+    l1_coeff: float = doc_field(5.0, "lambda, for inputs of mean squared norm D (the update's value)")
+    l1_warmup_frac: float = doc_field(0.05, "lambda ramps linearly from 0 over this fraction of the steps")
+    unit_decoder: bool = doc_field(False, "True: unit-norm rows (trainer projection), plain L1")
+    decoder_init_norm: float = doc_field(0.1, "initial decoder row norm when the rows are free")
 
 
 @register("relu")

@@ -48,7 +48,6 @@ class TrainConfig:
     device: str | None = _f(None, "cpu | cuda | cuda:N; None: cuda when available", runtime=True)
     compile: bool = _f(False, "torch.compile the variant's step (pays for dense variants on GPU)", runtime=True)
     prefetch: int = _f(2, "batches read (and uploaded) ahead on a background thread", runtime=True)
-    extra: dict = _f({}, "free-form provenance, kept and not interpreted", runtime=True)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -80,9 +79,11 @@ class TrainConfig:
         betas = tuple(self.betas) if self.betas is not None else (0.9, 0.999)
         return dataclasses.replace(self, lr=lr, dead_tokens=dead, betas=betas)
 
-    def same_run(self) -> dict:
-        """The fields that decide the trained weights (runtime fields left out)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata["runtime"]}
+
+
+def result_fields(cfg: object) -> dict:
+    """A config's fields that decide the trained weights (those marked ``runtime`` left out)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if not f.metadata.get("runtime")}
 
 
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))

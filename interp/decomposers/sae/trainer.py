@@ -36,7 +36,7 @@ from interp.activations import ActivationCache, ActivationStore, norm_scale, pre
 from interp.decomposers.base import REGISTRY, config_from, load
 from interp.decomposers.sae.base import SAE, SAEConfig
 from interp.decomposers.sae.optim import Optimizers, lr_factor, make_optimizers
-from interp.decomposers.sae.train_config import TrainConfig, split_config
+from interp.decomposers.sae.train_config import TrainConfig, result_fields, split_config
 from interp.errors import ConfigError
 
 
@@ -73,7 +73,7 @@ def _check_same_settings(saved: dict, cfg: SAEConfig, run: TrainConfig, where: P
     """Refuse to resume or reuse ``where`` when it was made with different settings: ``saved``
     holds the model's fields and the run's (runtime fields such as device or logging may differ)."""
     diff = {}
-    for key, want in (dataclasses.asdict(cfg) | run.same_run()).items():
+    for key, want in (result_fields(cfg) | result_fields(run)).items():
         have = saved.get(key)
         have = tuple(have) if isinstance(have, list) else have
         if want is not None and key in saved and have != want:
@@ -142,6 +142,15 @@ def _setup(cfg: SAEConfig, run: TrainConfig, data: Any, device: torch.device) ->
     return sae
 
 
+@torch.no_grad()
+def _final_weights(sae: SAE, opt: Optimizers) -> None:
+    """The weights to keep: schedule-free's average (a no-op for Adam and Muon), with decoder rows
+    projected back to the variant's constraint, since averaging unit rows shortens them."""
+    if opt.averaged:
+        opt.eval()
+        sae.normalize_decoder()
+
+
 def _run_record(sae: SAE) -> dict:
     """The model's fields and the run's, as one flat record (checkpoint state, wandb config)."""
     return dataclasses.asdict(sae.cfg) | dataclasses.asdict(sae.run)
@@ -199,7 +208,7 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
     finally:
         if run:
             run.finish()
-    opt.eval()  # schedule-free: the weights to keep are the average, not the training point
+    _final_weights(sae, opt)
     meta = {"steps": step, "tokens_seen": step * run_cfg.batch_size, "final": logged,
             "dead_frac": logged.get("dead_frac", 0.0)}
     if out and _dist.is_main():
