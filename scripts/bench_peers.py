@@ -34,9 +34,9 @@ PEERS = {"sparsify": "eai-sparsify==1.3.3", "saelens": "sae-lens==6.54.12",
          "dictionary_learning": "dictionary-learning==0.1.0"}
 SITE, MODEL, D_SAE, K, BATCH, STEPS, HELD = "blocks.15.hook_resid_post", "smollm2-135m", 9216, 32, 4096, 44, 16384
 OLD = {"optimizer": "adam", "lr": 2e-4 / (D_SAE / 2**14) ** 0.5, "warmup_steps": 50, "decay_frac": 0.2}
-VARIANTS = ["interp:method=batchtopk", "interp-old:method=batchtopk", "interp:method=jumprelu",
-            "interp-old:method=jumprelu", "interp:method=topafa", "interp-old:method=topafa",
-            "interp:method=gba", "interp-old:method=gba", "interp-old"]
+VARIANTS = ["interp-old", "interp:method=batchtopk", "interp-old:method=batchtopk", "interp:method=jumprelu",
+            "interp-old:method=jumprelu", "interp:method=topafa,afa_target=centred",
+            "interp-old:method=topafa,afa_target=centred", "interp:method=gba", "interp-old:method=gba"]
 HERE = Path(__file__).parent / "peers"
 
 
@@ -79,11 +79,13 @@ def venv_python(root: Path, peer: str) -> str:
     return py
 
 
-def run(root: Path, data: Path, contender: str, epochs: int, fresh: bool) -> dict:
+def run(root: Path, data: Path, contender: str, epochs: int, fresh: bool, stored_only: bool = False) -> dict | None:
     name, _, settings = contender.partition(":")
     out = root / "results" / f"{contender.replace(':', '_').replace(',', '_')}-{epochs}.json"
     if out.exists() and not fresh:
-        return json.loads(out.read_text())
+        return json.loads(out.read_text()) | {"name": contender}
+    if stored_only:
+        return None
     out.parent.mkdir(parents=True, exist_ok=True)
     kv = [s for s in settings.split(",") if s]
     if name in PEERS:
@@ -123,11 +125,13 @@ def main() -> None:
     ap.add_argument("--root", default="runs/peers")
     ap.add_argument("--cache", default="runs/bench/smollm2-L15")
     ap.add_argument("--fresh", action="store_true", help="retrain contenders that have results")
+    ap.add_argument("--table", action="store_true", help="print the table of stored results only")
     args = ap.parse_args()
     root = Path(args.root)
     data = prepare(root, Path(args.cache))
     contenders = args.contenders + VARIANTS * args.variants
-    results = [run(root, data, c, e, args.fresh) for e in args.epochs for c in contenders]
+    results = [r for e in args.epochs for c in contenders
+               if (r := run(root, data, c, e, args.fresh, args.table)) is not None]
     one = [r for r in results if r["name"] == "sparsify" and r["epochs"] == min(args.epochs)]
     table(results, one[0]["fvu"] if one else max(r["fvu"] for r in results))
 

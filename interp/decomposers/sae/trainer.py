@@ -85,7 +85,11 @@ def _check_same_settings(saved: dict, cfg: SAEConfig, run: TrainConfig, where: P
 
 
 class _Checkpoint:
-    """Atomic checkpoint directory: state.safetensors (weights + Adam) and state.json."""
+    """Atomic checkpoint directory: state.safetensors (weights + optimiser state) and state.json.
+
+    Written in training mode: for schedule-free Signum the weights are the training point ``y``,
+    saved with ``z`` and the averaging scalars (``state.json``'s ``optim``), so a resumed run
+    continues exactly; only the final artifact holds the average ``x``."""
 
     def __init__(self, out: Path | None):
         self.dir = out / "checkpoint" if out else None
