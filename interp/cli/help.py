@@ -1,7 +1,8 @@
 """``--help`` text: a command's docstring and one line per config field (type, default, its doc).
 
-A field's doc is the string literal under it in the class body or, failing that, the comment at the
-end of its line, so config dataclasses documented either way show their docs.
+A field's doc is its ``metadata["doc"]`` (``doc_field``), the string literal under it in the class
+body or, failing that, the comment at the end of its line, so config dataclasses documented any of
+these ways show their docs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def field_docs(cls: type) -> dict[str, str]:
     for klass in reversed(cls.__mro__):
         if dataclasses.is_dataclass(klass):
             docs |= _class_docs(klass)
-    return docs
+    # fields declared with ``interp.decomposers.base.doc_field`` carry their doc in metadata
+    return docs | {f.name: f.metadata["doc"] for f in dataclasses.fields(cls) if f.metadata.get("doc")}
 
 
 def _class_docs(klass: type) -> dict[str, str]:

@@ -35,7 +35,7 @@ def sae_for(model, cfg: Config, out: Path):
     if cfg.sae_artifact:
         return load_decomposer(cfg.sae_artifact, device=model.device)
     s = {"text": "builtin:stdlib-docs", "n_tokens": 60_000, "seq_len": 128, "method": "topk",
-         "expansion_factor": 8, "k": 32, "train_tokens": 240_000, "lr": 1e-3, "warmup_steps": 5, **cfg.sae}
+         "expansion_factor": 8, "k": 32, "train_tokens": 240_000, "lr": 1e-3, "warmup_steps": 5, "optimizer": "adam", **cfg.sae}
     site = f"blocks.{cfg.layer}.hook_mlp_out"
     cache = cache_activations(model, s.pop("text"), [site], s.pop("n_tokens"), out / "sae-cache",
                               seq_len=s.pop("seq_len"), shuffle_seed=cfg.seed)

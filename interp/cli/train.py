@@ -47,8 +47,12 @@ def method_class(raw: dict[str, Any]) -> type:
 
 
 def extra_configs(raw: dict[str, Any]) -> list[type]:
-    """The chosen method's config dataclass: its fields are keys of this command too."""
-    return [method_class(raw).config_cls]
+    """The chosen method's config dataclass (and, for an SAE, the run's ``TrainConfig``): their
+    fields are keys of this command too."""
+    from interp.decomposers.sae import SAE, TrainConfig
+
+    cls = method_class(raw)
+    return [cls.config_cls, TrainConfig] if issubclass(cls, SAE) else [cls.config_cls]
 
 
 def run(cfg: Config) -> None:

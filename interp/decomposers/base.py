@@ -89,6 +89,20 @@ def _numeric_text(value: Any) -> bool:
         return False
 
 
+def doc_field(default: Any, doc: str, runtime: bool = False) -> Any:
+    """A config dataclass field with its one-line doc in ``metadata["doc"]`` (``field_docs`` reads
+    it; ``--help`` shows it). ``runtime``: changes how a run goes, not what it produces."""
+    meta = {"doc": doc, "runtime": runtime}
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=type(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: one-line doc}`` of a config dataclass, from ``doc_field``'s metadata ("" if none)."""
+    return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
+
+
 def config_from(cls: type, fields: Any):
     """Build the frozen config dataclass ``cls`` from an instance or a dict, naming bad keys."""
     if isinstance(fields, cls):
@@ -182,6 +196,11 @@ class Decomposer(torch.nn.Module):
     def from_config(cls, cfg: Any) -> "Decomposer":
         return cls(cfg)
 
+    @classmethod
+    def saved_config(cls, fields: dict) -> Any:
+        """The config from an artifact's ``config.json`` fields (a method may drop legacy keys)."""
+        return config_from(cls.config_cls, fields)
+
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
     """Load any decomposer artifact; ``config.json``'s ``method`` picks the class."""
@@ -201,7 +220,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
         raise DataError(f"{path}: unknown decomposer method {method!r}; known: {sorted(REGISTRY)}")
     cls = REGISTRY[method]
     try:
-        model = cls.from_config(config_from(cls.config_cls, config))
+        model = cls.from_config(cls.saved_config(config))
     except (TypeError, ValueError) as e:
         raise DataError(f"{path / 'config.json'} is not a valid {method} config: {e}") from e
     weights = path / "weights.safetensors"

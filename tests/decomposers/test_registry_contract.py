@@ -22,7 +22,7 @@ METHODS = sorted(m for m, cls in REGISTRY.items() if cls.__module__.startswith("
 def _sae(method: str, model, cache: ActivationCache) -> Decomposer:
     cls = REGISTRY[method]
     d = model.site_width(RESID)
-    sae = cls(cls.config_cls(d_in=d, d_sae=2 * d, seed=0, model=model.spec, site=RESID))
+    sae = cls(cls.config_cls(d_in=d, d_sae=2 * d, model=model.spec, site=RESID))
     x = cache.activations(RESID).reshape(-1, d).float()
     with torch.no_grad():
         sae.norm_scale.fill_(float((d / x.pow(2).sum(1).mean()).sqrt()))
@@ -135,7 +135,7 @@ def _fit_config_case(method: str, model, cache: ActivationCache):
 
         x = cache.activations(RESID).reshape(-1, model.site_width(RESID)).float()
         kw = dict(d_sae=32, k=4, batch_size=64, n_tokens=512, wandb="disabled", device="cpu", prefetch=0, seed=0)
-        return x, cls.config_cls(**kw), lambda: train({**kw, "method": method}, x, progress=False)
+        return x, dict(kw), lambda: train({**kw, "method": method}, x, progress=False)
     kw = dict(rank=6, site=MLP, max_iter=30) if method == "snmf" else dict(k=4, cos_threshold=0.7, site=RESID,
                                                                            device="cpu")
     return cache, kw, lambda: cls.fit(cache, progress=False, **kw)

@@ -1,6 +1,7 @@
 """Synthetic planted features: the data follow their specification, recovery() against a brute
 force, and GBA's recovery in the GBA paper's setting (n = 128, d = 42, s = 3 or 20)."""
 
+from interp.decomposers.sae.train_config import TrainConfig
 import os
 
 import pytest
@@ -91,7 +92,7 @@ def test_recovery_matches_brute_force():
 def test_sae_init_does_not_start_at_the_planted_features():
     data = make_dataset(n_samples=10, seed=0)
     for seed in (0, 1, 2):
-        init = TopKSAE(TopKConfig(d_in=42, d_sae=512, k=20, seed=seed))
+        init = TopKSAE(TopKConfig(d_in=42, d_sae=512, k=20), TrainConfig(seed=seed))
         assert recovery(init.directions(), data.directions).rates[0.8] == 0
 
 

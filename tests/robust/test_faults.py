@@ -145,7 +145,7 @@ def test_training_survives_signals_anywhere(tmp_path, capsys):
 def test_store_building_survives_signals_anywhere(tiny_model, tiny_corpus, tmp_path, monkeypatch):
     import interp.browser.build as build
 
-    sae = TopKSAE(TopKConfig(d_in=64, d_sae=48, k=4, n_tokens=8192, model="tiny-llama",
+    sae = TopKSAE(TopKConfig(d_in=64, d_sae=48, k=4, model="tiny-llama",
                              site="blocks.0.hook_resid_post"))
     art = sae.save(tmp_path / "artifact")
     options = dict(seq_len=32, k=4, n_samples=6, n_quantiles=2, per_quantile=2, window_left=5,

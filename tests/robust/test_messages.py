@@ -75,7 +75,7 @@ def test_space_is_reserved_so_a_full_disk_fails_at_allocation(make_cache, tiny_c
 
 
 def _artifact(tmp_path):
-    sae = TopKSAE(TopKConfig(d_in=8, d_sae=16, k=2, n_tokens=8192))
+    sae = TopKSAE(TopKConfig(d_in=8, d_sae=16, k=2))
     return sae.save(tmp_path / "art")
 
 
@@ -87,7 +87,7 @@ def test_pickle_offered_as_safetensors_names_the_file(tmp_path):
 
 
 def test_saelens_folder_points_to_load_saelens(tmp_path):
-    sae = TopKSAE(TopKConfig(d_in=8, d_sae=16, k=2, n_tokens=8192))
+    sae = TopKSAE(TopKConfig(d_in=8, d_sae=16, k=2))
     folder = sae.save_saelens(tmp_path / "saelens")
     with pytest.raises(MissingFileError, match="load_saelens"):
         load(folder)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from interp.activations import ActivationCache
-from interp.decomposers.sae import TopKConfig, train
+from interp.decomposers.sae import TopKConfig, TrainConfig, train
 from interp.errors import ConfigError, DataError
 
 from .conftest import SITE, low_rank, small_cfg
@@ -90,7 +90,7 @@ def test_6_diverging_loss_stops_the_run(tmp_path):
 
 def test_6_lr_zero_is_refused_and_a_run_that_did_not_learn_says_so(tmp_path):
     with pytest.raises(ConfigError, match="lr"):
-        TopKConfig(lr=0.0)
+        TrainConfig(lr=0.0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sae = train(small_cfg(lr=1e-12, batch_size=1024, n_tokens=1024 * 60), low_rank(n=8192),
@@ -104,7 +104,7 @@ def test_6_lr_zero_is_refused_and_a_run_that_did_not_learn_says_so(tmp_path):
 
 def test_7_budgets_against_the_data(make_cache, tiny_corpus, tmp_path):
     with pytest.raises(ConfigError, match="less than one batch"):
-        TopKConfig(n_tokens=100, batch_size=4096)
+        TrainConfig(n_tokens=100, batch_size=4096)
     cache = make_cache(tiny_corpus, tmp_path / "c")
     n = ActivationCache(cache).n_tokens
     with pytest.raises(ConfigError, match="passes over"):
@@ -136,7 +136,7 @@ def test_5_store_build_does_not_resume_on_changed_text(tiny_model, tmp_path):
 
     import interp.browser.write as build
 
-    art = TopKSAE(TopKConfig(d_in=64, d_sae=16, k=2, n_tokens=8192, model="tiny-llama", site=SITE)).save(tmp_path / "a")
+    art = TopKSAE(TopKConfig(d_in=64, d_sae=16, k=2, model="tiny-llama", site=SITE)).save(tmp_path / "a")
     corpus = tmp_path / "text.txt"
     corpus.write_text("\n\n".join(f"Story {i} about a red kite and {i} hills." for i in range(60)))
     opts = dict(seq_len=32, k=2, n_samples=4, n_quantiles=2, per_quantile=2, window_left=4, window_right=2,

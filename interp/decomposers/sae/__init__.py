@@ -15,13 +15,14 @@ from interp.decomposers.sae.relu import ReLUConfig, ReLUSAE
 from interp.decomposers.sae.saelens import load_saelens
 from interp.decomposers.sae.topafa import TopAFAConfig, TopAFASAE
 from interp.decomposers.sae.topk import TopKConfig, TopKSAE
+from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.trainer import train
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
-    "SAE", "SAEConfig", "StepOutput", "train", "load_saelens",
+    "SAE", "SAEConfig", "StepOutput", "TrainConfig", "train", "load_saelens",
     "TopKConfig", "TopKSAE", "BatchTopKConfig", "BatchTopKSAE", "ReLUConfig", "ReLUSAE",
     "JumpReLUConfig", "JumpReLUSAE", "TopAFAConfig", "TopAFASAE",
     "BAConfig", "BiasAdaptationSAE", "GBAConfig", "GroupBiasAdaptationSAE",

@@ -11,14 +11,15 @@ in ``trainer.py`` does the rest.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Bool, Float, Int
 
-from interp.decomposers.base import Decomposer, check_fields, config_from
+from interp.decomposers.base import Decomposer, check_fields, config_from, doc_field
+from interp.decomposers.sae.train_config import TRAIN_FIELDS, TrainConfig
 from interp.decomposers.sae.ops import gather_encode, sparse_decode
 from interp.decomposers.sae.saelens import write_saelens
 from interp.errors import ConfigError
@@ -26,36 +27,19 @@ from interp.errors import ConfigError
 
 @dataclass(frozen=True)
 class SAEConfig:
-    """Fields every SAE shares (a variant adds its own, e.g. ``k``)."""
+    """Fields every SAE shares, all that rebuilds one (a variant adds its own, e.g. ``k``). The
+    run's settings (optimiser, lr, budget, seed, device...) are a ``TrainConfig``."""
 
-    method: str = "topk"
-    d_in: int | None = None  # None: taken from the data
-    d_sae: int | None = None  # None: expansion_factor * d_in
-    expansion_factor: int = 16
-    lr: float | None = None  # None: 2e-4 / sqrt(d_sae / 2**14) (Gao et al. scaling)
-    batch_size: int = 4096
-    n_tokens: int = 2_000_000  # training budget
-    seed: int = 0
-    model: str | None = None  # provenance: the model spec the data came from
-    site: str | None = None  # hook site (picks the site of a multi-site cache)
-    normalize: bool = True  # scale inputs to mean squared norm d_in
-    norm_scale_tokens: int = 1 << 15
-    exclude_special: bool = True  # leave BOS/separator/pad tokens out of training
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 6.25e-10
-    warmup_steps: int = 50
-    decay_frac: float = 0.2  # linear decay to 0 over the last fraction of steps
-    grad_clip: float | None = 1.0
-    dead_tokens: int | None = None  # inactive this many tokens => dead; None: min(1e7, n_tokens/10)
-    log_every: int = 25
-    checkpoint_every: int = 500  # steps
-    wandb: str = "offline"  # offline | online | disabled
-    wandb_project: str = "interp"
-    device: str | None = None
-    autocast: str | None = None  # "bfloat16"/"float16": mixed precision for the SAE's forward
-    compile: bool = False  # torch.compile the variant's step (worth it for dense variants on GPU)
-    prefetch: int = 2  # batches read (and, on CUDA, uploaded) ahead on a background thread
-    extra: dict = field(default_factory=dict)  # free-form provenance (kept, not interpreted)
+    method: str = doc_field("topk", "the SAE variant (a registered method name)")
+    d_in: int | None = doc_field(None, "input width; None: taken from the data")
+    d_sae: int | None = doc_field(None, "number of latents; None: expansion_factor * d_in")
+    expansion_factor: int = doc_field(16, "d_sae / d_in when d_sae is left out")
+    model: str | None = doc_field(None, "provenance: the model spec the activations came from")
+    site: str | None = doc_field(None, "hook site (picks the site of a multi-site cache)")
+    normalize: bool = doc_field(True, "scale inputs to mean squared norm d_in (factor kept in the weights)")
+    exclude_special: bool = doc_field(True, "BOS/separator/pad tokens are left out of training and use")
+    extra: dict = doc_field({}, "free-form provenance kept with the artifact (e.g. where it was imported from)",
+                            runtime=True)
 
     def __post_init__(self) -> None:
         """Types and ranges are checked at construction, before any compute (``ConfigError``)."""
@@ -65,7 +49,7 @@ class SAEConfig:
         check_ranges(self)
 
     def resolved(self, d_in: int) -> "SAEConfig":
-        """A copy with every ``None`` default filled in, fixed before training starts."""
+        """A copy with the widths filled in, fixed before training starts."""
         from dataclasses import replace
 
         from interp.decomposers.sae.checks import check_k
@@ -74,9 +58,7 @@ class SAEConfig:
             raise ConfigError(f"config d_in={self.d_in} but the data has width {d_in}")
         d_sae = self.d_sae or self.expansion_factor * d_in
         check_k(self, d_sae)
-        lr = self.lr if self.lr is not None else 2e-4 / (d_sae / 2**14) ** 0.5
-        dead = self.dead_tokens if self.dead_tokens is not None else int(min(1e7, self.n_tokens / 10))
-        return replace(self, d_in=d_in, d_sae=d_sae, lr=lr, dead_tokens=dead)
+        return replace(self, d_in=d_in, d_sae=d_sae)
 
 
 @dataclass
@@ -101,10 +83,14 @@ class SAE(Decomposer):
         fields = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
         return train({**fields, "method": cls.method}, data, progress=progress)
 
-    def __init__(self, cfg: SAEConfig):
+    # TrainConfig defaults this variant changes (e.g. JumpReLU's Adam betas)
+    train_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, cfg: SAEConfig, run: TrainConfig | None = None):
         super().__init__(cfg)
+        self.run = run or TrainConfig()  # the training run's settings (seed, budget, batch)
         d, f = cfg.d_in, cfg.d_sae
-        gen = torch.Generator().manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(self.run.seed)
         W_dec = torch.randn(f, d, generator=gen)
         W_dec /= W_dec.norm(dim=1, keepdim=True)
         self.W_dec = torch.nn.Parameter(W_dec)
@@ -178,6 +164,11 @@ class SAE(Decomposer):
             w, g = self.W_dec, self.W_dec.grad
             g -= (g * w).sum(1, keepdim=True) * w
 
+    @classmethod
+    def saved_config(cls, fields: dict) -> SAEConfig:
+        """Artifacts written before the config split also hold the run's fields: drop those."""
+        return config_from(cls.config_cls, {k: v for k, v in fields.items() if k not in TRAIN_FIELDS})
+
     # -- SAELens interchange (the format itself lives in ``saelens.py``) ------------------------
     saelens_architecture: str | None = None  # set by variants SAELens can run
     saelens_exact: bool = True  # False: the SAELens files only approximate the SAE (say so in docs)
@@ -217,10 +208,10 @@ class SAE(Decomposer):
         self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
 
-def ramp(steps_done: torch.Tensor, frac: float, cfg: SAEConfig) -> torch.Tensor:
+def ramp(steps_done: torch.Tensor, frac: float, run: TrainConfig) -> torch.Tensor:
     """Linear warm-up factor in [0, 1] over the first ``frac`` of the training steps (a tensor:
     no host sync). ``steps_done`` is a variant's step counter buffer, kept by ``after_step``."""
-    n_warm = frac * max(1, cfg.n_tokens // cfg.batch_size)
+    n_warm = frac * run.n_steps
     if n_warm <= 0:
         return torch.ones((), device=steps_done.device)
     return (steps_done.float() / n_warm).clamp(max=1.0)

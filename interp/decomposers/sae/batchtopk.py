@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 
-from interp.decomposers.base import register
+from interp.decomposers.base import doc_field, register
+from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import StepOutput
 from interp import distributed as _dist
 from interp.decomposers.sae.ops import Active
@@ -35,8 +36,8 @@ from interp.decomposers.sae.topk import TopKConfig, TopKSAE, normalized_mse
 
 @dataclass(frozen=True)
 class BatchTopKConfig(TopKConfig):
-    method: str = "batchtopk"
-    threshold_lr: float = 0.01  # EMA rate of the inference threshold
+    method: str = doc_field("batchtopk", "the SAE variant (a registered method name)")
+    threshold_lr: float = doc_field(0.01, "EMA rate of the inference threshold")
 
 
 def batch_threshold(acts: Float[torch.Tensor, "B F"], n_keep: int) -> torch.Tensor:
@@ -82,8 +83,8 @@ class BatchTopKSAE(TopKSAE):
     config_cls = BatchTopKConfig
     saelens_architecture = "jumprelu"
 
-    def __init__(self, cfg: BatchTopKConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: BatchTopKConfig, run: TrainConfig | None = None):
+        super().__init__(cfg, run)
         self.register_buffer("threshold", torch.zeros(()))  # theta on normalised inputs
         self.register_buffer("threshold_ema", torch.zeros((), dtype=torch.float64))
         self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))

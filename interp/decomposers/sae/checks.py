@@ -19,21 +19,26 @@ LEARNED = 0.95  # a final loss above this fraction of the first: the run did not
 
 
 def check_ranges(cfg: Any) -> None:
-    """Values every SAE needs (k only for variants that have one); ``ConfigError`` if not."""
+    """Ranges of an SAE's config (``SAEConfig``: widths, k) or of its run (``TrainConfig``: lr,
+    budget, batch), whichever fields ``cfg`` has; ``ConfigError`` if one is out of range."""
     positive = ["expansion_factor", "batch_size", "n_tokens", "norm_scale_tokens", "log_every",
                 "checkpoint_every", "d_in", "d_sae", "k", "dead_tokens"]
     for name in positive:
         value = getattr(cfg, name, None)
         if value is not None and value <= 0:
             raise ConfigError(f"{name} must be > 0, got {value}")
-    if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise ConfigError(f"lr must be a positive finite number (or None for the default), got {cfg.lr}")
-    if cfg.n_tokens < cfg.batch_size:
-        raise ConfigError(f"n_tokens {cfg.n_tokens} is less than one batch ({cfg.batch_size} tokens): "
+    lr = getattr(cfg, "lr", None)
+    if lr is not None and not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"lr must be a positive finite number (or None for the default), got {lr}")
+    n_tokens, batch = getattr(cfg, "n_tokens", None), getattr(cfg, "batch_size", None)
+    if n_tokens is not None and batch is not None and n_tokens < batch:
+        raise ConfigError(f"n_tokens {n_tokens} is less than one batch ({batch} tokens): "
                           f"raise n_tokens or lower batch_size")
-    if not 0 <= cfg.decay_frac <= 1:
-        raise ConfigError(f"decay_frac must be in [0, 1], got {cfg.decay_frac}")
-    check_k(cfg, cfg.d_sae or (cfg.d_in and cfg.expansion_factor * cfg.d_in))
+    decay = getattr(cfg, "decay_frac", None)
+    if decay is not None and not 0 <= decay <= 1:
+        raise ConfigError(f"decay_frac must be in [0, 1], got {decay}")
+    if hasattr(cfg, "expansion_factor"):
+        check_k(cfg, cfg.d_sae or (cfg.d_in and cfg.expansion_factor * cfg.d_in))
 
 
 def check_k(cfg: Any, d_sae: int | None) -> None:

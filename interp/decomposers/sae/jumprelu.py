@@ -37,7 +37,8 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
-from interp.decomposers.base import register
+from interp.decomposers.base import doc_field, register
+from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput, ramp
 from interp.decomposers.sae.ops import Active
 from interp.decomposers.sae.topk import normalized_mse
@@ -45,13 +46,12 @@ from interp.decomposers.sae.topk import normalized_mse
 
 @dataclass(frozen=True)
 class JumpReLUConfig(SAEConfig):
-    method: str = "jumprelu"
-    l0_coeff: float = 1e-3  # lambda on the mean L0 (reconstruction in unit-mean-squared-norm units)
-    bandwidth: float = 1e-3  # eps of the rectangle kernel, for inputs of unit mean squared norm
-    init_threshold: float = 1e-3  # initial theta, same units
-    l0_warmup_frac: float = 0.0  # ramp lambda linearly from 0 over this fraction of the steps
-    init_l0: float | None = None  # None: theta = init_threshold; else per-latent quantiles (see docstring)
-    betas: tuple[float, float] = (0.0, 0.999)
+    method: str = doc_field("jumprelu", "the SAE variant (a registered method name)")
+    l0_coeff: float = doc_field(1e-3, "lambda on the mean L0 (reconstruction in unit-mean-squared-norm units)")
+    bandwidth: float = doc_field(1e-3, "eps of the rectangle kernel, for inputs of unit mean squared norm")
+    init_threshold: float = doc_field(1e-3, "initial theta, same units")
+    l0_warmup_frac: float = doc_field(0.0, "ramp lambda linearly from 0 over this fraction of the steps")
+    init_l0: float | None = doc_field(None, "None: theta = init_threshold; else per-latent quantiles (see docstring)")
 
 
 def _rectangle(u: torch.Tensor) -> torch.Tensor:
@@ -99,9 +99,10 @@ class StepFn(torch.autograd.Function):
 class JumpReLUSAE(SAE):
     config_cls = JumpReLUConfig
     saelens_architecture = "jumprelu"
+    train_defaults = {"betas": (0.0, 0.999)}  # the paper's Adam betas
 
-    def __init__(self, cfg: JumpReLUConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: JumpReLUConfig, run: TrainConfig | None = None):
+        super().__init__(cfg, run)
         self.unit = math.sqrt(cfg.d_in)  # our input scale over the paper's
         self.log_threshold = torch.nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.init_threshold * self.unit)))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
@@ -134,7 +135,7 @@ class JumpReLUSAE(SAE):
         n = len(xn)
         recon = (x_hat - xn).pow(2).sum() / (n * self.cfg.d_in)
         l0 = act.keep(StepFn.apply(z, th, eps)).sum() / n
-        coeff = self.cfg.l0_coeff * ramp(self.steps_done, self.cfg.l0_warmup_frac, self.cfg)
+        coeff = self.cfg.l0_coeff * ramp(self.steps_done, self.cfg.l0_warmup_frac, self.run)
         with torch.no_grad():
             fvu = normalized_mse(x_hat, xn)
         return StepOutput(loss=recon + coeff * l0, terms={"recon": recon, "l0": l0, "fvu": fvu},

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 
-from interp.decomposers.base import register
+from interp.decomposers.base import doc_field, register
+from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput, ramp
 from interp.decomposers.sae.ops import Active
 from interp.decomposers.sae.topk import normalized_mse
@@ -39,11 +40,11 @@ from interp.decomposers.sae.topk import normalized_mse
 
 @dataclass(frozen=True)
 class ReLUConfig(SAEConfig):
-    method: str = "relu"
-    l1_coeff: float = 5.0  # lambda, for inputs of mean squared norm D (the update's value)
-    l1_warmup_frac: float = 0.05  # lambda ramps linearly from 0 over this fraction of the steps
-    unit_decoder: bool = False  # True: unit-norm rows (trainer projection), plain L1
-    decoder_init_norm: float = 0.1  # initial decoder row norm when the rows are free
+    method: str = doc_field("relu", "the SAE variant (a registered method name)")
+    l1_coeff: float = doc_field(5.0, "lambda, for inputs of mean squared norm D (the update's value)")
+    l1_warmup_frac: float = doc_field(0.05, "lambda ramps linearly from 0 over this fraction of the steps")
+    unit_decoder: bool = doc_field(False, "True: unit-norm rows (trainer projection), plain L1")
+    decoder_init_norm: float = doc_field(0.1, "initial decoder row norm when the rows are free")
 
 
 @register("relu")
@@ -51,8 +52,8 @@ class ReLUSAE(SAE):
     config_cls = ReLUConfig
     saelens_architecture = "standard"
 
-    def __init__(self, cfg: ReLUConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: ReLUConfig, run: TrainConfig | None = None):
+        super().__init__(cfg, run)
         if not cfg.unit_decoder:
             with torch.no_grad():
                 self.W_dec.mul_(cfg.decoder_init_norm)
@@ -84,7 +85,7 @@ class ReLUSAE(SAE):
         n = len(xn)
         mse = (x_hat - xn).pow(2).sum() / n
         l1 = (f * act.per_latent(self.decoder_norms())).sum() / n
-        coeff = self.cfg.l1_coeff * ramp(self.steps_done, self.cfg.l1_warmup_frac, self.cfg)
+        coeff = self.cfg.l1_coeff * ramp(self.steps_done, self.cfg.l1_warmup_frac, self.run)
         with torch.no_grad():
             extra = {"fvu": normalized_mse(x_hat, xn), "l0": (f > 0).sum() / n}
         return StepOutput(loss=mse + coeff * l1, terms={"mse": mse, "l1": l1, **extra},

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float, Int
 
-from interp.decomposers.base import register
+from interp.decomposers.base import doc_field, register
+from interp.decomposers.sae.train_config import TrainConfig
 from interp.errors import ConfigError
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
 from interp.decomposers.sae.ops import Active, gather_encode
@@ -47,18 +48,18 @@ from interp.decomposers.sae.topk import TopKSAE
 
 @dataclass(frozen=True)
 class TopAFAConfig(SAEConfig):
-    method: str = "topafa"
-    lambda_afa: float = 1 / 32  # the authors swept 1/128 .. 1/16
-    standardize: bool = True
-    k_target: str = "centred"  # centred | uncentred
-    afa_target: str = "uncentred"  # centred | uncentred
-    use_b_enc: bool = False
-    b_dec_init: str = "zero"  # zero (the authors') | mean (the standardised data's mean)
-    k_max: int | None = None  # None: min(d_sae - 1, 4 * d_in)
-    std_eps: float = 1e-5
-    aux_k: int = 512
-    aux_alpha: float = 1 / 32
-    sparse_frac: float = 0.125  # sparse kernels while the batch's mean k is below this * d_sae
+    method: str = doc_field("topafa", "the SAE variant (a registered method name)")
+    lambda_afa: float = doc_field(1 / 32, "weight of the AFA loss (the authors swept 1/128 .. 1/16)")
+    standardize: bool = doc_field(True, "standardise inputs per token (False: the trainer's norm scaling)")
+    k_target: str = doc_field("centred", "centred | uncentred")
+    afa_target: str = doc_field("uncentred", "centred | uncentred")
+    use_b_enc: bool = doc_field(False, "train and add the encoder bias (the authors' forward has none)")
+    b_dec_init: str = doc_field("zero", "zero (the authors') | mean (the standardised data's mean)")
+    k_max: int | None = doc_field(None, "None: min(d_sae - 1, 4 * d_in)")
+    std_eps: float = doc_field(1e-5, "added to the per-token std when standardising")
+    aux_k: int = doc_field(512, "dead latents used by the auxiliary loss (capped at the number dead)")
+    aux_alpha: float = doc_field(1 / 32, "weight of the AuxK loss (dead latents reconstruct the residual)")
+    sparse_frac: float = doc_field(0.125, "sparse kernels while the batch's mean k is below this * d_sae")
 
 
 def select_k(acts: Float[torch.Tensor, "B F"], target: Float[torch.Tensor, "B"], k_max: int, start: int = 64
@@ -87,8 +88,8 @@ class TopAFASAE(SAE):
     saelens_architecture = "topk"
     saelens_exact = False  # SAELens has no per-token k: exported as TopK at the running-mean k
 
-    def __init__(self, cfg: TopAFAConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: TopAFAConfig, run: TrainConfig | None = None):
+        super().__init__(cfg, run)
         for name, options in (("k_target", ("centred", "uncentred")), ("afa_target", ("centred", "uncentred")),
                               ("b_dec_init", ("zero", "mean"))):
             if getattr(cfg, name) not in options:

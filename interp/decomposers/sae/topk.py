@@ -14,17 +14,17 @@ import torch
 from jaxtyping import Float
 
 from interp import distributed as _dist
-from interp.decomposers.base import register
+from interp.decomposers.base import doc_field, register
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
 from interp.decomposers.sae.ops import Pattern, gather_encode, sparse_decode
 
 
 @dataclass(frozen=True)
 class TopKConfig(SAEConfig):
-    method: str = "topk"
-    k: int = 32
-    aux_k: int = 512  # dead latents used by the auxiliary loss (capped at the number dead)
-    aux_alpha: float = 1 / 32
+    method: str = doc_field("topk", "the SAE variant (a registered method name)")
+    k: int = doc_field(32, "active latents per token")
+    aux_k: int = doc_field(512, "dead latents used by the auxiliary loss (capped at the number dead)")
+    aux_alpha: float = doc_field(1 / 32, "weight of the AuxK loss (dead latents reconstruct the residual)")
 
 
 def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

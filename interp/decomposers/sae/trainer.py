@@ -1,6 +1,8 @@
 """The one SAE training loop, shared by every variant.
 
-Adam with linear warm-up and a linear decay over the last ``decay_frac`` of steps; decoder rows
+The optimiser (Adam, schedule-free Signum or Muon) and its budget-sized schedule come from
+``optim.py``; the run's settings are a ``TrainConfig``, saved as ``train_config.json`` beside the
+artifact, apart from the SAE's own ``config.json``. Decoder rows
 kept at unit norm with the parallel gradient component removed; ``b_dec`` initialised from the
 data mean; inputs scaled by a norm-scaling factor estimated up front; dead latents tracked in
 tokens since last activation and handed to the variant (for AuxK). Checkpoints (weights, Adam
@@ -37,23 +39,26 @@ from interp.activations import ActivationCache, ActivationStore, fingerprint, no
 from interp.decomposers.base import REGISTRY, config_from, load
 from interp.decomposers.sae.base import SAE, SAEConfig
 from interp.decomposers.sae.checks import LossWatch, check_budget, check_same_data, recon_loss
+from interp.decomposers.sae.optim import Optimizers, lr_factor, make_optimizers
+from interp.decomposers.sae.train_config import TrainConfig, result_fields, split_config
 from interp.errors import ConfigError, DataError, TrainingError
 
 
-def _make_config(config: Any) -> SAEConfig:
+def _make_config(config: Any, train_config: Any = None) -> tuple[SAEConfig, TrainConfig]:
+    """The SAE's config and the run's from one flat dict (split by field name), or from a model
+    config plus ``train_config``; the variant's ``train_defaults`` fill what neither sets."""
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    method = fields.get("method", "topk")
+    model_fields, train_fields = split_config(fields)
+    if train_config is not None:
+        train_fields |= dataclasses.asdict(train_config) if dataclasses.is_dataclass(train_config) else dict(train_config)
+    method = model_fields.get("method", "topk")
     if method not in REGISTRY or not issubclass(REGISTRY[method], SAE):
         sae_methods = sorted(m for m, c in REGISTRY.items() if issubclass(c, SAE))
         raise ConfigError(f"unknown SAE method {method!r}; choose one of {sae_methods}")
-    return config_from(REGISTRY[method].config_cls, fields)
-
-
-def _lr_factor(step: int, n_steps: int, cfg: SAEConfig) -> float:
-    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-    decay_start = int(n_steps * (1 - cfg.decay_frac))
-    decay = 1.0 if step < decay_start else max(0.0, (n_steps - step) / max(1, n_steps - decay_start))
-    return warm * decay
+    cls = REGISTRY[method]
+    run = config_from(TrainConfig, {**cls.train_defaults, **{k: v for k, v in train_fields.items()
+                                                             if v is not None or k not in cls.train_defaults}})
+    return config_from(cls.config_cls, model_fields), run
 
 
 def _provenance(data: Any, cfg: SAEConfig) -> SAEConfig:
@@ -68,21 +73,22 @@ def _provenance(data: Any, cfg: SAEConfig) -> SAEConfig:
     return dataclasses.replace(cfg, model=cfg.model or model, site=cfg.site or site)
 
 
-_RUN_ONLY = {"device", "wandb", "wandb_project", "log_every", "checkpoint_every", "extra", "compile",
-             "prefetch"}
-
-
-def _check_same_settings(saved: dict, cfg: SAEConfig, where: Path) -> None:
-    """Refuse to resume or reuse ``where`` when it was made with different settings (run-only
-    fields, fields the config leaves to the data (None), and fields the saved run predates aside)."""
-    request = {k: v for k, v in dataclasses.asdict(cfg).items()
-               if k not in _RUN_ONLY and v is not None and k in saved}
+def _check_same_settings(saved: dict, cfg: SAEConfig, run: TrainConfig, where: Path) -> None:
+    """Refuse to resume or reuse ``where`` when it was made with different settings: ``saved`` holds
+    the model's fields and the run's (runtime fields such as device or logging, fields the config
+    leaves to the data (None), and fields the saved run predates aside)."""
+    request = {k: v for k, v in (result_fields(cfg) | result_fields(run)).items() if v is not None and k in saved}
     check_same_request(saved, request, where, "SAE run")
 
 
 class _Checkpoint:
-    """Checkpoint folder: state.safetensors (weights + Adam) and state.json (step, config, data
-    fingerprint), replaced atomically (``replace_dir``), so a signal never leaves it half-written."""
+    """Checkpoint folder: state.safetensors (weights + optimiser state) and state.json (step, config,
+    optimiser scalars, data fingerprint), replaced atomically (``replace_dir``), so a signal never
+    leaves it half-written.
+
+    Written in training mode: for schedule-free Signum the weights are the training point ``y``,
+    saved with ``z`` and the averaging scalars (``state.json``'s ``optim``), so a resumed run
+    continues exactly; only the final artifact holds the average ``x``."""
 
     def __init__(self, out: Path | None, data_id: str | None = None):
         self.dir = out / "checkpoint" if out else None
@@ -92,7 +98,7 @@ class _Checkpoint:
     def exists(self) -> bool:
         return bool(self.dir) and (recover_dir(self.dir) / "state.json").exists()
 
-    def save(self, sae: SAE, opt: torch.optim.Adam, step: int, since_fired: torch.Tensor) -> None:
+    def save(self, sae: SAE, opt: Optimizers, step: int, since_fired: torch.Tensor) -> None:
         if not self.dir or not _dist.is_main():
             return
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}
@@ -100,7 +106,7 @@ class _Checkpoint:
             for key, val in opt.state.get(p, {}).items():
                 tensors[f"adam.{name}.{key}"] = val.detach().cpu().reshape(val.shape).contiguous()
         tensors["since_fired"] = since_fired.cpu()
-        state = {"step": step, "config": dataclasses.asdict(sae.cfg), "data": self.data_id,
+        state = {"step": step, "config": _run_record(sae), "optim": opt.group_state(), "data": self.data_id,
                  "first_loss": self.watch.first}
 
         def fill(tmp: Path) -> None:
@@ -109,10 +115,11 @@ class _Checkpoint:
 
         replace_dir(self.dir, fill)
 
-    def restore(self, sae: SAE, opt: torch.optim.Adam) -> tuple[int, torch.Tensor]:
+    def restore(self, sae: SAE, opt: Optimizers) -> tuple[int, torch.Tensor]:
         state = read_json(self.dir / "state.json", "checkpoint state")
-        _check_same_settings(state.get("config", {}), sae.cfg, self.dir)
+        _check_same_settings(state.get("config", {}), sae.cfg, sae.run, self.dir)
         check_same_data(state.get("data"), self.data_id, self.dir)
+        opt.load_group_state(state.get("optim", {}))
         step, self.watch.first = state["step"], state.get("first_loss")
         try:
             tensors = load_safetensors(self.dir / "state.safetensors", "SAE checkpoint", str(sae.W_enc.device),
@@ -128,87 +135,122 @@ class _Checkpoint:
         for name, p in sae.named_parameters():
             state = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"adam.{name}.")}
             if state:
-                opt.state[p] = state
+                opt.load_param_state(p, state)
         if _dist.is_main():
             print(f"interp: resuming from step {step} (checkpoint in {self.dir})")
         return step, since_fired
 
 
-def _setup(cfg: SAEConfig, data: Any, device: torch.device) -> tuple[SAE, SAEConfig]:
-    """Resolve the config from the data and build a freshly initialised SAE."""
-    probe = stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed + 1,
+def _setup(cfg: SAEConfig, run: TrainConfig, data: Any, device: torch.device) -> SAE:
+    """Resolve both configs from the data and build a freshly initialised SAE."""
+    probe = stream(data, run.batch_size, site=cfg.site, seed=run.seed + 1,
                    exclude_special=cfg.exclude_special)
     first = next(iter(probe), None)
     if first is None or first.ndim != 2:
         raise ValueError("the training data yielded no [B, D] batch")
     cfg = cfg.resolved(first.shape[1])
-    sae = REGISTRY[cfg.method](cfg).to(device)
+    sae = REGISTRY[cfg.method](cfg, run.resolved(cfg.d_sae)).to(device)
     if cfg.normalize:
-        sample = stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed + 1,
+        sample = stream(data, run.batch_size, site=cfg.site, seed=run.seed + 1,
                         exclude_special=cfg.exclude_special)
-        sae.norm_scale.fill_(norm_scale(sample, cfg.norm_scale_tokens))
+        sae.norm_scale.fill_(norm_scale(sample, run.norm_scale_tokens))
     sae.init_from_data(first.to(device) * sae.norm_scale)
-    return sae, cfg
+    return sae
 
 
-def train(config: Any, data: Any, out: str | Path | None = None, progress: bool = True) -> SAE:
+@torch.no_grad()
+def _final_weights(sae: SAE, opt: Optimizers) -> None:
+    """The weights to keep: schedule-free's average (a no-op for Adam and Muon), with decoder rows
+    projected back to the variant's constraint, since averaging unit rows shortens them."""
+    if opt.averaged:
+        opt.eval()
+        sae.normalize_decoder()
+
+
+def _run_record(sae: SAE) -> dict:
+    """The model's fields and the run's, as one flat record (checkpoint state, wandb config)."""
+    return dataclasses.asdict(sae.cfg) | dataclasses.asdict(sae.run)
+
+
+def _write_train_config(out: Path, run: TrainConfig) -> None:
+    """``train_config.json`` beside the artifact: the settings of the run that made it."""
+    write_json_atomic(out / "train_config.json", dataclasses.asdict(run))
+
+
+def _saved_settings(out: Path) -> dict:
+    """A finished artifact's settings: its config.json and, beside it, its train_config.json."""
+    saved = read_json(out / "config.json", "SAE config")
+    if (out / "train_config.json").exists():
+        saved |= read_json(out / "train_config.json", "SAE training config")
+    return saved
+
+
+def train(config: Any, data: Any, out: str | Path | None = None, progress: bool = True,
+          train_config: TrainConfig | dict | None = None) -> SAE:
     """Train an SAE on ``data`` (a cache, cache path, live store, tensor or iterable of [B, D]).
 
-    With ``out`` the artifact is written there, and an interrupted run resumes from
+    ``config`` is one flat dict of the SAE's and the run's fields (split by name), or an SAE
+    config, with the run's settings in ``train_config``. With ``out`` the artifact is written
+    there (``train_config.json`` beside it), and an interrupted run resumes from
     ``out/checkpoint``; a finished ``out`` is loaded and returned as it is. Both are refused when
     ``out`` was made from other data (its fingerprint differs). ``out`` is locked for the run.
     """
     data = ActivationCache(data) if isinstance(data, (str, Path)) else data
-    cfg = _provenance(data, _make_config(config))
+    cfg, run_cfg = _make_config(config, train_config)
+    cfg = _provenance(data, cfg)
     out = Path(out) if out else None
     if out and out.exists() and not out.is_dir():
         raise DataError(f"out={out} is an existing file; an SAE artifact is a folder: choose another path")
-    check_budget(cfg.n_tokens, _data_tokens(data), "the training data")
+    check_budget(run_cfg.n_tokens, _data_tokens(data), "the training data")
     hold = folder_lock(out, "SAE run folder") if out and _dist.is_main() else contextlib.nullcontext()
     with hold:
-        return _train(cfg, data, out, fingerprint(data), progress)
+        return _train(cfg, run_cfg, data, out, fingerprint(data), progress)
 
 
-def _train(cfg: SAEConfig, data: Any, out: Path | None, data_id: str | None, progress: bool) -> SAE:
-    device = _dist.local_device(cfg.device)
+def _train(cfg: SAEConfig, run_cfg: TrainConfig, data: Any, out: Path | None, data_id: str | None,
+           progress: bool) -> SAE:
+    device = _dist.local_device(run_cfg.device)
     ckpt = _Checkpoint(out, data_id)
     if out and _dist.is_main():
         recover_dir(out / "checkpoint")  # finish a checkpoint swap a signal interrupted
     _dist.barrier()
     if out and (out / "config.json").exists() and not ckpt.exists():
-        _check_same_settings(read_json(out / "config.json", "SAE config"), cfg, out)
+        _check_same_settings(_saved_settings(out), cfg, run_cfg, out)
         check_same_data(read_json(out / "meta.json", "SAE meta").get("data"), data_id, out)
         print(f"interp: {out} already holds a trained SAE with these settings; loading it")
         return load(out, device=device)
     if out and _dist.is_main() and not ckpt.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
         print(f"interp: {out} holds no checkpoint (the last run stopped before its first one); "
               f"training starts at step 0")
-    if cfg.batch_size % _dist.world()[1]:
-        raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the number of processes "
+    if run_cfg.batch_size % _dist.world()[1]:
+        raise ConfigError(f"batch_size {run_cfg.batch_size} must be divisible by the number of processes "
                           f"({_dist.world()[1]}) for data-parallel training")
-    torch.manual_seed(cfg.seed)
-    sae, cfg = _setup(cfg, data, device)
+    torch.manual_seed(run_cfg.seed)
+    sae = _setup(cfg, run_cfg, data, device)
+    cfg, run_cfg = sae.cfg, sae.run
     _dist.broadcast_([*sae.parameters(), *sae.buffers()])
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    ckpt.watch = LossWatch(cfg.lr)
+    opt = make_optimizers(sae, run_cfg.optimizer, run_cfg.lr, run_cfg.betas, run_cfg.eps)
+    ckpt.watch = LossWatch(run_cfg.lr)
     step, since_fired = 0, torch.zeros(cfg.d_sae, dtype=torch.long)
     if ckpt.exists():
         step, since_fired = ckpt.restore(sae, opt)
     since_fired = since_fired.to(device)
-    batches = prefetch(stream(data, cfg.batch_size, site=cfg.site, seed=cfg.seed, skip=step,
-                              exclude_special=cfg.exclude_special), device, cfg.prefetch)
-    run = _wandb(cfg, out) if _dist.is_main() else None
+    batches = prefetch(stream(data, run_cfg.batch_size, site=cfg.site, seed=run_cfg.seed, skip=step,
+                              exclude_special=cfg.exclude_special), device, run_cfg.prefetch)
+    run = _wandb(sae, out) if _dist.is_main() else None
     try:
-        step, logged = _loop(sae, opt, batches, since_fired, step, cfg, ckpt, run, progress)
+        step, logged = _loop(sae, opt, batches, since_fired, step, ckpt, run, progress)
     finally:
         if run:
             run.finish()
-    meta = {"steps": step, "tokens_seen": step * cfg.batch_size, "final": logged,
+    _final_weights(sae, opt)
+    meta = {"steps": step, "tokens_seen": step * run_cfg.batch_size, "final": logged,
             "dead_frac": logged.get("dead_frac", 0.0), "data": data_id}
-    if (warning := ckpt.watch.verdict(recon_loss(logged) if logged else None, step, cfg.warmup_steps)) is not None:
+    if (warning := ckpt.watch.verdict(recon_loss(logged) if logged else None, step, run_cfg.warmup())) is not None:
         meta["warning"] = warning
         warnings.warn(warning, stacklevel=3)
     if out and _dist.is_main():
+        _write_train_config(out, run_cfg)
         sae.save(out, meta)
         remove_dir(out / "checkpoint")
     _dist.barrier()  # every rank returns only once the artifact exists
@@ -227,13 +269,14 @@ def _data_tokens(data: Any) -> int | None:
     return None
 
 
-def _loop(sae: SAE, opt: torch.optim.Adam, batches: Any, since_fired: torch.Tensor, step: int,
-          cfg: SAEConfig, ckpt: _Checkpoint, run: Any, progress: bool) -> tuple[int, dict[str, float]]:
+def _loop(sae: SAE, opt: Optimizers, batches: Any, since_fired: torch.Tensor, step: int,
+          ckpt: _Checkpoint, run: Any, progress: bool) -> tuple[int, dict[str, float]]:
     """Train from ``step`` to the budget; log, checkpoint, and checkpoint on Ctrl-C."""
-    n_steps = max(1, cfg.n_tokens // cfg.batch_size)
+    cfg = sae.run
+    n_steps = cfg.n_steps
     device = sae.W_enc.device
     bar = tqdm(total=n_steps, initial=step, disable=not (progress and _dist.is_main()),
-               desc=f"training {cfg.method} SAE",
+               desc=f"training {sae.cfg.method} SAE",
                unit="step")
     terms: dict[str, torch.Tensor] = {}
     logged: dict[str, float] = {}
@@ -244,7 +287,7 @@ def _loop(sae: SAE, opt: torch.optim.Adam, batches: Any, since_fired: torch.Tens
             if x is None or len(x) % _dist.world()[1]:  # data-parallel: equal shards only
                 break
             terms, stopping = _train_step(sae, opt, _dist.shard(x).to(device, non_blocking=True),
-                                          len(x), since_fired, step, n_steps, cfg, stop.raised)
+                                          len(x), since_fired, step, stop.raised)
             step += 1
             bar.update(1)
             if stopping:  # every rank sees the same flag, so all stop after the same step
@@ -296,7 +339,7 @@ class _InterruptFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
-def _scalars(terms: dict[str, torch.Tensor], step: int, cfg: SAEConfig,
+def _scalars(terms: dict[str, torch.Tensor], step: int, cfg: TrainConfig,
              since_fired: torch.Tensor) -> dict[str, float]:
     """Loss terms as floats (one device sync), refusing to go on from a non-finite loss."""
     names = sorted(terms)
@@ -309,20 +352,19 @@ def _scalars(terms: dict[str, torch.Tensor], step: int, cfg: SAEConfig,
     return values | {"dead_frac": (since_fired >= cfg.dead_tokens).float().mean().item()}
 
 
-def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, n_global: int,
-                since_fired: torch.Tensor, step: int, n_steps: int, cfg: SAEConfig,
-                stop: bool) -> tuple[dict[str, torch.Tensor], bool]:
+def _train_step(sae: SAE, opt: Optimizers, x: torch.Tensor, n_global: int,
+                since_fired: torch.Tensor, step: int, stop: bool) -> tuple[dict[str, torch.Tensor], bool]:
     """One optimiser step on this rank's slice ``x`` of a global batch of ``n_global`` tokens.
 
     Returns the loss terms and whether any rank asked to stop (Ctrl-C).
     """
-    for group in opt.param_groups:
-        group["lr"] = cfg.lr * _lr_factor(step, n_steps, cfg)
+    cfg = sae.run
+    opt.set_lr(lr_factor(step, cfg.n_steps, cfg.warmup(), cfg.decay()))
     dead = since_fired >= cfg.dead_tokens
     xn = x.to(sae.W_enc.dtype) * sae.norm_scale
     with _autocast(cfg, xn.device):
         result = _step_fn(sae)(xn, dead)
-    opt.zero_grad(set_to_none=True)
+    opt.zero_grad()
     result.loss.backward()
     _average_grads(sae)
     sae.constrain_decoder_grad()
@@ -337,7 +379,7 @@ def _train_step(sae: SAE, opt: torch.optim.Adam, x: torch.Tensor, n_global: int,
     return {k: v.detach() for k, v in result.terms.items()} | {"loss": result.loss.detach()}, stop
 
 
-def _autocast(cfg: SAEConfig, device: torch.device) -> Any:
+def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
     """Mixed precision for the variant's forward (parameters and Adam stay float32)."""
     if cfg.autocast is None:
         return contextlib.nullcontext()
@@ -349,7 +391,7 @@ def _autocast(cfg: SAEConfig, device: torch.device) -> Any:
 
 def _step_fn(sae: SAE) -> Any:
     """The variant's step, compiled once per SAE when ``cfg.compile``."""
-    if not sae.cfg.compile:
+    if not sae.run.compile:
         return sae.step
     if getattr(sae, "_compiled_step", None) is None:
         sae._compiled_step = torch.compile(sae.step)
@@ -376,7 +418,8 @@ def _any_rank(fired: torch.Tensor, stop: bool) -> tuple[torch.Tensor, bool]:
     return flags[:-1].bool(), bool(flags[-1])
 
 
-def _wandb(cfg: SAEConfig, out: Path | None) -> Any:
+def _wandb(sae: SAE, out: Path | None) -> Any:
+    cfg = sae.run
     if cfg.wandb == "disabled":
         return None
     import os
@@ -384,5 +427,5 @@ def _wandb(cfg: SAEConfig, out: Path | None) -> Any:
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
-    return wandb.init(project=cfg.wandb_project, mode=cfg.wandb, config=dataclasses.asdict(cfg),
+    return wandb.init(project=cfg.wandb_project, mode=cfg.wandb, config=_run_record(sae),
                       dir=str(out) if out else None, reinit="finish_previous")

@@ -1,6 +1,7 @@
 """The TopK SAE's public interface (encode/decode/reconstruct/directions, normalisation) and its
 artifact (config.json + weights.safetensors + meta.json) through save/load and the registry."""
 
+from interp.decomposers.sae.train_config import TrainConfig
 import dataclasses
 import json
 import struct
@@ -35,7 +36,7 @@ def trained(tmp_path_factory):
 
 
 def _random_sae(seed=0, scale=1.0):
-    sae = TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K, seed=seed))
+    sae = TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K), TrainConfig(seed=seed))
     g = torch.Generator().manual_seed(seed + 100)
     with torch.no_grad():
         sae.b_enc.copy_(0.1 * torch.randn(F, generator=g))
@@ -92,13 +93,13 @@ def test_reconstruct_is_positively_homogeneous_without_biases():
 
 
 def test_init_unit_decoder_and_tied_encoder():
-    sae = TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K, seed=5))
+    sae = TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K), TrainConfig(seed=5))
     torch.testing.assert_close(sae.directions().norm(dim=1), torch.ones(F))
     torch.testing.assert_close(sae.W_enc, sae.W_dec.T)
     assert sae.directions().shape == (F, D)
-    other = TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K, seed=6))
+    other = TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K), TrainConfig(seed=6))
     assert not torch.equal(sae.W_dec, other.W_dec)
-    assert torch.equal(sae.W_dec, TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K, seed=5)).W_dec)
+    assert torch.equal(sae.W_dec, TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K), TrainConfig(seed=5)).W_dec)
 
 
 def test_constrain_decoder_grad_removes_parallel_component():
@@ -124,10 +125,11 @@ def test_normalize_decoder():
 
 
 def test_resolved_config_defaults():
-    cfg = TopKConfig(n_tokens=1000, batch_size=64).resolved(d_in=10)
+    cfg = TopKConfig().resolved(d_in=10)
     assert cfg.d_in == 10 and cfg.d_sae == 16 * 10
-    assert cfg.lr == pytest.approx(2e-4 / (160 / 2 ** 14) ** 0.5)
-    assert cfg.dead_tokens == 100
+    run = TrainConfig(n_tokens=1000, optimizer="adam", batch_size=1000).resolved(cfg.d_sae)
+    assert run.lr == pytest.approx(2e-4 / (160 / 2 ** 14) ** 0.5 * 16)  # one step: the boost's cap
+    assert run.dead_tokens == 100
     with pytest.raises(ValueError, match="d_in"):
         TopKConfig(d_in=8).resolved(d_in=10)
 
@@ -136,14 +138,14 @@ def test_resolved_config_defaults():
 
 def test_artifact_files(trained):
     sae, out = trained
-    assert {p.name for p in out.iterdir()} >= {"config.json", "weights.safetensors", "meta.json"}
+    assert {p.name for p in out.iterdir()} >= {"config.json", "weights.safetensors", "meta.json",
+                                                "train_config.json"}
     assert not (out / "checkpoint").exists()
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "topk"
-    for key in ("method", "d_in", "d_sae", "lr", "batch_size", "n_tokens", "seed", "k"):
-        assert key in cfg, key
-    assert (cfg["d_in"], cfg["d_sae"], cfg["k"], cfg["batch_size"], cfg["n_tokens"]) == (D, F, K, 128, 3840)
-    assert cfg["lr"] == 3e-3 and cfg["seed"] == 0
+    assert (cfg["d_in"], cfg["d_sae"], cfg["k"]) == (D, F, K)
+    run = json.loads((out / "train_config.json").read_text())  # the run's settings, beside it
+    assert (run["batch_size"], run["n_tokens"], run["lr"], run["seed"]) == (128, 3840, 3e-3, 0)
     # safetensors (no pickle): 8-byte little-endian header length, then a JSON header
     raw = (out / "weights.safetensors").read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])

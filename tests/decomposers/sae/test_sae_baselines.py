@@ -2,6 +2,7 @@
 inference threshold, JumpReLU's straight-through gradients, the ReLU SAE's weighted L1 and folded
 interface, and the sparse and dense step paths agreeing."""
 
+from interp.decomposers.sae.train_config import TrainConfig
 import math
 
 import pytest
@@ -173,8 +174,7 @@ def test_jumprelu_init_l0_starts_codes_at_the_requested_sparsity():
 # -- ReLU -------------------------------------------------------------------------------------------------
 
 def test_relu_loss_is_mse_plus_decoder_norm_weighted_l1():
-    sae = _perturb(ReLUSAE(ReLUConfig(d_in=D, d_sae=F, l1_coeff=2.0, l1_warmup_frac=0.5, n_tokens=B * 10,
-                                      batch_size=B)))
+    sae = _perturb(ReLUSAE(ReLUConfig(d_in=D, d_sae=F, l1_coeff=2.0, l1_warmup_frac=0.5), TrainConfig(n_tokens=B * 10, batch_size=B)))
     with torch.no_grad():
         sae.W_dec.mul_(torch.rand(F, 1, generator=torch.Generator().manual_seed(2)) * 3 + 0.5)
     xn = _x()

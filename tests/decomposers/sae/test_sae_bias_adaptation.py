@@ -1,6 +1,7 @@
 """BA / GBA: the bias update against a hand-computed step, statistics from real steps, group
 targets, no gradient on the biases, exact resume of the adaptation state, SAELens export."""
 
+from interp.decomposers.sae.train_config import TrainConfig
 import dataclasses
 import json
 import math
@@ -28,8 +29,8 @@ def test_quantile_bias_init_fires_each_neuron_at_its_target(tied):
     """bias_init="quantile": on the batch it was set from, each neuron fires at its group's target
     (up to one token of rounding; less where the bias is clamped at 0), checked per neuron against
     torch.quantile."""
-    cfg = GBAConfig(d_in=16, d_sae=40, n_groups=4, htf=0.5, ltf=0.05, tied=tied, bias_init="quantile", seed=1)
-    sae = GroupBiasAdaptationSAE(cfg)
+    cfg = GBAConfig(d_in=16, d_sae=40, n_groups=4, htf=0.5, ltf=0.05, tied=tied, bias_init="quantile")
+    sae = GroupBiasAdaptationSAE(cfg, TrainConfig(seed=1))
     x = torch.randn(1000, 16) + 0.5
     sae.init_from_data(x)
     y = (x - sae.b_dec) @ sae._W()
@@ -47,9 +48,7 @@ def test_quantile_bias_init_fires_each_neuron_at_its_target(tied):
 
 
 def test_bias_update_matches_hand_computed_step():
-    sae = GroupBiasAdaptationSAE(GBAConfig(d_in=4, d_sae=6, n_groups=2, htf=0.5, ltf=0.1, batch_size=10,
-                                           update_every=1, buffer_tokens=20, gamma_up=0.1, gamma_down=0.2,
-                                           bias_min=-1.0))
+    sae = GroupBiasAdaptationSAE(GBAConfig(d_in=4, d_sae=6, n_groups=2, htf=0.5, ltf=0.1, update_every=1, buffer_tokens=20, gamma_up=0.1, gamma_down=0.2, bias_min=-1.0), TrainConfig(batch_size=10))
     sae.group.copy_(torch.tensor([0, 0, 0, 1, 1, 1]))  # targets 0.5 (group 0), 0.1 (group 1)
     sae.b_enc.copy_(torch.tensor([-0.3, -0.5, -0.1, -0.2, -0.95, -0.4]))
     # two buffered batches of 10 tokens: firing counts and peaks per neuron
@@ -75,9 +74,8 @@ def test_bias_update_matches_hand_computed_step():
 
 @pytest.mark.parametrize("activation, tied", [("relu", True), ("jumprelu", False)])
 def test_statistics_from_steps_and_no_bias_gradient(activation, tied):
-    cfg = BAConfig(d_in=8, d_sae=32, batch_size=16, update_every=2, activation=activation, tied=tied,
-                   htf=0.2, seed=0)
-    sae = BiasAdaptationSAE(cfg)
+    cfg = BAConfig(d_in=8, d_sae=32, update_every=2, activation=activation, tied=tied, htf=0.2)
+    sae = BiasAdaptationSAE(cfg, TrainConfig(batch_size=16, seed=0))
     sae.b_enc.fill_(-0.2)
     g = torch.Generator().manual_seed(1)
     xs = [torch.randn(16, 8, generator=g) for _ in range(2)]
@@ -100,8 +98,7 @@ def test_statistics_from_steps_and_no_bias_gradient(activation, tied):
 
 
 def test_sparse_and_dense_paths_agree():
-    sae = GroupBiasAdaptationSAE(GBAConfig(d_in=8, d_sae=64, batch_size=16, activation="jumprelu", seed=0,
-                                           train_b_dec=True, sparse_frac=1.0))
+    sae = GroupBiasAdaptationSAE(GBAConfig(d_in=8, d_sae=64, activation="jumprelu", train_b_dec=True, sparse_frac=1.0), TrainConfig(batch_size=16, seed=0))
     sae.b_enc.copy_(-torch.rand(64) * 4)
     x = torch.randn(16, 8)
     out_sparse = sae.step(x, None)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from interp.decomposers import REGISTRY, load
-from interp.decomposers.sae import SAE, load_saelens, train
+from interp.decomposers.sae import SAE, TrainConfig, load_saelens, train
 
 D, F = 32, 64
 SAE_METHODS = sorted(m for m, cls in REGISTRY.items() if issubclass(cls, SAE))
@@ -30,7 +30,7 @@ def planted(n=4096, seed=0, n_atoms=64, active=2):
 def build(method: str, scale: float = 0.4, seed: int = 0) -> SAE:
     """An SAE from its config class defaults at a tiny width, with data-set biases and scaling."""
     cls = REGISTRY[method]
-    sae = cls(cls.config_cls(d_in=D, d_sae=F, seed=seed, model="tiny-llama", site="blocks.0.hook_resid_post"))
+    sae = cls(cls.config_cls(d_in=D, d_sae=F, model="tiny-llama", site="blocks.0.hook_resid_post"), TrainConfig(seed=seed))
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         sae.norm_scale.fill_(scale)
@@ -45,7 +45,7 @@ TINY_OVERRIDES = {"relu": {"l1_coeff": 1.0}}
 
 
 def train_cfg(method: str, n_steps: int) -> dict:
-    return dict(method=method, d_sae=F, batch_size=256, n_tokens=256 * n_steps, lr=3e-3, warmup_steps=5,
+    return dict(method=method, d_sae=F, batch_size=256, n_tokens=256 * n_steps, warmup_steps=5,  # lr: the default
                 wandb="disabled", device="cpu", seed=0, norm_scale_tokens=1024, **TINY_OVERRIDES.get(method, {}))
 
 

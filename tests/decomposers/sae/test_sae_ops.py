@@ -1,5 +1,6 @@
 """The sparse SAE kernels (gather_encode, sparse_decode) against naive dense implementations."""
 
+from interp.decomposers.sae.train_config import TrainConfig
 import pytest
 import torch
 
@@ -119,8 +120,8 @@ def test_gather_encode_gradient_wrt_input():
 
 def test_topk_step_gradients_equal_dense_reference():
     """TopKSAE.step (FVU loss through the sparse kernels) has the gradients of a dense version."""
-    cfg = TopKConfig(d_in=D, d_sae=F, k=K, seed=3, aux_alpha=0.0)
-    sae = TopKSAE(cfg).double()
+    cfg = TopKConfig(d_in=D, d_sae=F, k=K, aux_alpha=0.0)
+    sae = TopKSAE(cfg, TrainConfig(seed=3)).double()
     with torch.no_grad():
         sae.b_enc.normal_()
         sae.b_dec.normal_()

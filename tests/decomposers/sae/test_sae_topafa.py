@@ -1,6 +1,7 @@
 """top-AFA: the vectorised k selection against a per-token loop, standardisation round trip,
 training, and the SAELens export (a TopK SAE under SAELens' layer_norm normalisation)."""
 
+from interp.decomposers.sae.train_config import TrainConfig
 import json
 
 import pytest
@@ -42,7 +43,7 @@ def test_selected_k_matches_per_token_loop(seed, start):
 
 
 def test_sae_selection_uses_centred_norm():
-    sae = TopAFASAE(TopAFAConfig(d_in=12, d_sae=48, seed=0, k_max=47)).double()
+    sae = TopAFASAE(TopAFAConfig(d_in=12, d_sae=48, k_max=47), TrainConfig(seed=0)).double()
     with torch.no_grad():
         sae.b_dec.normal_()
     x = torch.randn(50, 12, dtype=torch.float64) * 3 + 1
@@ -56,7 +57,7 @@ def test_sae_selection_uses_centred_norm():
 
 
 def test_standardisation_and_decode_roundtrip():
-    sae = TopAFASAE(TopAFAConfig(d_in=16, d_sae=64, seed=0))
+    sae = TopAFASAE(TopAFAConfig(d_in=16, d_sae=64), TrainConfig(seed=0))
     x = torch.randn(20, 16) * 5 + 3
     xs, mu, sd = sae.prepare_input(x)
     assert torch.allclose(xs.mean(1), torch.zeros(20), atol=1e-5)
@@ -114,7 +115,7 @@ def test_ragged_and_dense_steps_agree():
     fired latents, every gradient), with tokens keeping different numbers of latents."""
     outs = []
     for sparse_frac in (1.0, 0.0):
-        sae = TopAFASAE(TopAFAConfig(d_in=12, d_sae=48, seed=0, sparse_frac=sparse_frac)).double()
+        sae = TopAFASAE(TopAFAConfig(d_in=12, d_sae=48, sparse_frac=sparse_frac), TrainConfig(seed=0)).double()
         with torch.no_grad():
             sae.b_dec.normal_(generator=torch.Generator().manual_seed(5))
         xn = torch.randn(40, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3

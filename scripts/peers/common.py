@@ -1,0 +1,78 @@
+"""Shared by every contender of ``scripts/bench_peers.py``; runs in each peer's own venv, so it
+needs only torch and numpy. Reads the shared activations, yields the same batches in the same
+order to everyone, times training steps only (evaluation pauses the clock) and scores held-out
+FVU, L0 and dead fraction with one piece of code."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def args() -> dict:
+    """``python run_x.py DATA_DIR OUT_JSON EPOCHS [key=value ...]``."""
+    data, out, epochs, *rest = sys.argv[1:]
+    return {"data": Path(data), "out": Path(out), "epochs": int(epochs),
+            **dict(kv.split("=", 1) for kv in rest)}
+
+
+def load(data: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    meta = json.loads((data / "meta.json").read_text())
+    train = torch.from_numpy(np.load(data / "train.npy"))
+    held = torch.from_numpy(np.load(data / "heldout.npy"))
+    return train, held, meta
+
+
+def batches(train: torch.Tensor, batch: int, epochs: int):
+    """The same batches for everyone: the pre-shuffled tokens in order, ``epochs`` times."""
+    for _ in range(epochs):
+        for a in range(0, len(train) - batch + 1, batch):
+            yield train[a:a + batch]
+
+
+@torch.no_grad()
+def score(held: torch.Tensor, reconstruct, encode) -> dict:
+    x_hat = torch.cat([reconstruct(c) for c in held.split(4096)])
+    fvu = ((held - x_hat).pow(2).sum() / (held - held.mean(0)).pow(2).sum()).item()
+    fired, l0 = None, 0.0
+    for c in held.split(4096):
+        active = encode(c) != 0
+        l0 += active.sum().item()
+        fired = active.any(0) if fired is None else fired | active.any(0)
+    return {"fvu": fvu, "l0": l0 / len(held), "dead_frac": 1 - fired.float().mean().item()}
+
+
+class Clock:
+    """Training time only: ``tick(step)`` after each step; every ``every`` steps (and at the end)
+    the clock stops while held-out FVU is measured, giving the (seconds, FVU) curve."""
+
+    def __init__(self, held: torch.Tensor, n_steps: int, reconstruct, encode, n_points: int = 12):
+        self.held, self.n_steps, self.rec, self.enc = held, n_steps, reconstruct, encode
+        self.every = max(1, n_steps // n_points)
+        self.seconds, self.curve, self.start = 0.0, [], time.perf_counter()
+
+    def tick(self, step: int, to_eval=None, to_train=None) -> None:
+        """``step`` counts from 1; ``to_eval``/``to_train`` swap schedule-free weights around scoring."""
+        if step % self.every and step != self.n_steps:
+            return
+        self.seconds += time.perf_counter() - self.start
+        if to_eval:
+            to_eval()
+        with torch.no_grad():
+            x_hat = torch.cat([self.rec(c) for c in self.held[:8192].split(4096)])
+            h = self.held[:8192]
+            fvu = ((h - x_hat).pow(2).sum() / (h - h.mean(0)).pow(2).sum()).item()
+        if to_train:
+            to_train()
+        self.curve.append((self.seconds, fvu))
+        self.start = time.perf_counter()
+
+
+def finish(a: dict, name: str, clock: Clock, n_tokens: int, final: dict) -> None:
+    result = {"name": name, "epochs": a["epochs"], "train_seconds": clock.seconds,
+              "tokens_per_s": n_tokens / clock.seconds, "curve": clock.curve, **final}
+    a["out"].write_text(json.dumps(result))
+    print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
