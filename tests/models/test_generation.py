@@ -44,6 +44,35 @@ def _greedy_no_cache(model, ids, mask, n_new, eos=None, pad=None):
     return ids
 
 
+@torch.no_grad()
+def _plain_hf(model, ids, mask, pad, **sampling):
+    """The same weights loaded as a plain ``AutoModelForCausalLM`` (no bridge), KV-cached ``generate``."""
+    from transformers import AutoModelForCausalLM
+
+    from interp.models.loader import _resolve
+
+    plain = AutoModelForCausalLM.from_pretrained(_resolve(model.spec)[0], dtype=torch.float32,
+                                                 attn_implementation="sdpa").eval()
+    out = plain.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, use_cache=True,
+                         pad_token_id=pad, eos_token_id=model.tokenizer.eos_token_id, **sampling)
+    return model.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+
+
+def _check_plain_and_sampled(model):
+    """Greedy and sampled harness output equal a plain HF model's (the independent reference the
+    bug report used); a steered run with alpha 0 equals the unsteered one when sampling too."""
+    ids, mask, pad = _left_pad(model, PROMPTS)
+    assert generate(model, PROMPTS, max_new_tokens=N_NEW, temperature=0) == _plain_hf(model, ids, mask, pad,
+                                                                                      do_sample=False)
+    sampled = generate(model, PROMPTS, max_new_tokens=N_NEW, seed=3, temperature=1.0, top_k=30, top_p=0.9)
+    torch.manual_seed(3 * 100_003)  # generate seeds batch b with seed * 100_003 + b
+    assert sampled == _plain_hf(model, ids, mask, pad, do_sample=True, temperature=1.0, top_k=30, top_p=0.9)
+    direction = torch.randn(model.d_model, generator=torch.Generator().manual_seed(1))
+    with steer(model, direction, "blocks.0.hook_resid_post", alpha=0.0):
+        assert generate(model, PROMPTS, max_new_tokens=N_NEW, seed=3, temperature=1.0, top_k=30,
+                        top_p=0.9) == sampled
+
+
 def _check(model):
     ids, mask, pad = _left_pad(model, PROMPTS)
     assert len(set(mask.sum(1).tolist())) > 1, "prompts must have different lengths"
@@ -69,9 +98,15 @@ def test_tiny_llama_cached_generation_matches_no_cache(tiny_model):
     _check(tiny_model)
 
 
+def test_tiny_llama_generation_matches_plain_hf(tiny_model):
+    _check_plain_and_sampled(tiny_model)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", ["smollm2-135m", "gemma3-270m"])
 def test_builtin_cached_generation_matches_no_cache(spec):
-    texts = _check(load(spec, device="cpu"))
+    model = load(spec, device="cpu")
+    texts = _check(model)
+    _check_plain_and_sampled(model)
     assert all(t.strip() for t in texts)
     assert not any("-----" in t for t in texts), texts

@@ -4,10 +4,12 @@ comparison, Shafran et al. 2025: SNMF features vs SAE features vs difference-in-
 For every concept of ``interp.data.concepts`` and every method, one direction is chosen:
 - ``diffmeans``: mean ``hook_mlp_out`` activation over the concept's training sentences minus the
   same over the neutral selection sentences (the paper's supervised DiffMeans baseline, same site);
-- ``sae`` / ``snmf`` (any decomposer): the feature whose per-sentence maximum activation best
-  separates the concept's training sentences from the neutral selection sentences: highest AUROC,
-  ties (common for sparse codes) broken by the standardised mean difference. It is steered at its
-  own site (SAE at ``hook_mlp_out`` as the paper's SAE-out; SNMF at ``mlp.hook_post``).
+- ``sae`` / ``snmf`` / ``itda`` / ``heads`` / ``lib`` (any decomposer): the feature whose
+  per-sentence maximum activation best separates the concept's training sentences from the neutral
+  selection sentences: highest AUROC, ties (common for sparse codes) broken by the standardised mean
+  difference. It is steered at its own site (SAE and ITDA at ``hook_mlp_out``, as the paper's
+  SAE-out; SNMF at ``mlp.hook_post``; head OV write vectors at ``hook_resid_post``; LIB at
+  ``hook_resid_mid``).
 Each direction is calibrated to every KL target (``calibrate_alpha`` on the calibration half of the
 neutral sentences), then continuations of the steering prompts are sampled and scored
 (``score_generations``; concept reference = the concept's description and its held-out sentences,
@@ -39,7 +41,7 @@ class SteerExperimentConfig:
     layer: int = 20  # block whose hook_mlp_out / mlp.hook_post is steered
     concepts: tuple[str, ...] | None = None  # None: all
     n_concepts: int | None = None  # keep the first n (reduced scale)
-    methods: tuple[str, ...] = ("diffmeans", "sae", "snmf")  # steering methods compared
+    methods: tuple[str, ...] = ("diffmeans", "sae", "snmf")  # steering methods compared (also itda, heads, lib)
     kl_targets: tuple[float, ...] = DEFAULT_KL_TARGETS  # next-token KL budgets each direction is calibrated to
     signs: tuple[int, ...] = (1,)  # steer along (+1) and/or against (-1) each direction
     positions: str = "all"  # all | generated: the positions the direction is added at
@@ -61,6 +63,11 @@ class SteerExperimentConfig:
     sae: dict = field(default_factory=dict)  # training settings when no artifact is given
     snmf_artifact: str | None = None  # SNMF at blocks.{layer}.mlp.hook_post (None: fit one here)
     snmf: dict = field(default_factory=dict)  # fit settings when no artifact is given
+    itda_artifact: str | None = None  # ITDA at blocks.{layer}.hook_mlp_out (None: build one on the SAE's cache)
+    itda: dict = field(default_factory=dict)  # ITDA.fit settings (on the SAE's activation cache)
+    heads: dict = field(default_factory=dict)  # HeadSVD view (circuit, side; layer defaults to ``layer``)
+    lib_artifact: str | None = None  # LIB with directions at blocks.{layer}.hook_resid_mid (None: fit one)
+    lib: dict = field(default_factory=dict)  # LIB fit settings (n_seqs, seq_len, LIBConfig fields)
     out: str = "runs/steer"  # output folder
     threads: int | None = None  # torch CPU threads (None: torch's default)
 
@@ -159,7 +166,8 @@ def run_direction(model: LoadedModel, entry: dict, concept: ConceptSplit, kl: Ne
             s = score_generations(model, prompts, gens, concept.reference, [], judge=judge, baseline=baseline)
             toks = vocab_tokens(model, v, site, cfg.n_vocab_tokens, p.sign)
             rec |= {"generations": gens, "concept_score": s.concept.tolist(), "fluency": s.fluency.tolist(),
-                    "combined": s.combined.tolist(), "similarity": s.similarity.tolist(),
+                    "combined": s.combined.tolist(), "success": s.success.tolist(),
+                    "similarity": s.similarity.tolist(),
                     "perplexity": s.perplexity.tolist(),
                     "output_score": output_score(model, v, site, p.alpha, kl.prompts, toks,
                                                  positions=cfg.positions)}
@@ -198,7 +206,9 @@ def run_experiment(model: LoadedModel, decomposers: dict[str, Any], cfg: SteerEx
                 records.append({"method": method, "concept": c.name, "site": e["site"], "feature": e["feature"],
                                 "selection_auroc": e["auroc"], "selection_effect": e["effect"], **rec})
     unsteered_rec = [{"concept": c.name, "concept_score": base_scores[c.name].concept.tolist(),
-                      "fluency": base_scores[c.name].fluency.tolist(), "baseline": baselines[c.name]}
+                      "fluency": base_scores[c.name].fluency.tolist(),
+                      "combined": base_scores[c.name].combined.tolist(),
+                      "success": base_scores[c.name].success.tolist(), "baseline": baselines[c.name]}
                      for c in concepts]
     ppl = base_scores[concepts[0].name].perplexity.tolist()
     return {"records": records, "unsteered": {"prompts": prompts, "generations": unsteered,
@@ -217,8 +227,9 @@ def summarise(result: dict[str, Any], n_boot: int = 1000, seed: int = 0) -> list
         hits = [r for r in group if r["hit"]]
         row = {"method": method, "sign": sign, "kl_target": target, "n": len(group),
                "misses": len(group) - len(hits)}
-        for score, key in (("concept", "concept_score"), ("fluency", "fluency"), ("combined", "combined")):
-            row[score] = bootstrap_ci([r[key] for r in hits], n_boot=n_boot, seed=seed)
+        for score, key in (("concept", "concept_score"), ("fluency", "fluency"), ("combined", "combined"),
+                           ("success", "success")):
+            row[score] = bootstrap_ci([r.get(key, []) for r in hits], n_boot=n_boot, seed=seed)
         row["output_score"] = bootstrap_ci([[r["output_score"]] for r in hits], n_boot=n_boot, seed=seed)
         if hits and "llm" in hits[0]:  # AxBench scale 0-2, unparsable ratings left out
             row["llm_combined"] = bootstrap_ci([[x for x in r["llm"]["combined"] if x == x] for r in hits],

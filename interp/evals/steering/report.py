@@ -16,17 +16,19 @@ def _ci(x: tuple[float, float, float], fmt: str = ".3f") -> str:
 
 
 def table_markdown(rows: list[dict[str, Any]], unsteered: dict[str, float] | None = None) -> str:
-    head = ("| method | sign | KL target | concept | fluency | combined | output score | median ppl | "
-            "misses | selection AUROC |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| method | sign | KL target | concept | fluency | combined | success | output score | median ppl | "
+            "misses | selection AUROC |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         auc = "–" if r["selection_auroc"] is None else f"{r['selection_auroc']:.2f}"
         lines.append(f"| {r['method']} | {'+' if r['sign'] > 0 else '−'} | {r['kl_target']:g} | {_ci(r['concept'])} | "
-                     f"{_ci(r['fluency'])} | {_ci(r['combined'])} | {_ci(r['output_score'], '.2e')} | "
+                     f"{_ci(r['fluency'])} | {_ci(r['combined'])} | {_ci(r.get('success', (math.nan,) * 3), '.2f')} | "
+                     f"{_ci(r['output_score'], '.2e')} | "
                      f"{r['perplexity']:.1f} | {r['misses']}/{r['n']} | {auc} |")
     if unsteered:
-        lines.append(f"| unsteered | | 0 | {unsteered['concept']:.3f} | {unsteered['fluency']:.3f} | | | "
-                     f"{unsteered['perplexity']:.1f} | | |")
+        u = {k: unsteered.get(k, math.nan) for k in ("concept", "fluency", "combined", "success")}
+        lines.append(f"| unsteered | | 0 | {u['concept']:.3f} | {u['fluency']:.3f} | {u['combined']:.3f} | "
+                     f"{u['success']:.2f} | | {unsteered['perplexity']:.1f} | | |")
     text = head + "\n".join(lines) + "\n"
     llm = [r for r in rows if "llm_combined" in r]
     if llm:
@@ -41,8 +43,9 @@ def examples_markdown(result: dict[str, Any], per_method: int = 3) -> str:
     out = ["# Example generations\n"]
     un = result["unsteered"]
     out.append("## unsteered\n")
-    out += [f"- *{p}* → {g!r}" for p, g in list(zip(un["prompts"], un["generations"]))[:4]]
+    out += [f"- *{p}* → {g!r}" for p, g in zip(un["prompts"], un["generations"])]
     recs = result["records"]
+    firsts = sorted({un["prompts"].index(p) for p in un["prompts"]})[:2]  # one sample of two prompts
     for method in dict.fromkeys(r["method"] for r in recs):
         out.append(f"\n## {method}\n")
         for concept in list(dict.fromkeys(r["concept"] for r in recs if r["method"] == method))[:per_method]:
@@ -52,8 +55,9 @@ def examples_markdown(result: dict[str, Any], per_method: int = 3) -> str:
                     continue
                 tag = f"KL {r['target']:g}, sign {r['sign']:+d}, α {r['alpha']:.3g}"
                 if r["hit"]:
-                    out.append(f"- {tag} (combined {r['combined'][0]:.2f}): *{un['prompts'][0]}* → "
-                               f"{r['generations'][0]!r}")
+                    for i in firsts:
+                        out.append(f"- {tag} (concept {r['concept_score'][i]:.2f}, fluency {r['fluency'][i]:.2f}): "
+                                   f"*{un['prompts'][i]}* → {r['generations'][i]!r}")
                 else:
                     out.append(f"- {tag}: missed ({r['note']})")
     return "\n".join(out) + "\n"

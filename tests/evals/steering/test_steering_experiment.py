@@ -61,11 +61,14 @@ def test_miniature_run_end_to_end(tiny_model, tmp_path, monkeypatch, keyword_jud
     assert all(not r["hit"] for r in recs if r["target"] == 1e3)
     hits = [r for r in recs if r["hit"]]
     assert hits and all(len(r["generations"]) == 2 and len(r["combined"]) == 2 for r in hits)
+    assert all(r["success"] == [float(c >= 0.5 and f >= 0.5) for c, f in zip(r["concept_score"], r["fluency"])]
+               for r in hits)
     assert all(r["feature"] is not None for r in recs if r["method"] == "sae")
     rows = summarise(result, n_boot=50)
     assert {(r["method"], r["kl_target"]) for r in rows} == {(m, t) for m in ("diffmeans", "sae") for t in (0.002, 1e3)}
     assert calls and set(calls) == {"http://judge.invalid/v1/chat/completions"}
     assert all(r["llm_combined"][0] == 2.0 for r in rows if r["kl_target"] == 0.002)
+    assert all(0 <= r["success"][0] <= 1 for r in rows if r["kl_target"] == 0.002)
     paths = write_report(tmp_path, result, rows, {"concept": 0.0, "fluency": 1.0, "perplexity": 3.0})
     assert json.loads(paths["results"].read_text())["summary"][0]["method"] == "diffmeans"
     assert "| diffmeans | + | 0.002 |" in paths["table"].read_text() and "LLM judge" in paths["table"].read_text()

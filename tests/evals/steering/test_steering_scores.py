@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from interp.evals.steering import (LLMJudge, bootstrap_ci, continuation_nll, harmonic, output_score,
                                    parse_rating, score_generations, steer)
+from interp.evals.steering.fluency import distinct_ngrams, reference_nll
 from interp.models.prompts import encode_prompts
 
 SITE = "blocks.1.hook_resid_post"
@@ -67,20 +68,24 @@ def test_harmonic_and_bootstrap():
 
 def test_score_generations_matches_formulas(tiny_model, keyword_judge):
     judge = keyword_judge(("cat", "dog", "stock"))
-    prompts = ["I think that", "I think that"]
-    gens, base = [" the cat and the cat", " stock stock stock stock"], [" it rained", " we left"]
+    prompts = ["I think that", "I think that", "I think that"]
+    gens, base = [" the cat and the cat", " stock stock stock stock", "---"], [" it rained", " we left"]
     concept = ["cat", "a cat sat"]
-    s = score_generations(tiny_model, prompts, gens, concept, base, judge=judge)
+    s = score_generations(tiny_model, prompts, gens, concept, base, judge=judge, min_words=2)
     b_sim = judge.similarity(base, concept).mean()
     ceil = judge.similarity(concept, concept).mean()
     sim = judge.similarity(gens, concept)
-    np.testing.assert_allclose(s.concept, np.clip((sim - b_sim) / (ceil - b_sim), 0, 1))
+    content = np.array([1.0, 0.5, 0.0])  # distinct words {the, cat, and}, {stock}, none; min_words 2
+    np.testing.assert_allclose(s.concept, np.clip((sim - b_sim) / (ceil - b_sim), 0, 1) * content)
+    ref = reference_nll(tiny_model)
+    assert s.baseline["nll"] == pytest.approx(ref)
     nll = continuation_nll(tiny_model, prompts, gens)
-    base_nll = np.nanmean(continuation_nll(tiny_model, prompts, base))
-    distinct = np.array([3 / 4, 1 / 3])  # distinct word 2-grams
-    np.testing.assert_allclose(s.fluency, np.minimum(1, np.exp(base_nll - nll)) * np.minimum(1, distinct / 1.0))
+    ids = tiny_model.tokenizer(gens, add_special_tokens=False)["input_ids"]
+    d2 = np.minimum([3 / 4, 1 / 3, 1 / 2], [distinct_ngrams(i) for i in ids])  # units: words, each "-"
+    np.testing.assert_allclose(s.fluency, np.minimum(1, np.exp(ref - nll)) * np.minimum(1, d2 / 0.9) * content)
     np.testing.assert_allclose(s.combined, harmonic(s.concept, s.fluency))
-    assert s.concept[0] > 0 and s.concept[1] == 0 and s.combined[1] == 0
+    np.testing.assert_array_equal(s.success, (s.concept >= 0.5) & (s.fluency >= 0.5))
+    assert s.concept[0] > 0 and s.concept[1] == 0 and s.combined[1] == 0 and s.fluency[2] == 0
 
 
 @pytest.mark.slow
