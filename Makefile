@@ -35,10 +35,11 @@ test: install
 test-all: install
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q
 
-# Lint (ruff check), type check (mypy, settings in pyproject.toml) and the import layers. Formatting
-# settings are in pyproject.toml ([tool.ruff.format]); `ruff format` is run deliberately, not here.
+# Lint and format check (ruff), type check (mypy, settings in pyproject.toml) and the import layers.
+# `ruff format interp tests apps scripts` fixes what the format check finds.
 lint: install
 	$(VENV)/bin/ruff check interp tests apps
+	$(VENV)/bin/ruff format --check interp tests apps
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

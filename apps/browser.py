@@ -48,11 +48,17 @@ def pick_run(root: Path) -> Path:
         if asked not in runs:
             runs = [asked, *runs]
     if not runs:
-        raise StoreError(f"no feature stores under {root}; build one with "
-                         "`interp browse artifact=<decomposer dir> out=<folder under the root>`")
+        raise StoreError(
+            f"no feature stores under {root}; build one with "
+            "`interp browse artifact=<decomposer dir> out=<folder under the root>`"
+        )
     labels = stores_under(str(root))
-    choice = st.sidebar.selectbox("Run (model · site · method)", runs, format_func=lambda r: labels.get(r, r),
-                                  index=runs.index(asked) if asked in runs else 0)
+    choice = st.sidebar.selectbox(
+        "Run (model · site · method)",
+        runs,
+        format_func=lambda r: labels.get(r, r),
+        index=runs.index(asked) if asked in runs else 0,
+    )
     if choice != asked:
         st.query_params["run"] = choice
         if asked is not None:  # another run picked: its feature ids mean something else

@@ -43,18 +43,23 @@ def context_html(tokens: list[str], acts: list[float], at: int, scale: float) ->
         alpha = min(abs(a) / scale, 1.0) if scale > 0 else 0.0
         if j == at:
             colour = "255,140,0" if a >= 0 else "30,120,255"
-            out.append(f'<span class="tok qual" title="{a:.3g}" style="background:rgba({colour},{alpha:.2f});'
-                       f'border-bottom:2px solid #000">{token_html(tok)}</span>')
+            out.append(
+                f'<span class="tok qual" title="{a:.3g}" style="background:rgba({colour},{alpha:.2f});'
+                f'border-bottom:2px solid #000">{token_html(tok)}</span>'
+            )
         elif a == 0 or alpha < 0.05:
             out.append(token_html(tok))
         else:
-            out.append(f'<span class="{"p" if a > 0 else "n"}{round(alpha * 10)}" title="{a:.3g}">'
-                       f"{token_html(tok)}</span>")
+            out.append(
+                f'<span class="{"p" if a > 0 else "n"}{round(alpha * 10)}" title="{a:.3g}">{token_html(tok)}</span>'
+            )
     return '<div class="ctx">' + "".join(out) + "</div>"
 
 
 def example_row(e: dict, tokens: list[str], scale: float) -> str:
-    return f'<div class="ex"><code>{e["value"]:.3g}</code>{context_html(tokens, e["acts"], e["token_index"], scale)}</div>'
+    return (
+        f'<div class="ex"><code>{e["value"]:.3g}</code>{context_html(tokens, e["acts"], e["token_index"], scale)}</div>'
+    )
 
 
 def examples_html(examples: list[dict], decode, scale: float) -> str:
@@ -68,15 +73,15 @@ def examples_html(examples: list[dict], decode, scale: float) -> str:
     for b in bands:
         rows = [e for e in examples if e["kind"] == "quantile" and e["band"] == b]
         r = rows[0]
-        parts.append(f'<details class="band" open><summary>Quantile band {b + 1}: activations '
-                     f'{r["bin_min"]:.3g} – {r["bin_max"]:.3g} ({100 * r["bin_contains"]:.1f}% of active '
-                     f"tokens)</summary>" + "".join(example_row(e, decode(e["tokens"]), scale) for e in rows)
-                     + "</details>")
+        parts.append(
+            f'<details class="band" open><summary>Quantile band {b + 1}: activations '
+            f"{r['bin_min']:.3g} – {r['bin_max']:.3g} ({100 * r['bin_contains']:.1f}% of active "
+            f"tokens)</summary>" + "".join(example_row(e, decode(e["tokens"]), scale) for e in rows) + "</details>"
+        )
     return "".join(parts)
 
 
-def svg_bars(xs: list[float], heights: list[float], colours: list[str], xlabel: str,
-             w: int = 360, h: int = 150) -> str:
+def svg_bars(xs: list[float], heights: list[float], colours: list[str], xlabel: str, w: int = 360, h: int = 150) -> str:
     """A bar chart of ``heights`` at centres ``xs`` (equal widths), scaled to its column."""
     if not xs:
         return "<p>No values to plot.</p>"
@@ -88,20 +93,31 @@ def svg_bars(xs: list[float], heights: list[float], colours: list[str], xlabel: 
     sx = lambda x: pad_l + (x - lo) / (hi - lo) * (w - pad_l - 4)  # noqa: E731
     sy = lambda y: pad_t + (1 - y / top) * (h - pad_b - pad_t)  # noqa: E731
     bw = max(sx(lo + step) - sx(lo) - 0.5, 0.8)
-    bars = "".join(f'<rect x="{sx(x) - bw / 2:.1f}" y="{sy(v):.1f}" width="{bw:.1f}" '
-                   f'height="{sy(0) - sy(v):.1f}" fill="{c}"><title>{x:.3g}: {v:g}</title></rect>'
-                   for x, v, c in zip(xs, heights, colours) if v)
-    ticks = "".join(f'<text x="{sx(x):.1f}" y="{h - pad_b + 13}" text-anchor="{a}">{x:.3g}</text>'
-                    for x, a in ((lo, "start"), ((lo + hi) / 2, "middle"), (hi, "end")))
-    axes = (f'<line x1="{pad_l}" y1="{sy(0):.1f}" x2="{w - 4}" y2="{sy(0):.1f}" stroke="#999"/>'
-            f'<text x="{pad_l - 4}" y="{pad_t + 9}" text-anchor="end">{top:g}</text>'
-            f'<text x="{pad_l - 4}" y="{sy(0):.1f}" text-anchor="end">0</text>'
-            f'<text x="{(pad_l + w) / 2:.0f}" y="{h - 3}" text-anchor="middle">{html.escape(xlabel)}</text>')
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}"><style>text{{font:11px sans-serif;'
-           f'fill:#555}}</style>{bars}{axes}{ticks}</svg>')
+    bars = "".join(
+        f'<rect x="{sx(x) - bw / 2:.1f}" y="{sy(v):.1f}" width="{bw:.1f}" '
+        f'height="{sy(0) - sy(v):.1f}" fill="{c}"><title>{x:.3g}: {v:g}</title></rect>'
+        for x, v, c in zip(xs, heights, colours)
+        if v
+    )
+    ticks = "".join(
+        f'<text x="{sx(x):.1f}" y="{h - pad_b + 13}" text-anchor="{a}">{x:.3g}</text>'
+        for x, a in ((lo, "start"), ((lo + hi) / 2, "middle"), (hi, "end"))
+    )
+    axes = (
+        f'<line x1="{pad_l}" y1="{sy(0):.1f}" x2="{w - 4}" y2="{sy(0):.1f}" stroke="#999"/>'
+        f'<text x="{pad_l - 4}" y="{pad_t + 9}" text-anchor="end">{top:g}</text>'
+        f'<text x="{pad_l - 4}" y="{sy(0):.1f}" text-anchor="end">0</text>'
+        f'<text x="{(pad_l + w) / 2:.0f}" y="{h - 3}" text-anchor="middle">{html.escape(xlabel)}</text>'
+    )
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}"><style>text{{font:11px sans-serif;'
+        f"fill:#555}}</style>{bars}{axes}{ticks}</svg>"
+    )
     # as an <img>: st.html sanitises inline <svg> away, a data-URI image passes
-    return (f'<img class="chart" alt="{html.escape(xlabel)}" style="width:100%;height:auto" '
-            f'src="data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()}">')
+    return (
+        f'<img class="chart" alt="{html.escape(xlabel)}" style="width:100%;height:auto" '
+        f'src="data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()}">'
+    )
 
 
 def activation_hist_html(f: dict) -> str:
@@ -120,20 +136,30 @@ def vocab_html(f: dict) -> str:
     """Promoted/suppressed tokens beside the histogram of the direction's logits over the whole
     vocabulary (SAEDashboard's logit-effect histogram; the tails are the tokens listed)."""
     cell = lambda t: token_html(t).replace(" ", "&nbsp;")  # noqa: E731 (a leading space stays visible)
-    rows = "".join(f"<tr><td><code>{cell(a)}</code></td><td>{x:+.3f}</td>"
-                   f"<td><code>{cell(b)}</code></td><td>{y:+.3f}</td></tr>"
-                   for a, x, b, y in zip(f["vocab_top"], f["vocab_top_logits"], f["vocab_bottom"],
-                                         f["vocab_bottom_logits"]))
-    table = ('<table class="vocab"><tr><th>promoted</th><th>logit</th><th>suppressed</th><th>logit</th></tr>'
-             + rows + "</table>")
+    rows = "".join(
+        f"<tr><td><code>{cell(a)}</code></td><td>{x:+.3f}</td><td><code>{cell(b)}</code></td><td>{y:+.3f}</td></tr>"
+        for a, x, b, y in zip(f["vocab_top"], f["vocab_top_logits"], f["vocab_bottom"], f["vocab_bottom_logits"])
+    )
+    table = (
+        '<table class="vocab"><tr><th>promoted</th><th>logit</th><th>suppressed</th><th>logit</th></tr>'
+        + rows
+        + "</table>"
+    )
     xs, hs = f.get("logit_hist_values") or [], f.get("logit_hist_heights") or []
-    chart = svg_bars(list(xs), list(hs), ["#ff8c00" if x >= 0 else "#1e78ff" for x in xs],
-                     "logit effect (all tokens)") if xs else ""
+    chart = (
+        svg_bars(list(xs), list(hs), ["#ff8c00" if x >= 0 else "#1e78ff" for x in xs], "logit effect (all tokens)")
+        if xs
+        else ""
+    )
     return STYLE + f'<div class="vocabrow">{table}<div class="hist">{chart}</div></div>'
 
 
 def metrics_html(f: dict) -> str:
     """The feature's summary numbers as one grid (one element instead of four widgets)."""
-    cells = [("density", f"{f['density']:.3%}"), ("max activation", f"{f['max']:.3g}"),
-             ("mean (when active)", f"{f['mean_active']:.3g}"), ("active tokens", f"{f['n_active']:,}")]
+    cells = [
+        ("density", f"{f['density']:.3%}"),
+        ("max activation", f"{f['max']:.3g}"),
+        ("mean (when active)", f"{f['mean_active']:.3g}"),
+        ("active tokens", f"{f['n_active']:,}"),
+    ]
     return STYLE + '<div class="metrics">' + "".join(f"<div>{k}<b>{v}</b></div>" for k, v in cells) + "</div>"

@@ -65,8 +65,15 @@ def calibrated_alpha(path: str, stamp: float, i: int, kl: float) -> dict:
     spec = m["model"]
     kl_fn = neutral_kl(spec)
     with model_lock(spec):
-        cal = calibrate_alpha(load_model(spec), directions(path, stamp)[i].float(), m["site"], [kl],
-                              signs=(1,), tol=CALIBRATION_TOL, kl=kl_fn)
+        cal = calibrate_alpha(
+            load_model(spec),
+            directions(path, stamp)[i].float(),
+            m["site"],
+            [kl],
+            signs=(1,),
+            tol=CALIBRATION_TOL,
+            kl=kl_fn,
+        )
     p = cal.points[0]
     return {"alpha": p.alpha, "kl": p.kl, "hit": p.hit, "note": p.note, "n_evals": cal.n_evals}
 
@@ -89,16 +96,28 @@ def panel(path: Path, i: int) -> bool:
     if importlib.util.find_spec("interp.evals") is None:  # no import: torch loads only on Generate
         st.info("Steering is unavailable: interp.evals is not installed in this build.")
         return False
-    if not st.toggle("Steering: add this feature's direction and generate", key="steer_open",
-                     help="off: the page does not build the panel (faster); stays on as you browse"):
+    if not st.toggle(
+        "Steering: add this feature's direction and generate",
+        key="steer_open",
+        help="off: the page does not build the panel (faster); stays on as you browse",
+    ):
         return False
     with st.form(f"steer-{i}"):
         a, b, c = st.columns([3, 1, 1])
-        text = a.text_area("Prompts (one per line, generated as one batch)", value="The\nIn my free time, I",
-                           key="steer_prompt", height=80)
-        kl = b.selectbox("Strength: KL budget", KL_BUDGETS, index=KL_BUDGETS.index(DEFAULT_KL), key="steer_kl",
-                         help="α is calibrated so that steering shifts the next-token distribution on "
-                              f"{N_CALIBRATION_PROMPTS} neutral prompts by this KL (nats)")
+        text = a.text_area(
+            "Prompts (one per line, generated as one batch)",
+            value="The\nIn my free time, I",
+            key="steer_prompt",
+            height=80,
+        )
+        kl = b.selectbox(
+            "Strength: KL budget",
+            KL_BUDGETS,
+            index=KL_BUDGETS.index(DEFAULT_KL),
+            key="steer_kl",
+            help="α is calibrated so that steering shifts the next-token distribution on "
+            f"{N_CALIBRATION_PROMPTS} neutral prompts by this KL (nats)",
+        )
         raw = b.number_input("or raw α (0: calibrated)", value=0.0, key="steer_alpha")
         n_new = c.number_input("New tokens", 4, 64, 16, key="steer_tokens")
         go = st.form_submit_button("Generate", key="steer_go")
@@ -112,8 +131,10 @@ def panel(path: Path, i: int) -> bool:
     else:
         cal = calibrated_alpha(str(path), stamp, i, float(kl))
         alpha = cal["alpha"]
-        how = (f"α = {alpha:.4g}, calibrated: KL {cal['kl']:.3g} on {N_CALIBRATION_PROMPTS} neutral prompts "
-               f"(budget {kl:g}; {cal['n_evals']} evaluations)")
+        how = (
+            f"α = {alpha:.4g}, calibrated: KL {cal['kl']:.3g} on {N_CALIBRATION_PROMPTS} neutral prompts "
+            f"(budget {kl:g}; {cal['n_evals']} evaluations)"
+        )
         if not cal["hit"]:
             how += f" — budget missed: {cal['note']}"
     with st.spinner("generating…"):

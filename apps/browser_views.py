@@ -37,8 +37,9 @@ def open_store(path: str, stamp: float) -> FeatureStore:
 
 def store_at(path: Path) -> FeatureStore:
     if not (path / "manifest.json").is_file():
-        raise StoreError(f"{path} holds no feature store (no manifest.json); build one with "
-                         "`interp browse artifact=... out=...`")
+        raise StoreError(
+            f"{path} holds no feature store (no manifest.json); build one with `interp browse artifact=... out=...`"
+        )
     return open_store(str(path), _stamp(path))
 
 
@@ -49,9 +50,14 @@ def feature_page(path: str, stamp: float, i: int) -> dict[str, Any]:
     f = store.feature(i)
     ex = store.examples(i).to_pylist()
     scale = max(abs(f["max"]), max((abs(v) for e in ex for v in e["acts"]), default=0.0))
-    return {"feature": f, "n_top": sum(e["kind"] == "top" for e in ex), "examples_html": hx.examples_html(ex, store.tokens, scale),
-            "hist_html": hx.activation_hist_html(f), "metrics_html": hx.metrics_html(f),
-            "vocab_html": hx.vocab_html(f) if store.has_vocab else None}
+    return {
+        "feature": f,
+        "n_top": sum(e["kind"] == "top" for e in ex),
+        "examples_html": hx.examples_html(ex, store.tokens, scale),
+        "hist_html": hx.activation_hist_html(f),
+        "metrics_html": hx.metrics_html(f),
+        "vocab_html": hx.vocab_html(f) if store.has_vocab else None,
+    }
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -78,7 +84,7 @@ def _snippet(context: str, text: str, width: int = 90) -> str:
         k = hit.lower().index(text.lower())
         a = max(0, min(k - width // 3, len(hit) - width))
         hit = ("…" if a else "") + hit[a:]
-    return hit if len(hit) <= width else hit[:width - 1] + "…"
+    return hit if len(hit) <= width else hit[: width - 1] + "…"
 
 
 # -- navigation ----------------------------------------------------------------------------------
@@ -101,12 +107,19 @@ def results_table(df: "pd.DataFrame") -> None:
     """One page of the search results, with a pager; clicking a row opens the feature."""
     n_pages = max(1, -(-len(df) // PAGE_SIZE))
     page = st.columns([1, 4])[0].number_input(f"Page (of {n_pages})", 1, n_pages, 1, key="q_page") if n_pages > 1 else 1
-    part = df.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-    st.caption(f"features {(page - 1) * PAGE_SIZE + 1 if len(df) else 0}–{(page - 1) * PAGE_SIZE + len(part)} "
-               f"of {len(df):,} matching")
-    st.dataframe(part, hide_index=True, on_select=lambda: _picked_row("results", part["feature"].tolist()),
-                 selection_mode="single-row", key="results",
-                 column_config={"context": st.column_config.TextColumn("context (top example)", width="large")})
+    part = df.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    st.caption(
+        f"features {(page - 1) * PAGE_SIZE + 1 if len(df) else 0}–{(page - 1) * PAGE_SIZE + len(part)} "
+        f"of {len(df):,} matching"
+    )
+    st.dataframe(
+        part,
+        hide_index=True,
+        on_select=lambda: _picked_row("results", part["feature"].tolist()),
+        selection_mode="single-row",
+        key="results",
+        column_config={"context": st.column_config.TextColumn("context (top example)", width="large")},
+    )
 
 
 def similar(f: dict) -> None:
@@ -115,8 +128,9 @@ def similar(f: dict) -> None:
     st.markdown("#### Similar features (cosine of directions)")
     cols = st.columns(2)
     for j, (g, c) in enumerate(zip(f["similar"], f["similar_cos"])):
-        cols[j % 2].button(f"#{g} · cos {c:.2f}", key=f"sim-{g}", on_click=go_to, args=(int(g),),
-                           use_container_width=True)
+        cols[j % 2].button(
+            f"#{g} · cos {c:.2f}", key=f"sim-{g}", on_click=go_to, args=(int(g),), use_container_width=True
+        )
 
 
 def exclusion_note(m: dict) -> str:
@@ -124,9 +138,13 @@ def exclusion_note(m: dict) -> str:
     opts = m["request"]["options"]
     if opts.get("exclude_sinks"):
         n = m.get("n_sinks", 0)
-        return (f"Left out of every statistic and example: BOS/separator tokens and {n:,} attention-sink "
-                f"tokens (the first token after BOS, and tokens whose activation norm is over "
-                f"{opts['sink_ratio']:g}x their row's median). Rebuild with `exclude_sinks=false` to include them.")
+        return (
+            f"Left out of every statistic and example: BOS/separator tokens and {n:,} attention-sink "
+            f"tokens (the first token after BOS, and tokens whose activation norm is over "
+            f"{opts['sink_ratio']:g}x their row's median). Rebuild with `exclude_sinks=false` to include them."
+        )
     skipped = "BOS/separator tokens are left out; " if opts.get("exclude_special", True) else ""
-    return (f"{skipped}attention-sink tokens are included (built with exclude_sinks off, or before the "
-            "option existed); rebuild to leave them out.")
+    return (
+        f"{skipped}attention-sink tokens are included (built with exclude_sinks off, or before the "
+        "option existed); rebuild to leave them out."
+    )

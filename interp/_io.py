@@ -45,8 +45,9 @@ def read_json(path: str | Path, what: str) -> dict:
     try:
         obj = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{what} {path} is corrupted (not valid JSON: {e}); "
-                         f"delete it and re-run the command that wrote it") from e
+        raise DataError(
+            f"{what} {path} is corrupted (not valid JSON: {e}); delete it and re-run the command that wrote it"
+        ) from e
     if not isinstance(obj, dict):
         raise DataError(f"{what} {path} is corrupted: expected a JSON object")
     return obj
@@ -67,8 +68,10 @@ def check_same_request(saved: dict, request: dict, where: str | Path, what: str)
     diff = {k: (saved.get(k), v) for k, v in request.items() if _plain(saved.get(k)) != _plain(v)}
     if diff:
         lines = "; ".join(f"{k}: saved {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-        raise ConfigError(f"{where} already holds a different {what}, made with other settings ({lines}). "
-                          "Use another output directory, or delete this one to start over.")
+        raise ConfigError(
+            f"{where} already holds a different {what}, made with other settings ({lines}). "
+            "Use another output directory, or delete this one to start over."
+        )
 
 
 def file_digest(path: str | Path) -> str:
@@ -92,13 +95,14 @@ def load_safetensors(path: str | Path, what: str, device: str = "cpu", digest: s
     if not path.is_file():
         raise MissingFileError(f"{what} not found: {path}")
     if digest is not None and file_digest(path) != digest:
-        raise DataError(f"{what} {path} is damaged (its checksum differs from the one recorded when it "
-                        f"was written)")
+        raise DataError(f"{what} {path} is damaged (its checksum differs from the one recorded when it was written)")
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError) as e:
-        raise DataError(f"{what} {path} is not a valid safetensors file ({e}); it may be corrupt, or a "
-                        f"pickle (.pt/.bin) renamed: re-create it with safetensors") from e
+        raise DataError(
+            f"{what} {path} is not a valid safetensors file ({e}); it may be corrupt, or a "
+            f"pickle (.pt/.bin) renamed: re-create it with safetensors"
+        ) from e
 
 
 # -- whole-folder replacement ------------------------------------------------------------------
@@ -204,8 +208,10 @@ def folder_lock(folder: str | Path, what: str = "output folder", wait: bool = Fa
             if e.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise LockedError(f"{what} {folder} is in use by another process (pid {holder}); wait for it "
-                              f"to finish, or stop it, or choose another folder") from None
+            raise LockedError(
+                f"{what} {folder} is in use by another process (pid {holder}); wait for it "
+                f"to finish, or stop it, or choose another folder"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         _HELD.add(key)

@@ -129,8 +129,13 @@ def batch_sq_dev(x: torch.Tensor) -> torch.Tensor:
     size = world()[1]
     if size == 1:
         return (x - x.mean(0)).pow(2).sum()
-    stats = torch.cat([x.double().sum(0), x.double().pow(2).sum().reshape(1),
-                       torch.tensor([len(x)], dtype=torch.float64, device=x.device)])
+    stats = torch.cat(
+        [
+            x.double().sum(0),
+            x.double().pow(2).sum().reshape(1),
+            torch.tensor([len(x)], dtype=torch.float64, device=x.device),
+        ]
+    )
     dist.all_reduce(stats)
     total, sq, n = stats[:-2], stats[-2], stats[-1]
     return ((sq - total.pow(2).sum() / n) / size).to(x.dtype)

@@ -30,13 +30,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PEERS = {"sparsify": "eai-sparsify==1.3.3", "saelens": "sae-lens==6.54.12",
-         "dictionary_learning": "dictionary-learning==0.1.0"}
+PEERS = {
+    "sparsify": "eai-sparsify==1.3.3",
+    "saelens": "sae-lens==6.54.12",
+    "dictionary_learning": "dictionary-learning==0.1.0",
+}
 SITE, MODEL, D_SAE, K, BATCH, STEPS, HELD = "blocks.15.hook_resid_post", "smollm2-135m", 9216, 32, 4096, 44, 16384
 OLD = {"optimizer": "adam", "lr": 2e-4 / (D_SAE / 2**14) ** 0.5, "warmup_steps": 50, "decay_frac": 0.2}
-VARIANTS = ["interp-old", "interp:method=batchtopk", "interp-old:method=batchtopk", "interp:method=jumprelu",
-            "interp-old:method=jumprelu", "interp:method=topafa,afa_target=centred",
-            "interp-old:method=topafa,afa_target=centred", "interp:method=gba", "interp-old:method=gba"]
+VARIANTS = [
+    "interp-old",
+    "interp:method=batchtopk",
+    "interp-old:method=batchtopk",
+    "interp:method=jumprelu",
+    "interp-old:method=jumprelu",
+    "interp:method=topafa,afa_target=centred",
+    "interp-old:method=topafa,afa_target=centred",
+    "interp:method=gba",
+    "interp-old:method=gba",
+]
 HERE = Path(__file__).parent / "peers"
 
 
@@ -56,7 +67,7 @@ def prepare(root: Path, cache: Path) -> Path:
     if len(x) < STEPS * BATCH + HELD:
         sys.exit(f"{cache} holds {len(x)} usable tokens; need {STEPS * BATCH + HELD}")
     data.mkdir(parents=True, exist_ok=True)
-    np.save(data / "train.npy", x[:STEPS * BATCH].numpy())
+    np.save(data / "train.npy", x[: STEPS * BATCH].numpy())
     np.save(data / "heldout.npy", x[-HELD:].numpy())
     meta = {"model": MODEL, "site": SITE, "d_sae": D_SAE, "k": K, "batch": BATCH, "n_train": STEPS * BATCH}
     (data / "meta.json").write_text(json.dumps(meta))
@@ -69,8 +80,9 @@ def venv_python(root: Path, peer: str) -> str:
     if not (venv / "bin" / "python").exists():
         subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
     py = str(venv / "bin" / "python")
-    if subprocess.run([py, "-c", f"import {'sae_lens' if peer == 'saelens' else peer}"],
-                      capture_output=True).returncode:
+    if subprocess.run(
+        [py, "-c", f"import {'sae_lens' if peer == 'saelens' else peer}"], capture_output=True
+    ).returncode:
         # the same torch build as interp's, so kernels and threads are alike for every contender
         subprocess.run([py, "-m", "pip", "install", "-q", f"torch=={torch.__version__}", PEERS[peer]], check=True)
         # unused here, and their wheels want another torch build (torchvision breaks transformers'
@@ -108,15 +120,19 @@ def reach(result: dict, target: float) -> float | None:
 
 def table(results: list[dict], target: float) -> None:
     ref = {r["epochs"]: r for r in results if r["name"] == "sparsify"}
-    print(f"\ncommon FVU = {target:.3f} (sparsify's after one epoch, on the curve's half of the held-out tokens); "
-          f"time = training seconds to reach it")
+    print(
+        f"\ncommon FVU = {target:.3f} (sparsify's after one epoch, on the curve's half of the held-out tokens); "
+        f"time = training seconds to reach it"
+    )
     print(f"{'contender':<34}{'epochs':>6}{'tok/s':>9}{'FVU':>8}{'L0':>7}{'dead':>7}{'time':>8}{'vs sparsify':>13}")
     for r in results:
         t = reach(r, target)
         s = ref.get(r["epochs"])
         ratio = f"{reach(s, target) / t:.2f}x" if t and s and reach(s, target) else "-"
-        print(f"{r['name']:<34}{r['epochs']:>6}{r['tokens_per_s']:>9.0f}{r['fvu']:>8.3f}{r['l0']:>7.1f}"
-              f"{r['dead_frac']:>7.3f}{(f'{t:.0f}s' if t else 'never'):>8}{ratio:>13}")
+        print(
+            f"{r['name']:<34}{r['epochs']:>6}{r['tokens_per_s']:>9.0f}{r['fvu']:>8.3f}{r['l0']:>7.1f}"
+            f"{r['dead_frac']:>7.3f}{(f'{t:.0f}s' if t else 'never'):>8}{ratio:>13}"
+        )
 
 
 def main() -> None:
@@ -132,8 +148,9 @@ def main() -> None:
     root = Path(args.root)
     data = prepare(root, Path(args.cache))
     contenders = args.contenders + VARIANTS * args.variants
-    results = [r for e in args.epochs for c in contenders
-               if (r := run(root, data, c, e, args.fresh, args.table)) is not None]
+    results = [
+        r for e in args.epochs for c in contenders if (r := run(root, data, c, e, args.fresh, args.table)) is not None
+    ]
     one = [r for r in results if r["name"] == "sparsify" and r["epochs"] == min(args.epochs)]
     table(results, one[0]["curve"][-1][1] if one else max(r["curve"][-1][1] for r in results))
 

@@ -15,9 +15,17 @@ import sys
 
 from sae_bench.evals.core.eval_config import CoreEvalConfig
 from sae_bench.evals.core.eval_output import (
-    CoreEvalOutput, CoreFeatureMetric, CoreMetricCategories, MiscMetrics, ModelBehaviorPreservationMetrics,
-    ModelPerformancePreservationMetrics, ReconstructionQualityMetrics, ShrinkageMetrics, SparsityMetrics,
-    TokenStatsMetrics)
+    CoreEvalOutput,
+    CoreFeatureMetric,
+    CoreMetricCategories,
+    MiscMetrics,
+    ModelBehaviorPreservationMetrics,
+    ModelPerformancePreservationMetrics,
+    ReconstructionQualityMetrics,
+    ShrinkageMetrics,
+    SparsityMetrics,
+    TokenStatsMetrics,
+)
 from sae_bench.sae_bench_utils import graphing_utils
 
 
@@ -27,10 +35,17 @@ def check(path: str) -> dict:
     out = CoreEvalOutput(**data)  # pydantic validation of every field and category
     results = graphing_utils.get_eval_results([path])
     core = graphing_utils.get_core_results([path])
-    (key, flat), = results.items()
-    return {"file": path, "valid": type(out).__name__, "sae_class": flat["sae_class"], "d_sae": flat["d_sae"],
-            "l0": core[key]["l0"], "ce_loss_score": core[key]["ce_loss_score"],
-            "explained_variance": flat["explained_variance"], "n_feature_details": len(out.eval_result_details)}
+    ((key, flat),) = results.items()
+    return {
+        "file": path,
+        "valid": type(out).__name__,
+        "sae_class": flat["sae_class"],
+        "d_sae": flat["d_sae"],
+        "l0": core[key]["l0"],
+        "ce_loss_score": core[key]["ce_loss_score"],
+        "explained_variance": flat["explained_variance"],
+        "n_feature_details": len(out.eval_result_details),
+    }
 
 
 def write_sample(path: str) -> None:
@@ -41,15 +56,34 @@ def write_sample(path: str) -> None:
         shrinkage=ShrinkageMetrics(10.0, 9.0, 0.9, 1.05),
         sparsity=SparsityMetrics(32.0, 40.0),
         token_stats=TokenStatsMetrics(4096, 4096),
-        misc_metrics=MiscMetrics(0.2, 0.01, 0.5, 0.05, 0.3, 0.4, 0.97))
-    feats = [CoreFeatureMetric(index=i, feature_density=0.01 * i, consistent_activation_heuristic=1.5,
-                               encoder_bias=-0.1, encoder_norm=1.0, encoder_decoder_cosine_sim=0.9,
-                               max_decoder_cosine_sim=0.3, max_encoder_cosine_sim=0.4) for i in range(3)]
-    CoreEvalOutput(eval_config=CoreEvalConfig(model_name="gpt2"), eval_id="sample", datetime_epoch_millis=1,
-                   eval_result_metrics=cats, eval_result_details=feats, sae_bench_commit_hash="sample",
-                   sae_lens_id="blocks.8.hook_resid_post", sae_lens_release_id="sample-release",
-                   sae_lens_version="6", sae_cfg_dict={"architecture": "topk", "d_sae": 3},
-                   eval_result_unstructured={}).to_json_file(path)
+        misc_metrics=MiscMetrics(0.2, 0.01, 0.5, 0.05, 0.3, 0.4, 0.97),
+    )
+    feats = [
+        CoreFeatureMetric(
+            index=i,
+            feature_density=0.01 * i,
+            consistent_activation_heuristic=1.5,
+            encoder_bias=-0.1,
+            encoder_norm=1.0,
+            encoder_decoder_cosine_sim=0.9,
+            max_decoder_cosine_sim=0.3,
+            max_encoder_cosine_sim=0.4,
+        )
+        for i in range(3)
+    ]
+    CoreEvalOutput(
+        eval_config=CoreEvalConfig(model_name="gpt2"),
+        eval_id="sample",
+        datetime_epoch_millis=1,
+        eval_result_metrics=cats,
+        eval_result_details=feats,
+        sae_bench_commit_hash="sample",
+        sae_lens_id="blocks.8.hook_resid_post",
+        sae_lens_release_id="sample-release",
+        sae_lens_version="6",
+        sae_cfg_dict={"architecture": "topk", "d_sae": 3},
+        eval_result_unstructured={},
+    ).to_json_file(path)
 
 
 if __name__ == "__main__":

@@ -16,26 +16,56 @@ os.environ.setdefault("WANDB_SILENT", "true")
 import pytest  # noqa: E402
 
 _SUBJECTS = [
-    "The old lighthouse keeper", "A young astronomer", "The village baker", "Our neighbour's cat",
-    "The river", "A travelling musician", "The library committee", "An engineer from the north",
-    "The museum guide", "A flock of starlings", "The night train", "My grandmother",
+    "The old lighthouse keeper",
+    "A young astronomer",
+    "The village baker",
+    "Our neighbour's cat",
+    "The river",
+    "A travelling musician",
+    "The library committee",
+    "An engineer from the north",
+    "The museum guide",
+    "A flock of starlings",
+    "The night train",
+    "My grandmother",
 ]
 _VERBS = [
-    "watched", "repaired", "sang about", "counted", "painted", "argued over", "followed",
-    "carried", "forgot", "discovered", "measured", "described",
+    "watched",
+    "repaired",
+    "sang about",
+    "counted",
+    "painted",
+    "argued over",
+    "followed",
+    "carried",
+    "forgot",
+    "discovered",
+    "measured",
+    "described",
 ]
 _OBJECTS = [
-    "the winter storm above the harbour", "seventeen copper kettles", "a map of forgotten roads",
-    "the quiet orchard behind the school", "an unfinished letter", "the price of fresh bread",
-    "a comet over the valley", "three crooked chimneys", "the rules of an ancient game",
-    "the smell of rain on warm stones", "a broken violin", "the last bus of the evening",
+    "the winter storm above the harbour",
+    "seventeen copper kettles",
+    "a map of forgotten roads",
+    "the quiet orchard behind the school",
+    "an unfinished letter",
+    "the price of fresh bread",
+    "a comet over the valley",
+    "three crooked chimneys",
+    "the rules of an ancient game",
+    "the smell of rain on warm stones",
+    "a broken violin",
+    "the last bus of the evening",
 ]
 _TAILS = [
-    "Nobody could explain why.", "It was, everyone agreed, a strange week.",
-    "By Thursday the matter was settled, more or less.", "Questions remained; answers did not.",
+    "Nobody could explain why.",
+    "It was, everyone agreed, a strange week.",
+    "By Thursday the matter was settled, more or less.",
+    "Questions remained; answers did not.",
     "The newspaper printed a short note about it (on page 12).",
     "Children laughed, dogs barked, and the clock struck nine!",
-    "\"Remarkable,\" said the mayor, \"truly remarkable.\"", "Prices rose by 4% that spring.",
+    '"Remarkable," said the mayor, "truly remarkable."',
+    "Prices rose by 4% that spring.",
 ]
 
 

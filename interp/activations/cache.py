@@ -42,11 +42,23 @@ from interp.errors import ConfigError, DataError
 from interp.models import LoadedModel, load, run_to_sites, site_width
 
 
-def _request(model: LoadedModel, text_spec: str, sites: list[str], n_tokens: int, seq_len: int,
-             dtype: str, shuffle_seed: int | None) -> dict:
+def _request(
+    model: LoadedModel,
+    text_spec: str,
+    sites: list[str],
+    n_tokens: int,
+    seq_len: int,
+    dtype: str,
+    shuffle_seed: int | None,
+) -> dict:
     return {
-        "model": model.spec, "sites": sites, "text": text_spec, "n_tokens_requested": n_tokens,
-        "seq_len": seq_len, "dtype": dtype, "shuffle_seed": shuffle_seed,
+        "model": model.spec,
+        "sites": sites,
+        "text": text_spec,
+        "n_tokens_requested": n_tokens,
+        "seq_len": seq_len,
+        "dtype": dtype,
+        "shuffle_seed": shuffle_seed,
     }
 
 
@@ -67,12 +79,18 @@ def _start(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widt
         allocate(out / site_file(site), storage_dtype(request["dtype"]), (n, s, d))
     rows = max(1, shard_tokens // s)
     manifest = {
-        "format": FORMAT, **request, "model_name": model.name, "code_version": interp.__version__,
-        "n_seqs": n, "n_tokens": n * s, "bos_id": toks.bos_id,
+        "format": FORMAT,
+        **request,
+        "model_name": model.name,
+        "code_version": interp.__version__,
+        "n_seqs": n,
+        "n_tokens": n * s,
+        "bos_id": toks.bos_id,
         "pad_id": model.tokenizer.pad_token_id,
         "sites_info": {site: {"width": d, "file": site_file(site)} for site, d in widths.items()},
         "shard_ranges": [[a, min(a + rows, n)] for a in range(0, n, rows)],
-        "shards": [], "complete": False,
+        "shards": [],
+        "complete": False,
     }
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
@@ -109,7 +127,7 @@ class _ShardWriter:
                     if event is not None:
                         event.synchronize()
                     data = host.view(torch.int16).numpy().view(np.uint16) if self.dtype == "bfloat16" else host.numpy()
-                    self.arrays[site][row:row + len(data)] = data
+                    self.arrays[site][row : row + len(data)] = data
                     self.digest[site].update(memoryview(np.ascontiguousarray(data)).cast("B"))
             except BaseException as e:  # surfaced in the main thread by _check
                 self.error = e
@@ -132,13 +150,14 @@ class _ShardWriter:
 
 
 @torch.inference_mode()
-def _fill_shard(model: LoadedModel, cache: ActivationCache, start: int, end: int,
-                batch_size: int, bar: tqdm) -> dict[str, str]:
+def _fill_shard(
+    model: LoadedModel, cache: ActivationCache, start: int, end: int, batch_size: int, bar: tqdm
+) -> dict[str, str]:
     sites = list(cache.manifest["sites_info"])
     writer = _ShardWriter({s: cache.writable(s) for s in sites}, cache.manifest["dtype"])
     tokens = torch.from_numpy(np.array(cache.token_array("tokens")[start:end]))
     for a in range(0, end - start, batch_size):
-        batch = tokens[a:a + batch_size]
+        batch = tokens[a : a + batch_size]
         for site, act in run_to_sites(model, batch, sites).items():
             writer.put(site, start + a, act)
         bar.update(batch.numel())
@@ -193,15 +212,23 @@ def _check_counts(**counts: Any) -> None:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _cache(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widths: dict[str, int],
-           batch_size: int, progress: bool) -> None:
+def _cache(
+    model: LoadedModel,
+    request: dict,
+    out: Path,
+    shard_tokens: int,
+    widths: dict[str, int],
+    batch_size: int,
+    progress: bool,
+) -> None:
     """Create, repair or finish the cache at ``out`` (the folder is held by this process)."""
     sites, seq_len = request["sites"], request["seq_len"]
     rank, world = _dist.world()
     with _dist.main_first():  # rank 0 creates or repairs the cache; the others then open it
         if (out / "manifest.json").exists():
-            check_same_request(read_json(out / "manifest.json", "activation cache manifest"), request, out,
-                               "activation cache")
+            check_same_request(
+                read_json(out / "manifest.json", "activation cache manifest"), request, out, "activation cache"
+            )
         elif rank == 0:
             _start(model, request, out, shard_tokens, widths)
         cache = ActivationCache(out, check=False)
@@ -214,8 +241,13 @@ def _cache(model: LoadedModel, request: dict, out: Path, shard_tokens: int, widt
     if world > 1:  # rank 0 shows its own share
         desc, done_tokens = f"{desc} (rank 0 of {world})", 0
         total = sum(b - a for a, b in todo) * seq_len
-    with tqdm(total=total if world > 1 else cache.manifest["n_tokens"], initial=done_tokens, unit="tok",
-              disable=not (progress and rank == 0), desc=desc) as bar:
+    with tqdm(
+        total=total if world > 1 else cache.manifest["n_tokens"],
+        initial=done_tokens,
+        unit="tok",
+        disable=not (progress and rank == 0),
+        desc=desc,
+    ) as bar:
         for start, end in todo:
             sums = _fill_shard(model, cache, start, end, batch_size, bar)
             cache.record_shard(start, end, sums, rank)

@@ -28,8 +28,10 @@ def reserve(path: Path) -> None:
         os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DataError(f"no space left on the disk for {path} ({os.fstat(fd).st_size / 1e9:.2f} GB): "
-                            f"free some space or cache fewer tokens") from e
+            raise DataError(
+                f"no space left on the disk for {path} ({os.fstat(fd).st_size / 1e9:.2f} GB): "
+                f"free some space or cache fewer tokens"
+            ) from e
         if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without it: write lazily
             raise
     finally:
@@ -40,8 +42,10 @@ def check_free_space(folder: Path, need: int) -> None:
     """``DataError`` before any write when ``folder``'s disk has fewer than ``need`` bytes free."""
     free = shutil.disk_usage(folder).free
     if need > free:
-        raise DataError(f"the cache needs {need / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free at {folder}; "
-                        f"free some space, cache fewer tokens, or use dtype='bfloat16'")
+        raise DataError(
+            f"the cache needs {need / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free at {folder}; "
+            f"free some space, cache fewer tokens, or use dtype='bfloat16'"
+        )
 
 
 def npy_header(path: Path) -> tuple[tuple, np.dtype, int]:

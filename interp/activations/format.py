@@ -28,9 +28,9 @@ _REQUIRED = ("format", "model", "sites_info", "n_seqs", "seq_len", "dtype", "sha
 
 def check_manifest(m: dict, where: Path) -> None:
     """Field types of a manifest (a hand-edited or damaged one fails here, not in a reshape)."""
+
     def bad(what: str) -> DataError:
-        return DataError(f"activation cache manifest {where} is corrupted ({what}); delete the directory "
-                         f"and re-cache")
+        return DataError(f"activation cache manifest {where} is corrupted ({what}); delete the directory and re-cache")
 
     for key in ("n_seqs", "seq_len"):
         if not isinstance(m[key], int) or isinstance(m[key], bool) or m[key] < 1:
@@ -38,11 +38,13 @@ def check_manifest(m: dict, where: Path) -> None:
     if m["dtype"] not in _DTYPES:
         raise bad(f"unknown dtype {m['dtype']!r}")
     if not isinstance(m["sites_info"], dict) or not all(
-            isinstance(i, dict) and isinstance(i.get("width"), int) and i["width"] > 0 and isinstance(i.get("file"), str)
-            for i in m["sites_info"].values()):
+        isinstance(i, dict) and isinstance(i.get("width"), int) and i["width"] > 0 and isinstance(i.get("file"), str)
+        for i in m["sites_info"].values()
+    ):
         raise bad("sites_info must map each site to a positive integer width and a file")
     if not isinstance(m["shards"], list) or not all(
-            isinstance(s, dict) and {"start", "end", "xxh3_64"} <= set(s) for s in m["shards"]):
+        isinstance(s, dict) and {"start", "end", "xxh3_64"} <= set(s) for s in m["shards"]
+    ):
         raise bad("shards must be a list of {start, end, xxh3_64}")
 
 
@@ -69,8 +71,10 @@ class ActivationCache:
         self.manifest = read_json(self.path / "manifest.json", "activation cache manifest")
         missing = [k for k in _REQUIRED if k not in self.manifest]
         if missing or self.manifest["format"] != FORMAT:
-            raise DataError(f"activation cache manifest {self.path / 'manifest.json'} is corrupted "
-                            f"(missing {missing} or unknown format); delete the directory and re-cache")
+            raise DataError(
+                f"activation cache manifest {self.path / 'manifest.json'} is corrupted "
+                f"(missing {missing} or unknown format); delete the directory and re-cache"
+            )
         check_manifest(self.manifest, self.path / "manifest.json")
         self._verified: set[tuple[str, int]] = set()  # (site, shard) whose checksum matched
         if check:
@@ -115,9 +119,11 @@ class ActivationCache:
         shape, dtype, _ = npy_header(path)
         want = (m["n_seqs"], m["seq_len"], self.width(site))
         if tuple(shape) != want or dtype != storage_dtype(m["dtype"]):
-            raise DataError(f"{path} holds a {dtype} array of shape {tuple(shape)} but the manifest "
-                            f"{self.path / 'manifest.json'} says {storage_dtype(m['dtype'])} {want}: one of them "
-                            f"was edited or replaced; delete the directory and re-cache")
+            raise DataError(
+                f"{path} holds a {dtype} array of shape {tuple(shape)} but the manifest "
+                f"{self.path / 'manifest.json'} says {storage_dtype(m['dtype'])} {want}: one of them "
+                f"was edited or replaced; delete the directory and re-cache"
+            )
 
     @property
     def fingerprint(self) -> str:
@@ -133,19 +139,23 @@ class ActivationCache:
             if (t := self._truncated(site)) is not None:
                 raise DataError(
                     f"activation file for {site} in {self.path} is truncated ({t[0]} of {t[1]} bytes). "
-                    f"Re-run the same cache command to recompute the damaged shards.")
+                    f"Re-run the same cache command to recompute the damaged shards."
+                )
         if not self.manifest.get("complete") or len(self.manifest["shards"]) != len(self.manifest["shard_ranges"]):
             done, total = len(self.manifest["shards"]), len(self.manifest["shard_ranges"])
-            raise DataError(f"activation cache {self.path} is incomplete ({done} of {total} shards); "
-                             f"re-run the same cache command to finish it")
+            raise DataError(
+                f"activation cache {self.path} is incomplete ({done} of {total} shards); "
+                f"re-run the same cache command to finish it"
+            )
 
     # -- arrays ------------------------------------------------------------------------------
     def token_array(self, name: str = "tokens") -> np.ndarray:
         try:
             return np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise DataError(f"{name}.npy in {self.path} is missing or damaged ({e}); "
-                             f"delete the directory and re-cache") from e
+            raise DataError(
+                f"{name}.npy in {self.path} is missing or damaged ({e}); delete the directory and re-cache"
+            ) from e
 
     def tokens(self) -> Int[torch.Tensor, "N S"]:
         return torch.from_numpy(np.array(self.token_array("tokens")))
@@ -195,15 +205,18 @@ class ActivationCache:
                 raise DataError(
                     f"activation cache {self.path}: rows {sh['start']}..{sh['end']} of {site} "
                     f"({self._site_info(site)['file']}) are corrupt (checksum mismatch). Repair it by "
-                    f"re-running the command that made it, which recomputes damaged shards: {self.command()}")
+                    f"re-running the command that made it, which recomputes damaged shards: {self.command()}"
+                )
             self._verified.add((site, i))
 
     def command(self) -> str:
         """The ``cache_activations`` call that made (and repairs) this cache."""
         m = self.manifest
-        return (f"interp.activations.cache_activations({m['model']!r}, {m.get('text')!r}, {m['sites']!r}, "
-                f"{m.get('n_tokens_requested')}, {str(self.path)!r}, seq_len={m['seq_len']}, "
-                f"dtype={m['dtype']!r}, shuffle_seed={m.get('shuffle_seed')!r})")
+        return (
+            f"interp.activations.cache_activations({m['model']!r}, {m.get('text')!r}, {m['sites']!r}, "
+            f"{m.get('n_tokens_requested')}, {str(self.path)!r}, seq_len={m['seq_len']}, "
+            f"dtype={m['dtype']!r}, shuffle_seed={m.get('shuffle_seed')!r})"
+        )
 
     # -- shard bookkeeping (used by cache_activations) ---------------------------------------
     def _digest(self, site: str, start: int, end: int) -> str:
@@ -216,7 +229,7 @@ class ActivationCache:
             f.seek(npy_data_offset(path) + start * row)
             left = (end - start) * row
             while left > 0:
-                got = f.readinto(memoryview(buf)[:min(left, len(buf))])
+                got = f.readinto(memoryview(buf)[: min(left, len(buf))])
                 if not got:
                     break  # a short file: the digest differs, as it should
                 h.update(memoryview(buf)[:got])
@@ -231,14 +244,20 @@ class ActivationCache:
                 path = self.path / self._site_info(site)["file"]
                 if not path.exists():
                     self.manifest["shards"] = []
-                    allocate(path, storage_dtype(self.manifest["dtype"]),
-                             (self.manifest["n_seqs"], self.manifest["seq_len"], self.width(site)))
+                    allocate(
+                        path,
+                        storage_dtype(self.manifest["dtype"]),
+                        (self.manifest["n_seqs"], self.manifest["seq_len"], self.width(site)),
+                    )
                 else:
                     with open(path, "r+b") as f:
                         f.truncate(npy_data_offset(path) + self._expected_bytes(site))
                     reserve(path)
-        good = [s for s in self.manifest["shards"]
-                if all(self._digest(site, s["start"], s["end"]) == s["xxh3_64"].get(site) for site in self.sites)]
+        good = [
+            s
+            for s in self.manifest["shards"]
+            if all(self._digest(site, s["start"], s["end"]) == s["xxh3_64"].get(site) for site in self.sites)
+        ]
         if good != before:
             self.manifest.update(shards=good, complete=False)
             write_json_atomic(self.path / "manifest.json", self.manifest)
@@ -282,9 +301,18 @@ class ActivationCache:
 
     # -- streaming -----------------------------------------------------------------------------
     def batches(
-        self, site: str, batch_size: int, shuffle: bool = True, *, seed: int = 0,
-        exclude_special: bool = False, epochs: int | None = 1, skip: int = 0,
-        drop_last: bool = False, buffer_tokens: int = 1 << 18, dtype: torch.dtype = torch.float32,
+        self,
+        site: str,
+        batch_size: int,
+        shuffle: bool = True,
+        *,
+        seed: int = 0,
+        exclude_special: bool = False,
+        epochs: int | None = 1,
+        skip: int = 0,
+        drop_last: bool = False,
+        buffer_tokens: int = 1 << 18,
+        dtype: torch.dtype = torch.float32,
     ) -> Iterator[Float[torch.Tensor, "B D"]]:
         """Yield ``[B, D]`` batches of one site's activations.
 
@@ -296,8 +324,11 @@ class ActivationCache:
         """
         from interp.activations.order import batch_indices
 
-        keep = ~self.special_mask() if exclude_special else np.ones(
-            (self.manifest["n_seqs"], self.manifest["seq_len"]), dtype=bool)
+        keep = (
+            ~self.special_mask()
+            if exclude_special
+            else np.ones((self.manifest["n_seqs"], self.manifest["seq_len"]), dtype=bool)
+        )
         flat = self._raw(site).reshape(-1, self.width(site))
         seq_len = self.manifest["seq_len"]
         for idx in batch_indices(keep, batch_size, shuffle, seed, epochs, skip, drop_last, buffer_tokens):

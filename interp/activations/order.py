@@ -12,8 +12,14 @@ import numpy as np
 
 
 def batch_indices(
-    keep: np.ndarray, batch_size: int, shuffle: bool = True, seed: int = 0,
-    epochs: int | None = 1, skip: int = 0, drop_last: bool = False, buffer_tokens: int = 1 << 18,
+    keep: np.ndarray,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    epochs: int | None = 1,
+    skip: int = 0,
+    drop_last: bool = False,
+    buffer_tokens: int = 1 << 18,
 ) -> Iterator[np.ndarray]:
     """Yield flat token indices (``seq * S + pos``) of each batch.
 
@@ -35,7 +41,7 @@ def batch_indices(
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(n) if shuffle else np.arange(n)
         for b in range(0, n, per_buffer):
-            seqs = order[b:b + per_buffer]
+            seqs = order[b : b + per_buffer]
             idx = (seqs[:, None] * s + positions).reshape(-1)[keep[seqs].reshape(-1)]
             if shuffle:
                 rng.shuffle(idx)

@@ -29,9 +29,18 @@ from interp.models import LoadedModel, load, run_to_sites
 class ActivationStore:
     """Shuffled batches of one site, computed on the fly from a live model."""
 
-    def __init__(self, model: LoadedModel | str, text_spec: str, site: str, n_tokens: int,
-                 seq_len: int = 128, model_batch: int = 16, buffer_tokens: int = 1 << 17,
-                 exclude_special: bool = False, shuffle_seed: int | None = None):
+    def __init__(
+        self,
+        model: LoadedModel | str,
+        text_spec: str,
+        site: str,
+        n_tokens: int,
+        seq_len: int = 128,
+        model_batch: int = 16,
+        buffer_tokens: int = 1 << 17,
+        exclude_special: bool = False,
+        shuffle_seed: int | None = None,
+    ):
         from interp.data import load_text, tokenize
 
         self.model = load(model) if isinstance(model, str) else model
@@ -40,23 +49,28 @@ class ActivationStore:
         self.model.check_seq_len(seq_len)
         self.model_batch, self.buffer_tokens = model_batch, buffer_tokens
         self.exclude_special = exclude_special
-        self.text = tokenize(load_text(text_spec, shuffle_seed=shuffle_seed), self.model.tokenizer,
-                             seq_len, n_tokens)
+        self.text = tokenize(load_text(text_spec, shuffle_seed=shuffle_seed), self.model.tokenizer, seq_len, n_tokens)
 
     def _buffers(self, exclude_special: bool) -> Iterator[Float[torch.Tensor, "T D"]]:
         tokens = torch.from_numpy(self.text.tokens)
-        keep = torch.from_numpy(~self.text.special_mask() if exclude_special
-                                else np.ones(tokens.shape, dtype=bool))
+        keep = torch.from_numpy(~self.text.special_mask() if exclude_special else np.ones(tokens.shape, dtype=bool))
         rows = max(self.model_batch, self.buffer_tokens // tokens.shape[1])
         for a in range(0, len(tokens), rows):
             parts = []
             for b in range(a, min(a + rows, len(tokens)), self.model_batch):
-                act = run_to_sites(self.model, tokens[b:b + self.model_batch], [self.site])[self.site]
-                parts.append(act[keep[b:b + self.model_batch].to(act.device)].float().cpu())
+                act = run_to_sites(self.model, tokens[b : b + self.model_batch], [self.site])[self.site]
+                parts.append(act[keep[b : b + self.model_batch].to(act.device)].float().cpu())
             yield torch.cat(parts)
 
-    def batches(self, batch_size: int, *, seed: int = 0, skip: int = 0, epochs: int | None = 1,
-                exclude_special: bool | None = None) -> Iterator[Float[torch.Tensor, "B D"]]:
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        skip: int = 0,
+        epochs: int | None = 1,
+        exclude_special: bool | None = None,
+    ) -> Iterator[Float[torch.Tensor, "B D"]]:
         """Shuffled batches; ``skip`` is honoured by consuming (the model is re-run);
         ``exclude_special`` (default: the store's setting) leaves out BOS/separator/pad tokens."""
         exclude_special = self.exclude_special if exclude_special is None else exclude_special
@@ -76,8 +90,16 @@ class ActivationStore:
             yield carry
 
 
-def stream(data: Any, batch_size: int, *, site: str | None = None, seed: int = 0, skip: int = 0,
-           exclude_special: bool = False, epochs: int | None = None) -> Iterator[torch.Tensor]:
+def stream(
+    data: Any,
+    batch_size: int,
+    *,
+    site: str | None = None,
+    seed: int = 0,
+    skip: int = 0,
+    exclude_special: bool = False,
+    epochs: int | None = None,
+) -> Iterator[torch.Tensor]:
     """One iterator of ``[B, D]`` float tensors from any supported data source."""
     if isinstance(data, (str, Path)):
         data = ActivationCache(data)
@@ -86,16 +108,17 @@ def stream(data: Any, batch_size: int, *, site: str | None = None, seed: int = 0
             if len(data.sites) != 1:
                 raise ValueError(f"the cache holds several sites {data.sites}: say which one (site=...)")
             site = data.sites[0]
-        return data.batches(site, batch_size, seed=seed, skip=skip, epochs=epochs,
-                            exclude_special=exclude_special)
+        return data.batches(site, batch_size, seed=seed, skip=skip, epochs=epochs, exclude_special=exclude_special)
     if isinstance(data, ActivationStore):
         return data.batches(batch_size, seed=seed, skip=skip, epochs=epochs, exclude_special=exclude_special)
     if isinstance(data, torch.Tensor):
         return _tensor_batches(data, batch_size, seed, skip, epochs)
     if isinstance(data, Iterable):
         return itertools.islice(iter(data), skip, None)
-    raise TypeError(f"cannot train on {type(data).__name__}: give an ActivationCache, a cache path, "
-                    f"an ActivationStore, a [N, D] tensor or an iterable of [B, D] tensors")
+    raise TypeError(
+        f"cannot train on {type(data).__name__}: give an ActivationCache, a cache path, "
+        f"an ActivationStore, a [N, D] tensor or an iterable of [B, D] tensors"
+    )
 
 
 def fingerprint(data: Any) -> str | None:
@@ -118,8 +141,9 @@ def fingerprint(data: Any) -> str | None:
     return None
 
 
-def _tensor_batches(x: torch.Tensor, batch_size: int, seed: int, skip: int,
-                    epochs: int | None) -> Iterator[torch.Tensor]:
+def _tensor_batches(
+    x: torch.Tensor, batch_size: int, seed: int, skip: int, epochs: int | None
+) -> Iterator[torch.Tensor]:
     keep = np.ones((len(x), 1), dtype=bool)
     for idx in batch_indices(keep, batch_size, True, seed, epochs, skip, buffer_tokens=len(x)):
         yield x[torch.from_numpy(idx)]

@@ -16,11 +16,23 @@ from typing import Any
 
 from interp.browser.store import FeatureStore, StoreError, find_stores, resolve_under
 
-_LAZY = {"StoreConfig": "build", "build_store": "build", "export_neuronpedia": "export",
-         "export_saedashboard": "export"}
+_LAZY = {
+    "StoreConfig": "build",
+    "build_store": "build",
+    "export_neuronpedia": "export",
+    "export_saedashboard": "export",
+}
 
-__all__ = ["FeatureStore", "StoreConfig", "StoreError", "build_store", "export_neuronpedia",
-           "export_saedashboard", "find_stores", "resolve_under"]
+__all__ = [
+    "FeatureStore",
+    "StoreConfig",
+    "StoreError",
+    "build_store",
+    "export_neuronpedia",
+    "export_saedashboard",
+    "find_stores",
+    "resolve_under",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -120,9 +120,17 @@ class FeatureStats:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         m, h = self.moments, self.hist
-        return {**self.top.state_dict("top"), **self.sample.state_dict("sample"),
-                "hist.counts": h.counts, "hist.exp": h.exp, "m.active": m.active, "m.total": m.total,
-                "m.max": m.max, "n_tokens": self.n_tokens, "n_sinks": self.n_sinks}
+        return {
+            **self.top.state_dict("top"),
+            **self.sample.state_dict("sample"),
+            "hist.counts": h.counts,
+            "hist.exp": h.exp,
+            "m.active": m.active,
+            "m.total": m.total,
+            "m.max": m.max,
+            "n_tokens": self.n_tokens,
+            "n_sinks": self.n_sinks,
+        }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.top.load_state_dict(state, "top")
@@ -174,9 +182,15 @@ def _checkpoint(out: Path, stats: FeatureStats, manifest: dict, rows_done: int) 
     write_json_atomic(out / "manifest.json", manifest)
 
 
-def build_store(artifact_dir: str | Path, text_spec: str, n_tokens: int, out_dir: str | Path,
-                model: LoadedModel | str | None = None, progress: bool = True,
-                **options: Any) -> Path:
+def build_store(
+    artifact_dir: str | Path,
+    text_spec: str,
+    n_tokens: int,
+    out_dir: str | Path,
+    model: LoadedModel | str | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Path:
     """Build (or finish building) the feature store of ``artifact_dir`` over ``text_spec``.
 
     ``model`` defaults to the model recorded in the artifact (``cfg.model``); the hook site is
@@ -195,31 +209,39 @@ def build_store(artifact_dir: str | Path, text_spec: str, n_tokens: int, out_dir
     dec = load(artifact)
     model = model or getattr(dec.cfg, "model", None)
     if getattr(dec.cfg, "site", None) is None or model is None:
-        raise DataError(f"{artifact}: the artifact does not record its model and site; "
-                         "pass model=... (the site must be in its config)")
+        raise DataError(
+            f"{artifact}: the artifact does not record its model and site; "
+            "pass model=... (the site must be in its config)"
+        )
     model = load_model(model) if isinstance(model, str) else model
     texts: list = []
 
     def text() -> Any:  # tokenized once, and only when a view still needs building
         if not texts:
-            texts.append(tokenize(load_text(text_spec, shuffle_seed=cfg.shuffle_seed), model.tokenizer,
-                                  cfg.seq_len, n_tokens))
+            texts.append(
+                tokenize(load_text(text_spec, shuffle_seed=cfg.shuffle_seed), model.tokenizer, cfg.seq_len, n_tokens)
+            )
         return texts[0]
 
     digest = _artifact_digest(artifact)
     for name, view in artifact_views(dec, cfg.views):
-        request = {"artifact_digest": digest, "text": text_spec, "n_tokens_requested": int(n_tokens),
-                   "model": model.spec, "site": view.cfg.site,
-                   "options": dataclasses.asdict(dataclasses.replace(cfg, views=None))}  # same store whichever views
+        request = {
+            "artifact_digest": digest,
+            "text": text_spec,
+            "n_tokens_requested": int(n_tokens),
+            "model": model.spec,
+            "site": view.cfg.site,
+            "options": dataclasses.asdict(dataclasses.replace(cfg, views=None)),
+        }  # same store whichever views
         if name:
             request["view"] = name
-        _build_view(view.to(model.device).eval(), model, request, text, out / name if name else out,
-                    artifact, progress)
+        _build_view(view.to(model.device).eval(), model, request, text, out / name if name else out, artifact, progress)
     return out
 
 
-def _build_view(dec: Decomposer, model: LoadedModel, request: dict, text: Any, out: Path,
-                artifact: Path, progress: bool) -> None:
+def _build_view(
+    dec: Decomposer, model: LoadedModel, request: dict, text: Any, out: Path, artifact: Path, progress: bool
+) -> None:
     cfg, site = StoreConfig(**request["options"]), request["site"]
     model.validate_site(site)
     model.check_seq_len(cfg.seq_len)
@@ -227,8 +249,17 @@ def _build_view(dec: Decomposer, model: LoadedModel, request: dict, text: Any, o
         _build(dec, model, site, cfg, request, text, out, artifact, progress)
 
 
-def _build(dec: Decomposer, model: LoadedModel, site: str, cfg: StoreConfig, request: dict, text: Any,
-           out: Path, artifact: Path, progress: bool) -> None:
+def _build(
+    dec: Decomposer,
+    model: LoadedModel,
+    site: str,
+    cfg: StoreConfig,
+    request: dict,
+    text: Any,
+    out: Path,
+    artifact: Path,
+    progress: bool,
+) -> None:
     """Build or finish the store at ``out`` (held by this process) from the resolved request."""
     from interp.browser.write import write_tables
 
@@ -242,10 +273,14 @@ def _build(dec: Decomposer, model: LoadedModel, site: str, cfg: StoreConfig, req
     text = text()
     data_id = "tokens:" + xxhash.xxh3_64_hexdigest(np.ascontiguousarray(text.tokens).tobytes())
     if manifest.setdefault("data", data_id) != data_id:
-        raise DataError(f"{out} was started on other text (the tokens of {request['text']!r} changed since): "
-                        f"delete the folder to rebuild it, or restore the text it was built from")
+        raise DataError(
+            f"{out} was started on other text (the tokens of {request['text']!r} changed since): "
+            f"delete the folder to rebuild it, or restore the text it was built from"
+        )
     tokens = torch.from_numpy(text.tokens)
-    special = torch.from_numpy(text.special_mask()) if cfg.exclude_special else torch.zeros_like(tokens, dtype=torch.bool)
+    special = (
+        torch.from_numpy(text.special_mask()) if cfg.exclude_special else torch.zeros_like(tokens, dtype=torch.bool)
+    )
     stats = FeatureStats(dec.directions().shape[0], cfg, model.device)  # statistics live where the codes are
     start_row = 0
     if (out / STATE_FILE).exists():
@@ -257,24 +292,43 @@ def _build(dec: Decomposer, model: LoadedModel, site: str, cfg: StoreConfig, req
     t0 = time.time()
     _stream(dec, model, site, tokens, special, stats, start_row, out, manifest, progress)
     write_tables(out, dec, model, site, stats.cpu(), text, manifest, artifact)
-    manifest.update(complete=True, rows_done=len(tokens), n_tokens=int(stats.n_tokens),
-                    n_sinks=int(stats.n_sinks), interp_version=interp.__version__,
-                    pass_seconds=round(time.time() - t0, 2))
+    manifest.update(
+        complete=True,
+        rows_done=len(tokens),
+        n_tokens=int(stats.n_tokens),
+        n_sinks=int(stats.n_sinks),
+        interp_version=interp.__version__,
+        pass_seconds=round(time.time() - t0, 2),
+    )
     write_json_atomic(out / "manifest.json", manifest)
     (out / STATE_FILE).unlink(missing_ok=True)
 
 
-def _stream(dec: Decomposer, model: LoadedModel, site: str, tokens: torch.Tensor,
-            special: torch.Tensor, stats: FeatureStats, start_row: int, out: Path,
-            manifest: dict, progress: bool) -> None:
+def _stream(
+    dec: Decomposer,
+    model: LoadedModel,
+    site: str,
+    tokens: torch.Tensor,
+    special: torch.Tensor,
+    stats: FeatureStats,
+    start_row: int,
+    out: Path,
+    manifest: dict,
+    progress: bool,
+) -> None:
     cfg = stats.cfg
     n_rows, seq_len = tokens.shape
     n_features = stats.top.score.shape[0]
     chunk_rows = max(1, cfg.chunk_elements // (seq_len * n_features))
     ckpt_rows = max(cfg.batch_size, cfg.checkpoint_tokens // seq_len)
     last_ckpt = start_row
-    with tqdm(total=n_rows * seq_len, initial=start_row * seq_len, unit="tok", disable=not progress,
-              desc=f"feature store ({n_features} features)") as bar:
+    with tqdm(
+        total=n_rows * seq_len,
+        initial=start_row * seq_len,
+        unit="tok",
+        disable=not progress,
+        desc=f"feature store ({n_features} features)",
+    ) as bar:
         for a in range(start_row, n_rows, cfg.batch_size):
             b = min(a + cfg.batch_size, n_rows)
             x = run_to_sites(model, tokens[a:b], [site])[site]

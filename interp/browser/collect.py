@@ -43,8 +43,9 @@ class SlotTopK:
         self.pos = torch.full((n_features, k), -1, dtype=torch.long, device=device)  # global token index
         self.window = torch.zeros(n_features, k, width, device=device)
 
-    def update(self, score: Float[torch.Tensor, "T F"], codes3: Float[torch.Tensor, "R S F"],
-               first_pos: int, left: int) -> int:
+    def update(
+        self, score: Float[torch.Tensor, "T F"], codes3: Float[torch.Tensor, "R S F"], first_pos: int, left: int
+    ) -> int:
         """Merge a chunk: ``score`` over its T = R*S tokens, ``codes3`` its codes; returns #entered."""
         t = score.shape[0]
         kk = min(self.k, t)
@@ -53,8 +54,8 @@ class SlotTopK:
         keep = torch.zeros_like(both, dtype=torch.bool)
         keep.scatter_(1, both.topk(self.k, dim=1).indices, True)
         keep &= both > NEG_INF  # -inf slots are free
-        evicted = ~keep[:, :self.k]
-        entered = keep[:, self.k:]
+        evicted = ~keep[:, : self.k]
+        entered = keep[:, self.k :]
         # Pair each feature's evicted slots with its entering candidates, both in row-major order.
         n_in = entered.sum(1)
         slot_mask = evicted & (evicted.cumsum(1) <= n_in[:, None])
@@ -116,8 +117,7 @@ class Histogram:
                 merged[..., 0] = block.sum(-1)
             else:
                 summed = block.view(len(rows), 2, self.n_bins >> d, 1 << d).sum(-1)
-                merged = torch.cat([summed, summed.new_zeros(len(rows), 2, self.n_bins - summed.shape[-1])],
-                                   dim=-1)
+                merged = torch.cat([summed, summed.new_zeros(len(rows), 2, self.n_bins - summed.shape[-1])], dim=-1)
             self.counts[rows] = merged
 
     def update(self, codes: Float[torch.Tensor, "T F"]) -> None:

@@ -21,15 +21,26 @@ def describe(dec: Any, site: str, width: int) -> dict[str, Any]:
     """The manifest's ``view`` entry for decomposer ``dec`` at ``site`` (directions of ``width``)."""
     cfg, method = dec.cfg, dec.method
     if method == "attn_svd":
-        return {"kind": "heads", "layer": cfg.layer, "circuit": cfg.circuit, "side": cfg.side,
-                "n_heads": cfg.n_heads, "d_head": cfg.d_head,
-                "singular_values": [round(float(s), 5) for s in dec.singular_values().tolist()]}
+        return {
+            "kind": "heads",
+            "layer": cfg.layer,
+            "circuit": cfg.circuit,
+            "side": cfg.side,
+            "n_heads": cfg.n_heads,
+            "d_head": cfg.d_head,
+            "singular_values": [round(float(s), 5) for s in dec.singular_values().tolist()],
+        }
     if method == "lib":
         skip = dec._skip()
         l = cfg.direction_layer
-        return {"kind": "lib", "node_layer": cfg.node_layers[l] if cfg.node_layers else str(l),
-                "node_index": l, "basis": cfg.basis, "skip": skip,
-                "eigenvalues": [float(e) for e in dec.eigenvalues(l)[skip:].tolist()]}
+        return {
+            "kind": "lib",
+            "node_layer": cfg.node_layers[l] if cfg.node_layers else str(l),
+            "node_index": l,
+            "basis": cfg.basis,
+            "skip": skip,
+            "eigenvalues": [float(e) for e in dec.eigenvalues(l)[skip:].tolist()],
+        }
     if method == "snmf":
         return {"kind": "snmf", "basis": f"MLP neurons (width {width}), non-negative codes"}
     return {"kind": "generic", "basis": f"{method} directions (width {width})"}
@@ -40,14 +51,19 @@ def basis_text(manifest: dict) -> str:
     v, site = manifest.get("view") or {}, manifest.get("site", "?")
     kind = v.get("kind")
     if kind == "heads":
-        sides = {"write": "write vectors (rows of Vᵀ, what a component adds to the residual stream)",
-                 "read": "read vectors (columns of U, what a component reads)"}
-        return (f"Attention-head SVD of layer {v['layer']}: {v['circuit'].upper()} circuit, {sides[v['side']]}; "
-                f"{v['n_heads']} heads x {v['d_head']} components, projected at {site}.")
+        sides = {
+            "write": "write vectors (rows of Vᵀ, what a component adds to the residual stream)",
+            "read": "read vectors (columns of U, what a component reads)",
+        }
+        return (
+            f"Attention-head SVD of layer {v['layer']}: {v['circuit'].upper()} circuit, {sides[v['side']]}; "
+            f"{v['n_heads']} heads x {v['d_head']} components, projected at {site}."
+        )
     if kind == "lib":
         name = "LIB (Jacobian interaction basis)" if v["basis"] == "jacobian" else "PCA baseline"
-        return (f"{name} of node layer {v['node_index']} ({v['node_layer']}) at {site}, ordered by "
-                f"importance (eigenvalue).")
+        return (
+            f"{name} of node layer {v['node_index']} ({v['node_layer']}) at {site}, ordered by importance (eigenvalue)."
+        )
     if kind == "snmf":
         return f"Semi-NMF features at {site} in the basis of {v['basis']}; vocabulary through W_out."
     if kind == "generic":
@@ -61,8 +77,7 @@ def feature_label(manifest: dict, i: int) -> str:
     if v.get("kind") == "heads":
         head, comp = divmod(i, v["d_head"])
         s = v["singular_values"][i] if i < len(v.get("singular_values", [])) else float("nan")
-        return (f"layer {v['layer']} · head {head} · {v['circuit'].upper()} {v['side']} · "
-                f"component {comp} (σ = {s:.3g})")
+        return f"layer {v['layer']} · head {head} · {v['circuit'].upper()} {v['side']} · component {comp} (σ = {s:.3g})"
     if v.get("kind") == "lib":
         e = v["eigenvalues"][i] if i < len(v.get("eigenvalues", [])) else float("nan")
         name = "LIB" if v["basis"] == "jacobian" else "PCA"
@@ -88,12 +103,16 @@ def artifact_views(dec: Any, only: Any = None) -> list[tuple[str, Any]]:
         views = [(l, f"layer-{l:02d}", lambda l=l: dec.view(layer=l)) for l in range(cfg.n_layers)]
     elif dec.method == "lib" and sum(1 for s in cfg.sites if s) > 1:
         last = len(cfg.sites) - 1
-        views = [(l, f"node-{l}", lambda l=l, s=s: _with_config(dec, direction_layer=l, site=s))
-                 for l, s in enumerate(cfg.sites) if s and (l < last or cfg.rotate_final)]
+        views = [
+            (l, f"node-{l}", lambda l=l, s=s: _with_config(dec, direction_layer=l, site=s))
+            for l, s in enumerate(cfg.sites)
+            if s and (l < last or cfg.rotate_final)
+        ]
     else:
         return [("", dec)]
     keep = [v for v in views if only is None or v[0] in set(only)]
     if not keep:
-        raise ValueError(f"views={list(only)} selects none of this {dec.method} artifact's views "
-                         f"{[v[0] for v in views]}")
+        raise ValueError(
+            f"views={list(only)} selects none of this {dec.method} artifact's views {[v[0] for v in views]}"
+        )
     return [(name, make()) for _, name, make in keep]

@@ -51,12 +51,15 @@ def _summary(xs: list[float]) -> str:
     if not xs:
         return "none completed"
     xs = sorted(xs)
-    return (f"median {statistics.median(xs):.2f} s · p90 {xs[int(0.9 * (len(xs) - 1))]:.2f} s · "
-            f"max {xs[-1]:.2f} s (n={len(xs)})")
+    return (
+        f"median {statistics.median(xs):.2f} s · p90 {xs[int(0.9 * (len(xs) - 1))]:.2f} s · "
+        f"max {xs[-1]:.2f} s (n={len(xs)})"
+    )
 
 
-def load_test(root: str | Path, store: str | Path, clients: int = 4, loads: int = 6, steers: int = 2,
-              seed: int = 0) -> dict[str, str]:
+def load_test(
+    root: str | Path, store: str | Path, clients: int = 4, loads: int = 6, steers: int = 2, seed: int = 0
+) -> dict[str, str]:
     """``clients`` browsers each load ``loads`` distinct feature pages of ``store`` (under ``root``)
     while one more browser submits ``steers`` steering requests; all start together. Returns the
     latencies (page drawn / steered generations drawn) and errors, as table rows."""
@@ -66,17 +69,25 @@ def load_test(root: str | Path, store: str | Path, clients: int = 4, loads: int 
     run = str(store.relative_to(root))
     pages, steered, errors = [], [], []
     with serve(root) as url:
-        threads = [threading.Thread(target=_pages, args=(url, run, [int(x) for x in pick[c * loads:(c + 1) * loads]],
-                                                           pages, errors)) for c in range(clients)]
-        threads.append(threading.Thread(target=_steers, args=(url, run, [int(x) for x in pick[clients * loads:]],
-                                                              steered, errors)))
+        threads = [
+            threading.Thread(
+                target=_pages, args=(url, run, [int(x) for x in pick[c * loads : (c + 1) * loads]], pages, errors)
+            )
+            for c in range(clients)
+        ]
+        threads.append(
+            threading.Thread(
+                target=_steers, args=(url, run, [int(x) for x in pick[clients * loads :]], steered, errors)
+            )
+        )
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-    return {f"load: {clients} clients x {loads} page loads + {steers} steering requests":
-            f"{wall:.1f} s wall, {len(errors)} errors {errors[:3] if errors else ''}",
-            "load: page latency under load": _summary(pages),
-            "load: steering latency under load (calibrate + 2 batched generations)": _summary(steered)}
+    return {
+        f"load: {clients} clients x {loads} page loads + {steers} steering requests": f"{wall:.1f} s wall, {len(errors)} errors {errors[:3] if errors else ''}",
+        "load: page latency under load": _summary(pages),
+        "load: steering latency under load (calibrate + 2 batched generations)": _summary(steered),
+    }

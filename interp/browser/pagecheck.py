@@ -18,9 +18,11 @@ from typing import Any
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 # Leaf blocks whose boxes must not intersect: text, tables, charts, buttons, context lines.
-CONTENT = ('[data-testid="stMarkdownContainer"], [data-testid="stVegaLiteChart"], '
-           '[data-testid="stButton"], [data-testid="stMetric"], [data-testid="stCode"], '
-           '[data-testid="stDataFrame"], table.vocab, div.ctx, div.ex')
+CONTENT = (
+    '[data-testid="stMarkdownContainer"], [data-testid="stVegaLiteChart"], '
+    '[data-testid="stButton"], [data-testid="stMetric"], [data-testid="stCode"], '
+    '[data-testid="stDataFrame"], table.vocab, div.ctx, div.ex'
+)
 
 # Injected before any page script: records when each end-of-page marker first enters the DOM
 # (performance.now(), milliseconds since the navigation started), so timings do not depend on how
@@ -78,8 +80,14 @@ def chrome(width: int = 1600, height: int = 1000) -> Any:
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--window-size={width},{height}", "--force-device-scale-factor=1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        f"--window-size={width},{height}",
+        "--force-device-scale-factor=1",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
     driver.set_window_size(width, height)
@@ -122,8 +130,9 @@ def click_and_time(driver: Any, css: str, key: str, timeout: float = 60) -> floa
     """Click the element matching ``css`` (in-app navigation) and return the seconds until page
     ``key`` is drawn (measured by the page's own clock)."""
     el = driver.find_element("css selector", css)
-    t0 = driver.execute_script("delete window.__drawn[arguments[1]]; const t = performance.now(); "
-                               "arguments[0].click(); return t", el, key)
+    t0 = driver.execute_script(
+        "delete window.__drawn[arguments[1]]; const t = performance.now(); arguments[0].click(); return t", el, key
+    )
     return (_drawn_at(driver, key, timeout) - float(t0)) / 1e3
 
 
@@ -159,7 +168,8 @@ def screenshot(driver: Any, path: str | Path) -> Path:
     w = driver.execute_script("return window.innerWidth")
     h = driver.execute_script(
         "const m = document.querySelector('[data-testid=\"stMain\"]') || document.body;"
-        "return Math.max(m.scrollHeight, document.body.scrollHeight)")
+        "return Math.max(m.scrollHeight, document.body.scrollHeight)"
+    )
     driver.set_window_size(w, min(max(h + 120, 800), 6000))
     time.sleep(0.3)
     driver.save_screenshot(str(path))

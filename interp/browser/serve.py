@@ -52,20 +52,40 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
 
 
 @contextlib.contextmanager
-def serve(root: str | Path, port: int | None = None, log: str | Path | None = None,
-          app: str | Path = APP) -> Iterator[Served]:
+def serve(
+    root: str | Path, port: int | None = None, log: str | Path | None = None, app: str | Path = APP
+) -> Iterator[Served]:
     """Run ``app`` (default: the browser) over ``root`` on ``127.0.0.1:port`` (a free one by
     default); yields its URL (with ``.pid``). Server output goes to ``log`` (default: discarded)."""
     port = port or free_port()
-    env = {**os.environ, "INTERP_RUNS": str(root), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(APP.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "INTERP_RUNS": str(root),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(APP.parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     out = open(log, "w") if log else subprocess.DEVNULL
     cmd = [sys.executable, str(LAUNCH)] if Path(app) == APP else [sys.executable, "-m", "streamlit", "run", str(app)]
     proc = subprocess.Popen(
-        [*cmd, "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        env=env, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=APP.parents[1])
+        [
+            *cmd,
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=APP.parents[1],
+    )
     url = Served(f"http://127.0.0.1:{port}")
     url.pid = proc.pid
     try:

@@ -44,8 +44,9 @@ def resolve_under(root: str | Path, path: str | Path) -> Path:
     root = Path(root).resolve()
     full = (root / path).resolve()
     if full != root and root not in full.parents:
-        raise StoreError(f"{path} is outside the browser's root folder {root}; "
-                         "only stores under the root can be opened")
+        raise StoreError(
+            f"{path} is outside the browser's root folder {root}; only stores under the root can be opened"
+        )
     return full
 
 
@@ -88,8 +89,10 @@ class FeatureStore:
         if self.manifest.get("format") != FORMAT:
             raise StoreError(f"{self.path}: manifest format {self.manifest.get('format')!r}, expected {FORMAT!r}")
         if not self.manifest.get("complete"):
-            raise StoreError(f"{self.path}: the store is incomplete (its build was interrupted); "
-                             "re-run the same build command to finish it")
+            raise StoreError(
+                f"{self.path}: the store is incomplete (its build was interrupted); "
+                "re-run the same build command to finish it"
+            )
         missing = [f for f in self.manifest.get("files", []) if not (self.path / f).is_file()]
         if missing:
             raise StoreError(f"{self.path}: files {missing} are missing; rebuild the store")
@@ -98,8 +101,9 @@ class FeatureStore:
         try:
             self.features = pq.read_table(self.path / "features.parquet", page_checksum_verification=True)
             self._examples = pq.ParquetFile(self.path / "examples.parquet", page_checksum_verification=True)
-            self.vocab = pq.read_table(self.path / "vocab.parquet", page_checksum_verification=True
-                                       ).column("token").to_pylist()
+            self.vocab = (
+                pq.read_table(self.path / "vocab.parquet", page_checksum_verification=True).column("token").to_pylist()
+            )
             self._offsets = self.features.column("ex_offset").to_numpy()
             self._counts = self.features.column("ex_count").to_numpy()
         except (pa.ArrowException, OSError, KeyError) as e:
@@ -110,8 +114,10 @@ class FeatureStore:
         folder = self.path.resolve()
         full = (folder / name).resolve()
         if folder not in full.parents:
-            raise StoreError(f"{self.path / name} leads outside the store folder (a symbolic link?); "
-                             "the browser only reads files inside it")
+            raise StoreError(
+                f"{self.path / name} leads outside the store folder (a symbolic link?); "
+                "the browser only reads files inside it"
+            )
         return full
 
     # -- facts ------------------------------------------------------------------------------
@@ -131,8 +137,10 @@ class FeatureStore:
     def caption(self) -> str:
         """What the store was built from, as plain text (Markdown escaped)."""
         m = self.manifest
-        return plain(f"{m['n_tokens']:,} tokens of {m['request']['text']} · {m['n_features']:,} features · "
-                     f"vocabulary projection: {m['vocab_projection']['status']}")
+        return plain(
+            f"{m['n_tokens']:,} tokens of {m['request']['text']} · {m['n_features']:,} features · "
+            f"vocabulary projection: {m['vocab_projection']['status']}"
+        )
 
     # -- one feature ------------------------------------------------------------------------
     def check_feature(self, i: int) -> int:
@@ -164,8 +172,15 @@ class FeatureStore:
         return d.get("residual_directions", d["directions"]) if residual else d["directions"]
 
     # -- search -----------------------------------------------------------------------------
-    def search(self, text: str = "", token: str = "", min_density: float = 0.0,
-               max_density: float = 1.0, sort: str = "feature", limit: int = 200) -> pa.Table:
+    def search(
+        self,
+        text: str = "",
+        token: str = "",
+        min_density: float = 0.0,
+        max_density: float = 1.0,
+        sort: str = "feature",
+        limit: int = 200,
+    ) -> pa.Table:
         """Features matching every given filter: a substring of the top contexts (``text``, case-
         insensitive), a top-activating or top-vocabulary token (``token``, whitespace-stripped,
         exact), a density range. ``sort``: feature | density | max (descending for the last two)."""
@@ -178,8 +193,9 @@ class FeatureStore:
         t = t.filter(mask)
         if sort in ("density", "max"):
             t = t.sort_by([(sort, "descending")])
-        return t.select(["feature", "density", "max", "mean_active", "top_tokens"]
-                        + (["vocab_top"] if self.has_vocab else [])).slice(0, limit)
+        return t.select(
+            ["feature", "density", "max", "mean_active", "top_tokens"] + (["vocab_top"] if self.has_vocab else [])
+        ).slice(0, limit)
 
     def _has_token(self, token: str) -> pa.Array:
         hit = np.zeros(self.n_features, dtype=bool)

@@ -68,8 +68,17 @@ def serve(cfg: Config) -> int:
         from interp.errors import MissingFileError
 
         raise MissingFileError(f"{launcher} not found: serving needs a source checkout of interp (apps/)")
-    cmd = [sys.executable, str(launcher), "--server.address", "127.0.0.1",
-           "--server.port", str(cfg.port), "--", "--root", cfg.root]
+    cmd = [
+        sys.executable,
+        str(launcher),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(cfg.port),
+        "--",
+        "--root",
+        cfg.root,
+    ]
     return subprocess.call(cmd)
 
 
@@ -93,12 +102,20 @@ def build(cfg: Config) -> None:
         store = FeatureStore(path)
         m = store.manifest
         live = sum(1 for n in store.features["n_active"].to_pylist() if n > 0)
-        print_table({"store": path, "run": store.title(), "tokens": m["n_tokens"],
-                     "attention-sink tokens left out": m.get("n_sinks", 0),
-                     "features active": f"{live} / {store.n_features}",
-                     "vocabulary projection": m["vocab_projection"].get("reason", m["vocab_projection"]["status"]),
-                     "time so far (s)": round(time.time() - t0, 1)}, "feature store")
+        print_table(
+            {
+                "store": path,
+                "run": store.title(),
+                "tokens": m["n_tokens"],
+                "attention-sink tokens left out": m.get("n_sinks", 0),
+                "features active": f"{live} / {store.n_features}",
+                "vocabulary projection": m["vocab_projection"].get("reason", m["vocab_projection"]["status"]),
+                "time so far (s)": round(time.time() - t0, 1),
+            },
+            "feature store",
+        )
         for fmt in cfg.export:
-            dest = exporters[fmt](store, Path(cfg.export_out) / path.relative_to(out) if cfg.export_out
-                                  else path / f"export-{fmt}")
+            dest = exporters[fmt](
+                store, Path(cfg.export_out) / path.relative_to(out) if cfg.export_out else path / f"export-{fmt}"
+            )
             print(f"exported ({fmt}): {dest}")

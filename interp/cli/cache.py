@@ -40,8 +40,17 @@ def run(cfg: Config) -> None:
     from interp.activations import ActivationCache, cache_activations
 
     model = interp.models.load(cfg.model, device_map=cfg.device_map)
-    path = cache_activations(model, cfg.text, list(cfg.sites), cfg.n_tokens, cfg.out, seq_len=cfg.seq_len,
-                             batch_size=cfg.batch_size, dtype=cfg.dtype, shuffle_seed=cfg.shuffle_seed)
+    path = cache_activations(
+        model,
+        cfg.text,
+        list(cfg.sites),
+        cfg.n_tokens,
+        cfg.out,
+        seq_len=cfg.seq_len,
+        batch_size=cfg.batch_size,
+        dtype=cfg.dtype,
+        shuffle_seed=cfg.shuffle_seed,
+    )
     if distributed.is_main():
         m = ActivationCache(path).manifest
         print(f"cached {m['n_tokens']} tokens of {m['model']} at {', '.join(m['sites'])} -> {path}")

@@ -49,8 +49,9 @@ METRICS = ("jaccard", "cka", "svcca", "relative")
 def cache_all_layers(spec: str, cfg: Config, out: Path) -> tuple[ActivationCache, list[str]]:
     model = load(spec)
     sites = [cfg.site.format(layer=layer) for layer in range(model.n_layers)]
-    path = cache_activations(model, cfg.text, sites, cfg.n_tokens, out / "cache" / spec,
-                             seq_len=cfg.seq_len, dtype=cfg.dtype)
+    path = cache_activations(
+        model, cfg.text, sites, cfg.n_tokens, out / "cache" / spec, seq_len=cfg.seq_len, dtype=cfg.dtype
+    )
     return ActivationCache(path), sites
 
 
@@ -61,8 +62,11 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [m.split("/")[-1] for m in result["models"]]
-    pairs = (("aa", f"{names[0]} x {names[0]}"), ("bb", f"{names[1]} x {names[1]}"),
-             ("ab", f"{names[0]} (rows) x {names[1]} (cols)"))
+    pairs = (
+        ("aa", f"{names[0]} x {names[0]}"),
+        ("bb", f"{names[1]} x {names[1]}"),
+        ("ab", f"{names[0]} (rows) x {names[1]} (cols)"),
+    )
     fig, axes = plt.subplots(len(METRICS), 3, figsize=(15, 4.6 * len(METRICS)))
     for i, metric in enumerate(METRICS):
         for j, (pair, title) in enumerate(pairs):
@@ -82,21 +86,29 @@ def plot(result: dict, path: Path) -> None:
 
 def table(result: dict) -> None:
     names = [m.split("/")[-1] for m in result["models"]]
-    print(f"\nbest match in {names[1]} for each layer of {names[0]} "
-          f"({result['aligned_tokens']} aligned tokens, {result['baseline_tokens']} for baselines)")
+    print(
+        f"\nbest match in {names[1]} for each layer of {names[0]} "
+        f"({result['aligned_tokens']} aligned tokens, {result['baseline_tokens']} for baselines)"
+    )
     print(f"{'layer':>5} {'atoms':>6} " + " ".join(f"{m:>9}" for m in METRICS))
     for layer, n in enumerate(result["n_atoms"][0]):
         print(f"{layer:>5} {n:>6} " + " ".join(f"{result['matching'][m]['a_to_b']['best'][layer]:>9}" for m in METRICS))
     print(f"\n{'metric':<9} {'spearman':>8} {'monotone':>8} {'non-decr':>8} {'score':>6} {'score±1':>7}  (A->B)")
     for m in METRICS:
         r = result["matching"][m]["a_to_b"]
-        print(f"{m:<9} {r['spearman']:8.3f} {str(r['monotone']):>8} {r['non_decreasing']:8.2f} "
-              f"{r['score']:6.2f} {r['score_within_1']:7.2f}")
+        print(
+            f"{m:<9} {r['spearman']:8.3f} {str(r['monotone']):>8} {r['non_decreasing']:8.2f} "
+            f"{r['score']:6.2f} {r['score_within_1']:7.2f}"
+        )
     ms, bo = result["model_similarity"], result["boundary_overlap"]
-    print(f"\nmodel-level ITDA similarity (union over layers 1..): {ms['a_vs_b']:.4f} "
-          f"(ceiling {ms['ceiling']:.4f}, normalised {ms['normalised']:.4f})")
-    print(f"token end offsets shared by the two tokenizers: Jaccard {bo['jaccard']:.4f} "
-          f"({bo['a_in_b']:.1%} of {names[0]}'s, {bo['b_in_a']:.1%} of {names[1]}'s)")
+    print(
+        f"\nmodel-level ITDA similarity (union over layers 1..): {ms['a_vs_b']:.4f} "
+        f"(ceiling {ms['ceiling']:.4f}, normalised {ms['normalised']:.4f})"
+    )
+    print(
+        f"token end offsets shared by the two tokenizers: Jaccard {bo['jaccard']:.4f} "
+        f"({bo['a_in_b']:.1%} of {names[0]}'s, {bo['b_in_a']:.1%} of {names[1]}'s)"
+    )
     print(f"atoms per layer: {names[0]} {result['n_atoms'][0]}\n                 {names[1]} {result['n_atoms'][1]}")
 
 
@@ -112,7 +124,8 @@ def run(cfg: Config) -> None:
     write_json_atomic(out / "similarity.json", result)
     plot(result, out / "heatmaps.png")
     table(result)
-    print(f"\nwrote {out / 'similarity.json'} and {out / 'heatmaps.png'} "
-          f"in {result['seconds']['all']:.0f} s wall, {result['seconds']['cpu']:.0f} s CPU "
-          f"(caching {t_cache:.0f} s, ITDA {result['seconds']['itda']:.0f} s wall)")
-
+    print(
+        f"\nwrote {out / 'similarity.json'} and {out / 'heatmaps.png'} "
+        f"in {result['seconds']['all']:.0f} s wall, {result['seconds']['cpu']:.0f} s CPU "
+        f"(caching {t_cache:.0f} s, ITDA {result['seconds']['itda']:.0f} s wall)"
+    )

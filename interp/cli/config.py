@@ -51,8 +51,7 @@ def _read(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"{path}{_where(e)}: not valid YAML: {_problem(e)}") from None
     cfg = {} if cfg is None else cfg
     if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: a config must be a YAML mapping (key: value lines), "
-                          f"got a {type(cfg).__name__}")
+        raise ConfigError(f"{path}: a config must be a YAML mapping (key: value lines), got a {type(cfg).__name__}")
     merged: dict[str, Any] = {}
     for inc in _as_list(cfg.pop("include", [])):
         merged |= _read(path.parent / str(inc), (*stack, here))
@@ -124,8 +123,7 @@ def build(cls: type, raw: dict[str, Any], command: str) -> Any:
     values of the wrong type are ``ConfigError``s."""
     fields = user_fields(cls)
     check_keys(raw, set(fields), command)
-    missing = [n for n, f in fields.items() if n not in raw and f.default is _MISSING
-               and f.default_factory is _MISSING]
+    missing = [n for n, f in fields.items() if n not in raw and f.default is _MISSING and f.default_factory is _MISSING]
     if missing:
         raise ConfigError(f"{command} needs {', '.join(f'{m}=...' for m in missing)} (in the YAML or as key=value)")
     try:

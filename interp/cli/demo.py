@@ -40,17 +40,26 @@ def run(cfg: Config) -> None:
     s = make_config(train.Config, train.extra_configs(sae_raw), sae_raw, "interp demo (sae)")
     t0 = time.time()
     model = load(c.model)
-    path = cache_activations(model, c.text, list(c.sites), c.n_tokens, c.out, seq_len=c.seq_len,
-                             batch_size=c.batch_size)
+    path = cache_activations(
+        model, c.text, list(c.sites), c.n_tokens, c.out, seq_len=c.seq_len, batch_size=c.batch_size
+    )
     t_cache = time.time() - t0
     sae = train_sae(s.params | {"method": s.method}, ActivationCache(path), out=s.out)
     t_train = time.time() - t0 - t_cache
     metrics = evaluate(sae, model, c.sites[0], **cfg.eval)
-    print_table({
-        "model": model.name, "site": c.sites[0], "cached tokens": ActivationCache(path).n_tokens,
-        "SAE": f"{sae.cfg.method}, d_sae {sae.cfg.d_sae}, k {sae.cfg.k}",
-        "trained tokens": sae.meta["tokens_seen"], **metrics,
-        "time cache / train / total (s)": f"{t_cache:.0f} / {t_train:.0f} / {time.time() - t0:.0f}",
-    }, "interp demo: TopK SAE on held-out text")
-    print(f"\nartifacts:\n  activation cache  {path}\n  SAE               {s.out}"
-          f"\n  (SAELens files beside it; wandb run under {s.out}/wandb)")
+    print_table(
+        {
+            "model": model.name,
+            "site": c.sites[0],
+            "cached tokens": ActivationCache(path).n_tokens,
+            "SAE": f"{sae.cfg.method}, d_sae {sae.cfg.d_sae}, k {sae.cfg.k}",
+            "trained tokens": sae.meta["tokens_seen"],
+            **metrics,
+            "time cache / train / total (s)": f"{t_cache:.0f} / {t_train:.0f} / {time.time() - t0:.0f}",
+        },
+        "interp demo: TopK SAE on held-out text",
+    )
+    print(
+        f"\nartifacts:\n  activation cache  {path}\n  SAE               {s.out}"
+        f"\n  (SAELens files beside it; wandb run under {s.out}/wandb)"
+    )

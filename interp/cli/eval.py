@@ -40,9 +40,17 @@ def run(cfg: Config) -> None:
     from interp.cli import print_table
     from interp.evals.reconstruction import evaluate
 
-    metrics = evaluate(cfg.run, cfg.model, cfg.site, text_spec=cfg.text, n_tokens=cfg.n_tokens,
-                       seq_len=cfg.seq_len, batch_size=cfg.batch_size,
-                       exclude_special=cfg.exclude_special, dense_threshold=cfg.dense_threshold,
-                       shuffle_seed=cfg.shuffle_seed)
+    metrics = evaluate(
+        cfg.run,
+        cfg.model,
+        cfg.site,
+        text_spec=cfg.text,
+        n_tokens=cfg.n_tokens,
+        seq_len=cfg.seq_len,
+        batch_size=cfg.batch_size,
+        exclude_special=cfg.exclude_special,
+        dense_threshold=cfg.dense_threshold,
+        shuffle_seed=cfg.shuffle_seed,
+    )
     write_json_atomic(Path(cfg.run) / "eval.json", metrics)
     print_table(metrics, f"reconstruction metrics of {cfg.run}")

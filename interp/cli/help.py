@@ -36,8 +36,11 @@ def _class_docs(klass: type) -> dict[str, str]:
         source = textwrap.dedent(inspect.getsource(klass))
     except (OSError, TypeError):
         return {}
-    comments = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    comments = {
+        tok.start[0]: tok.string.lstrip("#").strip()
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT
+    }
     body = typing.cast(ast.ClassDef, ast.parse(source).body[0]).body
     docs = {}
     for stmt, nxt in zip(body, [*body[1:], None]):

@@ -34,16 +34,29 @@ from interp.models import load
 __all__ = ["Config", "run"]
 
 
-SAE_DEFAULTS = {"text": "builtin:stdlib-docs", "n_tokens": 60_000, "seq_len": 128, "method": "topk",
-                "expansion_factor": 8, "k": 32, "train_tokens": 240_000, "lr": 1e-3, "warmup_steps": 5, "optimizer": "adam"}
+SAE_DEFAULTS = {
+    "text": "builtin:stdlib-docs",
+    "n_tokens": 60_000,
+    "seq_len": 128,
+    "method": "topk",
+    "expansion_factor": 8,
+    "k": 32,
+    "train_tokens": 240_000,
+    "lr": 1e-3,
+    "warmup_steps": 5,
+    "optimizer": "adam",
+}
 
 
 def mlp_out_cache(model, cfg: Config, out: Path) -> ActivationCache:
     """``blocks.L.hook_mlp_out`` activations of the SAE's training text (resumable, shared by ITDA)."""
     s = {**SAE_DEFAULTS, **cfg.sae}
     site = f"blocks.{cfg.layer}.hook_mlp_out"
-    return ActivationCache(cache_activations(model, s["text"], [site], s["n_tokens"], out / "sae-cache",
-                                             seq_len=s["seq_len"], shuffle_seed=cfg.seed))
+    return ActivationCache(
+        cache_activations(
+            model, s["text"], [site], s["n_tokens"], out / "sae-cache", seq_len=s["seq_len"], shuffle_seed=cfg.seed
+        )
+    )
 
 
 def sae_for(model, cfg: Config, out: Path):
@@ -53,8 +66,11 @@ def sae_for(model, cfg: Config, out: Path):
     for key in ("text", "n_tokens", "seq_len"):
         s.pop(key)
     s["n_tokens"] = s.pop("train_tokens")
-    return train({**s, "seed": cfg.seed, "wandb": "disabled", "model": cfg.model,
-                  "site": f"blocks.{cfg.layer}.hook_mlp_out"}, mlp_out_cache(model, cfg, out), out=out / "sae")
+    return train(
+        {**s, "seed": cfg.seed, "wandb": "disabled", "model": cfg.model, "site": f"blocks.{cfg.layer}.hook_mlp_out"},
+        mlp_out_cache(model, cfg, out),
+        out=out / "sae",
+    )
 
 
 def itda_for(model, cfg: Config, out: Path):
@@ -63,8 +79,11 @@ def itda_for(model, cfg: Config, out: Path):
         return load_decomposer(cfg.itda_artifact, device=model.device)
     from interp.decomposers.itda import ITDA
 
-    itda = ITDA.fit(mlp_out_cache(model, cfg, out), site=f"blocks.{cfg.layer}.hook_mlp_out",
-                    **{"k": 32, "cos_threshold": 0.7, **cfg.itda})
+    itda = ITDA.fit(
+        mlp_out_cache(model, cfg, out),
+        site=f"blocks.{cfg.layer}.hook_mlp_out",
+        **{"k": 32, "cos_threshold": 0.7, **cfg.itda},
+    )
     itda.save(out / "itda")
     return itda
 
@@ -85,16 +104,33 @@ def lib_for(model, cfg: Config, out: Path):
     from interp.decomposers.lib import LIB
     from interp.decomposers.lib.cut import residual_block_cut, site_acts
 
-    s = {"n_seqs": 8, "seq_len": 24, "n_sources_pos": 1, "n_sources_hidden": 16, "edge_sources_pos": 1,
-         "rotate_final": True, "integration": "gradient", "batch_size": 2, "truncation_relative": 1e-10,
-         "compute_edges": False, **cfg.lib}
+    s = {
+        "n_seqs": 8,
+        "seq_len": 24,
+        "n_sources_pos": 1,
+        "n_sources_hidden": 16,
+        "edge_sources_pos": 1,
+        "rotate_final": True,
+        "integration": "gradient",
+        "batch_size": 2,
+        "truncation_relative": 1e-10,
+        "compute_edges": False,
+        **cfg.lib,
+    }
     n_seqs, seq_len = s.pop("n_seqs"), s.pop("seq_len")
     concepts, neutral, _ = split_concepts(dataclasses.replace(cfg, concepts=None, n_concepts=None))
     text = [x for c in concepts for x in c.train] + neutral
     toks = torch.as_tensor(tokenize(text, model.tokenizer, seq_len, n_seqs * seq_len).tokens)
     modules, sites = residual_block_cut(model, cfg.layer)
-    lib = LIB.fit(modules, site_acts(model, toks, sites[0]), s, sites=tuple(sites), model=cfg.model,
-                  node_layers=("resid_pre", "resid_mid", "resid_post"), direction_layer=1)
+    lib = LIB.fit(
+        modules,
+        site_acts(model, toks, sites[0]),
+        s,
+        sites=tuple(sites),
+        model=cfg.model,
+        node_layers=("resid_pre", "resid_mid", "resid_post"),
+        direction_layer=1,
+    )
     lib.save(out / "lib")
     return lib
 
@@ -141,8 +177,10 @@ def run(cfg: Config) -> None:
     for method in cfg.methods:
         dec = FITTERS[method](model, cfg, out)
         if dec is None and method == "snmf":
-            absent.append("snmf: interp.decomposers.semi_nmf is not importable and no snmf_artifact was "
-                          "given; compared without it")
+            absent.append(
+                "snmf: interp.decomposers.semi_nmf is not importable and no snmf_artifact was "
+                "given; compared without it"
+            )
         else:
             decomposers[method] = dec
     for note in absent:
@@ -152,15 +190,22 @@ def run(cfg: Config) -> None:
     rows = summarise(result, n_boot=cfg.n_boot, seed=cfg.seed)
     un = result["unsteered"]["per_concept"]
     ppl = [p for p in result["unsteered"]["perplexity"] if np.isfinite(p)]
-    unsteered = {k: float(np.mean([np.mean(u[key]) for u in un]))
-                 for k, key in (("concept", "concept_score"), ("fluency", "fluency"), ("combined", "combined"),
-                                ("success", "success"))}
+    unsteered = {
+        k: float(np.mean([np.mean(u[key]) for u in un]))
+        for k, key in (
+            ("concept", "concept_score"),
+            ("fluency", "fluency"),
+            ("combined", "combined"),
+            ("success", "success"),
+        )
+    }
     unsteered["perplexity"] = float(np.median(ppl)) if ppl else float("nan")
     result["notes"] = absent
     result["timing_s"] = {"fit": t_fit, "total": time.time() - t0}
     paths = write_report(out, result, rows, unsteered)
     print("\n" + table_markdown(rows, unsteered))
-    print(f"methods: {list(decomposers)}; {len(split_concepts(cfg)[0])} concepts; "
-          f"time fit {t_fit:.0f}s, total {time.time() - t0:.0f}s")
+    print(
+        f"methods: {list(decomposers)}; {len(split_concepts(cfg)[0])} concepts; "
+        f"time fit {t_fit:.0f}s, total {time.time() - t0:.0f}s"
+    )
     print("wrote " + ", ".join(str(p) for p in paths.values()))
-

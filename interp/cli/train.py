@@ -58,8 +58,10 @@ def extra_configs(raw: dict[str, Any]) -> list[type]:
 def run(cfg: Config) -> None:
     cls = method_class({"method": cfg.method})
     if cls.fit_data == "modules":
-        raise ConfigError(f"{cfg.method} is fitted on a model's modules, not from a cache: use "
-                          f"`interp reproduce lib_lm` or `interp reproduce lib_modadd`")
+        raise ConfigError(
+            f"{cfg.method} is fitted on a model's modules, not from a cache: use "
+            f"`interp reproduce lib_lm` or `interp reproduce lib_modadd`"
+        )
     if cls.fit_data == "model":
         return _fit_on_model(cls, cfg)
     if cfg.data is None:
@@ -86,8 +88,10 @@ def _one(cls: type, params: dict[str, Any], cache: Any, out: Path, progress: boo
     if issubclass(cls, SAE):
         sae = train(params, cache, out=out, progress=progress)
         if distributed.is_main():
-            print_table({k: v for k, v in sae.meta.items() if not isinstance(v, dict)} | sae.meta["final"],
-                        f"trained {sae.cfg.method} SAE on {sae.cfg.site} -> {out}")
+            print_table(
+                {k: v for k, v in sae.meta.items() if not isinstance(v, dict)} | sae.meta["final"],
+                f"trained {sae.cfg.method} SAE on {sae.cfg.site} -> {out}",
+            )
         return
     fitted = cls.fit_config(cache, params, progress=progress)
     _save(fitted, out)
@@ -109,5 +113,7 @@ def _save(fitted: Any, out: Path) -> None:
     meta = getattr(fitted, "meta", {}) or {}
     fitted.save(out, meta)
     site = getattr(fitted.cfg, "site", "")
-    print_table({k: v for k, v in meta.items() if not isinstance(v, (list, dict))} or {"saved": str(out)},
-                f"fitted {fitted.method} on {site} -> {out}")
+    print_table(
+        {k: v for k, v in meta.items() if not isinstance(v, (list, dict))} or {"saved": str(out)},
+        f"fitted {fitted.method} on {site} -> {out}",
+    )

@@ -31,23 +31,19 @@ def local_files(path: Path) -> tuple[str, list[str]]:
         files = [path]
     else:
         files = sorted(
-            p for p in path.rglob("*")
-            if p.is_file() and p.suffix.lower() in BUILDERS
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in BUILDERS
             and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not files:
-            raise ValueError(
-                f"directory {str(path)!r} holds no data files: expected {sorted(BUILDERS)} files"
-            )
+            raise ValueError(f"directory {str(path)!r} holds no data files: expected {sorted(BUILDERS)} files")
     builders = {BUILDERS.get(p.suffix.lower()) for p in files}
     if None in builders:
-        raise ValueError(
-            f"unsupported file type {path.suffix!r} for {str(path)!r}: use one of {sorted(BUILDERS)}"
-        )
+        raise ValueError(f"unsupported file type {path.suffix!r} for {str(path)!r}: use one of {sorted(BUILDERS)}")
     if len(builders) > 1:
-        raise ValueError(
-            f"directory {str(path)!r} mixes file kinds ({sorted(builders)}): keep one kind per folder"
-        )
+        raise ValueError(f"directory {str(path)!r} mixes file kinds ({sorted(builders)}): keep one kind per folder")
     return builders.pop(), [str(p) for p in files]
 
 
@@ -63,7 +59,9 @@ def load_local(spec: str, path: Path, split: str, column: str) -> Any:
     try:
         ds = datasets.load_dataset(builder, data_files={split: files}, split=split, **kwargs)
     except datasets.exceptions.DatasetGenerationError as e:
-        raise _first_bad_line(files, builder) or DataError(f"corpus {spec!r} could not be read: {e.__cause__ or e}") from e
+        raise _first_bad_line(files, builder) or DataError(
+            f"corpus {spec!r} could not be read: {e.__cause__ or e}"
+        ) from e
     check_column(spec, column, ds.column_names)
     return ds
 
@@ -79,14 +77,15 @@ def _first_bad_line(files: list[str], builder: str) -> DataError | None:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError:
-                    return DataError(f"{name}, line {number}: not UTF-8 text (a binary file?); give a "
-                                     f"text corpus")
+                    return DataError(f"{name}, line {number}: not UTF-8 text (a binary file?); give a text corpus")
                 if builder == "json" and name.endswith(".jsonl") and line.strip():
                     try:
                         json.loads(line.strip())
                     except json.JSONDecodeError as e:
-                        return DataError(f"{name}, line {number}: not valid JSON ({e.msg}, column {e.colno}); "
-                                         f"fix or remove that line")
+                        return DataError(
+                            f"{name}, line {number}: not valid JSON ({e.msg}, column {e.colno}); "
+                            f"fix or remove that line"
+                        )
     return None
 
 
@@ -99,7 +98,7 @@ def iter_local(ds: Any, column: str, seed: int | None) -> Iterator[tuple[int, An
     start = 0
     for batch in ds.iter(batch_size=READ_BATCH):
         values = batch[column]
-        yield from zip(ids[start:start + len(values)].tolist(), values)
+        yield from zip(ids[start : start + len(values)].tolist(), values)
         start += len(values)
 
 
@@ -112,9 +111,12 @@ def load_hub(spec: str, name: str, split: str, column: str, hint: str) -> Any:
         ds = datasets.load_dataset(repo, config or None, split=split, streaming=True)
     except Exception as err:  # offline, unknown repo, bad config/split: all reported the same way
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("", "0", "false", "no")
-        why = ("HF_HUB_OFFLINE is set, so the hub was not contacted: use a builtin or local "
-               "source, or unset HF_HUB_OFFLINE where the network is reachable. " if offline else
-               "Without network access, set HF_HUB_OFFLINE=1 and use a builtin or local source. ")
+        why = (
+            "HF_HUB_OFFLINE is set, so the hub was not contacted: use a builtin or local "
+            "source, or unset HF_HUB_OFFLINE where the network is reachable. "
+            if offline
+            else "Without network access, set HF_HUB_OFFLINE=1 and use a builtin or local source. "
+        )
         raise ValueError(
             f"cannot load text source {spec!r}: it is not 'builtin:<name>', not an existing local "
             f"file or directory, and not reachable on the Hugging Face hub "

@@ -75,8 +75,13 @@ class _Stream:
 
 
 def tokenize(
-    text: TextSource | str | Iterable[str] | Iterable[Document], tokenizer: Any, seq_len: int,
-    n_tokens: int | None = None, *, add_bos: bool = True, batch_docs: int = 256,
+    text: TextSource | str | Iterable[str] | Iterable[Document],
+    tokenizer: Any,
+    seq_len: int,
+    n_tokens: int | None = None,
+    *,
+    add_bos: bool = True,
+    batch_docs: int = 256,
 ) -> TokenizedText:
     """Tokenise ``text`` and pack it into ``ceil(n_tokens / seq_len)`` rows of ``seq_len`` tokens.
 
@@ -95,21 +100,24 @@ def tokenize(
     target = None if n_tokens is None else math.ceil(n_tokens / seq_len)
     progress = _progress(n_tokens, target, seq_len)
     try:
-        rows, n_docs = _pack(_as_documents(docs), tokenizer, bos, seq_len, target, add_bos,
-                             batch_docs, progress)
+        rows, n_docs = _pack(_as_documents(docs), tokenizer, bos, seq_len, target, add_bos, batch_docs, progress)
     finally:
         progress.close()
     name = repr(spec) if spec else "(given iterable)"
     if n_docs == 0:
         raise ValueError(f"corpus {name} is empty: it holds no non-empty documents")
     if not rows:
-        raise ValueError(f"corpus {name} is shorter than one sequence of {seq_len} tokens "
-                         f"({n_docs} non-empty documents): use a larger corpus or a smaller seq_len")
+        raise ValueError(
+            f"corpus {name} is shorter than one sequence of {seq_len} tokens "
+            f"({n_docs} non-empty documents): use a larger corpus or a smaller seq_len"
+        )
     arrays = [np.concatenate(parts)[:target] for parts in zip(*rows)]
     if target is not None and len(arrays[0]) < target:
-        warnings.warn(f"corpus {name} ran out: {n_tokens} tokens requested, "
-                      f"{arrays[0].size} obtained ({len(arrays[0])} rows of {seq_len})",
-                      stacklevel=2)
+        warnings.warn(
+            f"corpus {name} ran out: {n_tokens} tokens requested, "
+            f"{arrays[0].size} obtained ({len(arrays[0])} rows of {seq_len})",
+            stacklevel=2,
+        )
     return TokenizedText(*arrays, seq_len=seq_len, bos_id=bos, spec=spec)
 
 
@@ -118,8 +126,10 @@ def _separator_id(tokenizer: Any) -> int:
         token_id = getattr(tokenizer, attr, None)
         if token_id is not None:
             return int(token_id)
-    raise ValueError("the tokenizer has neither a BOS nor an EOS token, so documents cannot be "
-                     "separated: set tokenizer.bos_token (or eos_token) first")
+    raise ValueError(
+        "the tokenizer has neither a BOS nor an EOS token, so documents cannot be "
+        "separated: set tokenizer.bos_token (or eos_token) first"
+    )
 
 
 def _progress(n_tokens: int | None, target: int | None, seq_len: int) -> Any:
@@ -149,8 +159,14 @@ def _batches(docs: Iterator[Document], batch_docs: int) -> Iterator[list[Documen
 
 
 def _pack(
-    docs: Iterator[Document], tokenizer: Any, bos: int, seq_len: int, target: int | None,
-    add_bos: bool, batch_docs: int, progress: Any,
+    docs: Iterator[Document],
+    tokenizer: Any,
+    bos: int,
+    seq_len: int,
+    target: int | None,
+    add_bos: bool,
+    batch_docs: int,
+    progress: Any,
 ) -> tuple[list[tuple[np.ndarray, ...]], int]:
     """Fill rows batch by batch until ``target`` rows exist or the documents run out."""
     stream, rows, n_rows, n_docs = _Stream.empty(), [], 0, 0
@@ -171,26 +187,25 @@ def _pack(
 
 def _encode(batch: list[Document], tokenizer: Any, sep: int) -> list[_Stream]:
     """One stream piece per document with tokens: separator, then its tokens and offsets."""
-    enc = tokenizer([d.text for d in batch], add_special_tokens=False,
-                    return_offsets_mapping=True)
+    enc = tokenizer([d.text for d in batch], add_special_tokens=False, return_offsets_mapping=True)
     pieces = []
     for doc, ids, offsets in zip(batch, enc["input_ids"], enc["offset_mapping"]):
         if not ids:
             continue
         spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
         n = len(ids) + 1
-        pieces.append(_Stream(
-            tokens=np.asarray([sep, *ids], dtype=np.int64),
-            doc_ids=np.full(n, doc.doc_id, dtype=np.int64),
-            char_start=np.concatenate([[-1], spans[:, 0]]),
-            char_end=np.concatenate([[-1], spans[:, 1]]),
-        ))
+        pieces.append(
+            _Stream(
+                tokens=np.asarray([sep, *ids], dtype=np.int64),
+                doc_ids=np.full(n, doc.doc_id, dtype=np.int64),
+                char_start=np.concatenate([[-1], spans[:, 0]]),
+                char_end=np.concatenate([[-1], spans[:, 1]]),
+            )
+        )
     return pieces
 
 
-def _row_starts(
-    is_sep: np.ndarray, seq_len: int, add_bos: bool
-) -> tuple[np.ndarray, np.ndarray, int]:
+def _row_starts(is_sep: np.ndarray, seq_len: int, add_bos: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """Stream index where each complete row starts, whether its BOS is inserted, tokens used.
 
     Separators are told apart by their missing span (``char_start == -1``), not by token id, so

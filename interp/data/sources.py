@@ -26,7 +26,9 @@ import numpy as np
 from interp.data import hf_sources, stdlib_docs
 
 BUILTINS: dict[str, Callable[[], Iterator[str]]] = {
-    stdlib_docs.NAME: stdlib_docs.iter_texts, stdlib_docs.SITE_NAME: stdlib_docs.iter_site_texts}
+    stdlib_docs.NAME: stdlib_docs.iter_texts,
+    stdlib_docs.SITE_NAME: stdlib_docs.iter_site_texts,
+}
 SPEC_OPTIONS = ("split", "column", "shuffle_seed")
 ACCEPTED_FORMS = (
     "Accepted forms: 'builtin:<name>' (" + ", ".join(f"'builtin:{n}'" for n in BUILTINS) + "); "
@@ -47,8 +49,13 @@ class TextSource:
     """A re-iterable, deterministic stream of ``Document``s described by ``spec``."""
 
     def __init__(
-        self, spec: str, rows: Callable[[], Iterator[tuple[int, Any]]], *,
-        split: str, column: str, shuffle_seed: int | None,
+        self,
+        spec: str,
+        rows: Callable[[], Iterator[tuple[int, Any]]],
+        *,
+        split: str,
+        column: str,
+        shuffle_seed: int | None,
     ) -> None:
         self.spec = spec
         self.split = split
@@ -60,13 +67,12 @@ class TextSource:
         return documents(self.spec, self.column, self._rows())
 
     def __repr__(self) -> str:
-        return (f"TextSource({self.spec!r}, split={self.split!r}, column={self.column!r}, "
-                f"shuffle_seed={self.shuffle_seed})")
+        return (
+            f"TextSource({self.spec!r}, split={self.split!r}, column={self.column!r}, shuffle_seed={self.shuffle_seed})"
+        )
 
 
-def load_text(
-    spec: str, *, split: str = "train", column: str = "text", shuffle_seed: int | None = None
-) -> TextSource:
+def load_text(spec: str, *, split: str = "train", column: str = "text", shuffle_seed: int | None = None) -> TextSource:
     """Open the text source ``spec`` (builtin name, local path or hub id; see module docstring).
 
     Query options in the spec (``?split=validation&column=content``) override the keywords.
@@ -84,8 +90,7 @@ def load_text(
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``'base?key=value&...'`` into the base and its (validated) options."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"a text source spec must be a non-empty string, got {spec!r}. "
-                         + ACCEPTED_FORMS)
+        raise ValueError(f"a text source spec must be a non-empty string, got {spec!r}. " + ACCEPTED_FORMS)
     if "?" not in spec or Path(spec).expanduser().exists():
         return spec, {}
     base, _, query = spec.partition("?")
@@ -117,8 +122,7 @@ def _rows_factory(
         ds = hf_sources.load_local(spec, path, split, column)
         return lambda: hf_sources.iter_local(ds, column, seed)
     if _looks_local(base):
-        raise FileNotFoundError(f"text source not found: no file or directory at {str(path)!r}. "
-                                + ACCEPTED_FORMS)
+        raise FileNotFoundError(f"text source not found: no file or directory at {str(path)!r}. " + ACCEPTED_FORMS)
     ds = hf_sources.load_hub(spec, base, split, column, ACCEPTED_FORMS)
     return lambda: hf_sources.iter_hub(spec, ds, column, seed)
 
@@ -152,10 +156,7 @@ def _builtin(name: str) -> Callable[[], Iterator[str]]:
 
 def _looks_local(base: str) -> bool:
     """True when ``base`` is clearly meant as a path (so a miss is a missing file, not a hub id)."""
-    return (
-        base.startswith(("/", "./", "../", "~", ".\\", "..\\"))
-        or Path(base).suffix.lower() in hf_sources.BUILDERS
-    )
+    return base.startswith(("/", "./", "../", "~", ".\\", "..\\")) or Path(base).suffix.lower() in hf_sources.BUILDERS
 
 
 def _shuffled(rows: Iterator[tuple[int, Any]], seed: int | None) -> Iterator[tuple[int, Any]]:
@@ -176,8 +177,10 @@ def documents(spec: str, column: str, rows: Iterable[tuple[int, Any]]) -> Iterat
             if value is None:
                 continue
             if not isinstance(value, str):
-                raise ValueError(f"column {column!r} of {spec!r} holds {type(value).__name__} values, "
-                                 f"not text: pass column=... naming a text column")
+                raise ValueError(
+                    f"column {column!r} of {spec!r} holds {type(value).__name__} values, "
+                    f"not text: pass column=... naming a text column"
+                )
             if value.strip():
                 yield Document(int(doc_id), value)
     finally:

@@ -34,8 +34,15 @@ NAME = "stdlib-docs"
 SITE_NAME = "site-docs"
 MIN_DOCSTRING_CHARS = 40
 SKIP_NAMES = {
-    "idlelib", "lib2to3", "site-packages", "dist-packages", "turtledemo", "ensurepip", "tkinter",
-    "pydoc_data", "__pycache__",
+    "idlelib",
+    "lib2to3",
+    "site-packages",
+    "dist-packages",
+    "turtledemo",
+    "ensurepip",
+    "tkinter",
+    "pydoc_data",
+    "__pycache__",
 }
 
 
@@ -126,8 +133,11 @@ def _topic_texts() -> Iterator[str]:
 
 def _skipped(name: str) -> bool:
     return (
-        name in SKIP_NAMES or name.startswith("test") or name.startswith("config-")
-        or (name.startswith("_") and name != "__init__.py") or name.endswith((".dist-info", ".egg-info"))
+        name in SKIP_NAMES
+        or name.startswith("test")
+        or name.startswith("config-")
+        or (name.startswith("_") and name != "__init__.py")
+        or name.endswith((".dist-info", ".egg-info"))
     )
 
 

@@ -50,8 +50,10 @@ def check_fields(cfg: Any) -> None:
         value, want = getattr(cfg, f.name), hints.get(f.name)
         if want is not None and not _has_type(value, want):
             hint = " (YAML reads 1e6 as text: write 1000000)" if _numeric_text(value) else ""
-            raise ConfigError(f"{type(cfg).__name__}.{f.name} must be {_type_name(want)}, got {value!r} "
-                              f"({type(value).__name__}){hint}")
+            raise ConfigError(
+                f"{type(cfg).__name__}.{f.name} must be {_type_name(want)}, got {value!r} "
+                f"({type(value).__name__}){hint}"
+            )
 
 
 def _has_type(value: Any, want: Any) -> bool:
@@ -178,8 +180,7 @@ class Decomposer(torch.nn.Module):
             save_file(state, str(tmp / "weights.safetensors"))
             write_json_atomic(tmp / "meta.json", meta or {})
             self.write_extra(tmp)
-            config = {"method": self.method, **dataclasses.asdict(self.cfg),
-                      "interp_version": interp.__version__}
+            config = {"method": self.method, **dataclasses.asdict(self.cfg), "interp_version": interp.__version__}
             write_json_atomic(tmp / "config.json", config)
             (path / "config.json").unlink(missing_ok=True)  # incomplete until the new one lands
             for f in sorted(tmp.iterdir(), key=lambda f: f.name == "config.json"):
@@ -206,11 +207,15 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
     """Load any decomposer artifact; ``config.json``'s ``method`` picks the class."""
     path = Path(path)
     if not (path / "config.json").exists() and (path / "cfg.json").exists():
-        raise MissingFileError(f"{path} is a SAELens folder (cfg.json, no config.json): load it with "
-                               f"interp.decomposers.sae.load_saelens({str(path)!r})")
+        raise MissingFileError(
+            f"{path} is a SAELens folder (cfg.json, no config.json): load it with "
+            f"interp.decomposers.sae.load_saelens({str(path)!r})"
+        )
     if not (path / "config.json").exists() and (path / "checkpoint").is_dir():
-        raise MissingFileError(f"{path} holds an unfinished training run (checkpoint/, no config.json): run "
-                               f"the same training command again to finish it, then load it")
+        raise MissingFileError(
+            f"{path} holds an unfinished training run (checkpoint/, no config.json): run "
+            f"the same training command again to finish it, then load it"
+        )
     config = read_json(path / "config.json", "decomposer config")
     method = config.pop("method", None)
     config.pop("interp_version", None)
@@ -229,7 +234,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
     try:
         model.load_state_dict(load_safetensors(weights, "decomposer weights"))
     except RuntimeError as e:  # shapes or names disagree with config.json
-        raise DataError(f"{weights} does not match {path / 'config.json'} ({str(e).splitlines()[-1].strip()}); "
-                        f"the artifact is damaged or its files come from different runs") from e
+        raise DataError(
+            f"{weights} does not match {path / 'config.json'} ({str(e).splitlines()[-1].strip()}); "
+            f"the artifact is damaged or its files come from different runs"
+        ) from e
     model.meta = read_json(path / "meta.json", "decomposer meta") if (path / "meta.json").exists() else {}
     return model.to(device).eval()

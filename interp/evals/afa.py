@@ -37,8 +37,11 @@ class ZFData:
 
     def medians(self) -> dict[str, float]:
         """Medians of εLBO, of ||f~|| / ||z|| and of NMSE (the paper quotes εLBO * (h - 1))."""
-        return {"elbo": self.elbo.median().item(), "norm_ratio": (self.code_norm / self.input_norm).median().item(),
-                "nmse": self.nmse.median().item()}
+        return {
+            "elbo": self.elbo.median().item(),
+            "norm_ratio": (self.code_norm / self.input_norm).median().item(),
+            "nmse": self.nmse.median().item(),
+        }
 
 
 def _sae_input(sae: SAE, x: torch.Tensor) -> torch.Tensor:

@@ -36,14 +36,23 @@ import torch
 from interp.activations import ActivationCache
 from interp.decomposers.itda import ITDA, cache_labels
 from interp.evals.similarity import (
-    best_matches, boundary_keys, boundary_overlap, feature_similarities, jaccard_matrix, layer_features,
-    layer_matching_score, model_similarity, span_jaccard, span_jaccard_matrices,
+    best_matches,
+    boundary_keys,
+    boundary_overlap,
+    feature_similarities,
+    jaccard_matrix,
+    layer_features,
+    layer_matching_score,
+    model_similarity,
+    span_jaccard,
+    span_jaccard_matrices,
 )
 
 
 def aligned_rows(labels_a: np.ndarray, labels_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat token rows of A and B that end at the same character of the same document, paired
     and ordered by ``(doc_id, char_end)``. Labels are ``cache_labels`` arrays ``[T, 4]``."""
+
     def table(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = np.flatnonzero((labels[:, 3] >= 0) & (labels[:, 1] >= 0))[::-1]  # last piece first
         keys = (labels[rows, 0] << 32) | labels[rows, 3]
@@ -61,21 +70,27 @@ def layer_rows(cache: ActivationCache, site: str, rows: np.ndarray) -> torch.Ten
     return flat[torch.from_numpy(np.ascontiguousarray(rows))].float()
 
 
-def fit_layers(cache: ActivationCache, sites: Sequence[str], rows: np.ndarray, labels: np.ndarray,
-               itda: dict[str, Any], progress: bool = True) -> list[ITDA]:
+def fit_layers(
+    cache: ActivationCache,
+    sites: Sequence[str],
+    rows: np.ndarray,
+    labels: np.ndarray,
+    itda: dict[str, Any],
+    progress: bool = True,
+) -> list[ITDA]:
     """One ITDA per site over the given token rows (in the given order)."""
     bs = itda.get("batch_size", 4096)
     lab = torch.from_numpy(labels)
     out = []
     for site in sites:
-        pairs = ((layer_rows(cache, site, rows[a:a + bs]), lab[rows[a:a + bs]])
-                 for a in range(0, len(rows), bs))
+        pairs = ((layer_rows(cache, site, rows[a : a + bs]), lab[rows[a : a + bs]]) for a in range(0, len(rows), bs))
         out.append(ITDA.fit(pairs, site=site, model=cache.manifest["model"], progress=progress, **itda))
     return out
 
 
-def _model_ceiling(da: Sequence[ITDA], db: Sequence[ITDA], bound_a: np.ndarray, bound_b: np.ndarray
-                   ) -> dict[str, float]:
+def _model_ceiling(
+    da: Sequence[ITDA], db: Sequence[ITDA], bound_a: np.ndarray, bound_b: np.ndarray
+) -> dict[str, float]:
     """Ceiling and normalised value of the model-level span Jaccard (unions over layers 1..)."""
     union = [np.concatenate([d.labels.cpu().numpy() for d in ds[1:]]) for ds in (da, db)]
     if any(len(u) == 0 for u in union):
@@ -85,13 +100,19 @@ def _model_ceiling(da: Sequence[ITDA], db: Sequence[ITDA], bound_a: np.ndarray, 
 
 
 def _matching(S: np.ndarray) -> dict[str, Any]:
-    return {**best_matches(S),
-            "score": layer_matching_score(S), "score_within_1": layer_matching_score(S, tolerance=1)}
+    return {**best_matches(S), "score": layer_matching_score(S), "score_within_1": layer_matching_score(S, tolerance=1)}
 
 
-def compare_models(cache_a: ActivationCache, cache_b: ActivationCache, sites_a: Sequence[str],
-                   sites_b: Sequence[str], itda: dict[str, Any], n_baseline: int = 2048, seed: int = 0,
-                   progress: bool = True) -> dict[str, Any]:
+def compare_models(
+    cache_a: ActivationCache,
+    cache_b: ActivationCache,
+    sites_a: Sequence[str],
+    sites_b: Sequence[str],
+    itda: dict[str, Any],
+    n_baseline: int = 2048,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Everything the comparison reports, as plain lists/floats (JSON-ready)."""
     t0 = time.perf_counter()
     la, lb = cache_labels(cache_a), cache_labels(cache_b)
@@ -107,21 +128,22 @@ def compare_models(cache_a: ActivationCache, cache_b: ActivationCache, sites_a: 
     pick = np.sort(np.random.default_rng(seed).permutation(len(ra))[:n_baseline])
     fa = layer_features([layer_rows(cache_a, s, ra[pick]) for s in sites_a])
     fb = layer_features([layer_rows(cache_b, s, rb[pick]) for s in sites_b])
-    base = {"aa": feature_similarities(fa, fa), "bb": feature_similarities(fb, fb),
-            "ab": feature_similarities(fa, fb)}
+    base = {"aa": feature_similarities(fa, fa), "bb": feature_similarities(fb, fb), "ab": feature_similarities(fa, fb)}
     metrics = {"jaccard": jac} | {m: {p: base[p][m] for p in base} for m in ("cka", "svcca", "relative")}
     return {
         "models": [cache_a.manifest["model"], cache_b.manifest["model"]],
         "sites": [list(sites_a), list(sites_b)],
-        "tokens": [cache_a.n_tokens, cache_b.n_tokens], "aligned_tokens": int(len(ra)),
-        "baseline_tokens": int(len(pick)), "itda": itda,
+        "tokens": [cache_a.n_tokens, cache_b.n_tokens],
+        "aligned_tokens": int(len(ra)),
+        "baseline_tokens": int(len(pick)),
+        "itda": itda,
         "n_atoms": [[d.cfg.n_atoms for d in da], [d.cfg.n_atoms for d in db]],
         "boundary_overlap": boundary_overlap(la, lb),
-        "model_similarity": {"a_vs_b": model_similarity(da, db, "span"),
-                             **_model_ceiling(da, db, bound_a, bound_b)},
+        "model_similarity": {"a_vs_b": model_similarity(da, db, "span"), **_model_ceiling(da, db, bound_a, bound_b)},
         "jaccard_ceiling": {"ab": span_ab["ceiling"].tolist(), "ab_normalised": span_ab["normalised"].tolist()},
         "matrices": {m: {p: v.tolist() for p, v in mats.items()} for m, mats in metrics.items()},
-        "matching": {m: {"a_to_b": _matching(mats["ab"]), "b_to_a": _matching(mats["ab"].T)}
-                     for m, mats in metrics.items()},
+        "matching": {
+            m: {"a_to_b": _matching(mats["ab"]), "b_to_a": _matching(mats["ab"].T)} for m, mats in metrics.items()
+        },
         "seconds": {"itda": t_itda, "total": time.perf_counter() - t0},
     }

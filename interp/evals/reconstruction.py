@@ -62,12 +62,17 @@ class _Totals:
         ce = {k: v / self.targets for k, v in self.ce.items()}
         freq = self.fires.double() / self.tokens
         return {
-            "fvu": fvu_, "explained_variance": 1 - fvu_, "l0": self.nonzero / self.tokens,
+            "fvu": fvu_,
+            "explained_variance": 1 - fvu_,
+            "l0": self.nonzero / self.tokens,
             "dead_frac": (self.fires == 0).double().mean().item(),
             "dense_frac": (freq > dense_threshold).double().mean().item(),
-            "ce_clean": ce["clean"], "ce_recon": ce["recon"], "ce_zero": ce["zero"],
+            "ce_clean": ce["clean"],
+            "ce_recon": ce["recon"],
+            "ce_zero": ce["zero"],
             "ce_loss_recovered": (ce["zero"] - ce["recon"]) / (ce["zero"] - ce["clean"]),
-            "kl": self.kl / self.targets, "n_tokens": self.tokens,
+            "kl": self.kl / self.targets,
+            "n_tokens": self.tokens,
         }
 
 
@@ -79,8 +84,14 @@ def _ce_terms(logits: torch.Tensor, tokens: torch.Tensor, scored: torch.Tensor) 
 
 
 @torch.no_grad()
-def _eval_batch(decs: Sequence[Decomposer], model: LoadedModel, site: str, tokens: torch.Tensor,
-                special: torch.Tensor, totals: Sequence[_Totals]) -> None:
+def _eval_batch(
+    decs: Sequence[Decomposer],
+    model: LoadedModel,
+    site: str,
+    tokens: torch.Tensor,
+    special: torch.Tensor,
+    totals: Sequence[_Totals],
+) -> None:
     """One batch for every decomposer: the clean and zero-ablated passes once, a spliced pass each."""
     tokens, special = tokens.to(model.device), special.to(model.device)
     captured: dict[str, torch.Tensor] = {}
@@ -90,7 +101,8 @@ def _eval_batch(decs: Sequence[Decomposer], model: LoadedModel, site: str, token
 
     def run(replacement: torch.Tensor) -> torch.Tensor:
         return model.bridge.run_with_hooks(
-            tokens, fwd_hooks=[(site, lambda a, hook: replacement.reshape(a.shape).to(a.dtype))])
+            tokens, fwd_hooks=[(site, lambda a, hook: replacement.reshape(a.shape).to(a.dtype))]
+        )
 
     clean_logits = model.bridge.run_with_hooks(tokens, fwd_hooks=[(site, capture)])
     x = captured["x"].reshape(*tokens.shape, -1)
@@ -137,8 +149,19 @@ def evaluate(
     ``fvu``, ``explained_variance``, ``l0``, ``dead_frac``, ``dense_frac``, ``ce_clean``,
     ``ce_recon``, ``ce_zero``, ``ce_loss_recovered``, ``kl`` and ``n_tokens``.
     """
-    return evaluate_many([decomposer], model, site, text_spec, n_tokens, seq_len, batch_size,
-                         exclude_special, dense_threshold, shuffle_seed, progress)[0]
+    return evaluate_many(
+        [decomposer],
+        model,
+        site,
+        text_spec,
+        n_tokens,
+        seq_len,
+        batch_size,
+        exclude_special,
+        dense_threshold,
+        shuffle_seed,
+        progress,
+    )[0]
 
 
 def evaluate_many(
@@ -173,13 +196,15 @@ def evaluate_many(
     width = model.site_width(site)
     for dec in decs:
         if dec.cfg.d_in != width:
-            raise ValueError(f"site/width mismatch: the decomposer expects d_in={dec.cfg.d_in}, but {site} "
-                             f"of {model.name} has width {width}. Evaluate it on the site it was trained on.")
+            raise ValueError(
+                f"site/width mismatch: the decomposer expects d_in={dec.cfg.d_in}, but {site} "
+                f"of {model.name} has width {width}. Evaluate it on the site it was trained on."
+            )
     decs = [dec.to(model.device).eval() for dec in decs]
     text = tokenize(load_text(text_spec, shuffle_seed=shuffle_seed), model.tokenizer, seq_len, n_tokens)
     tokens = torch.from_numpy(text.tokens)
     special = torch.from_numpy(text.special_mask()) if exclude_special else torch.zeros_like(tokens, dtype=torch.bool)
     totals = [_Totals(dec.directions().shape[0]) for dec in decs]
     for a in tqdm(range(0, len(tokens), batch_size), disable=not progress, desc="evaluating"):
-        _eval_batch(decs, model, site, tokens[a:a + batch_size], special[a:a + batch_size], totals)
+        _eval_batch(decs, model, site, tokens[a : a + batch_size], special[a : a + batch_size], totals)
     return [tot.result(dense_threshold) for tot in totals]

@@ -45,8 +45,10 @@ def label_keys(d: Any, key: str = "token") -> np.ndarray:
     if labels.ndim != 2 or labels.shape[1] not in (2, 4):
         raise ValueError(f"labels must be [n, 2] or [n, 4], got shape {labels.shape}")
     if key == "span" and (labels.shape[1] == 2 or (len(labels) and labels[:, 3].min() < 0)):
-        raise ValueError("these atoms have no character spans (they were fitted from [B, 2] labels); "
-                         "use key='token', or fit with [B, 4] labels / from an ActivationCache")
+        raise ValueError(
+            "these atoms have no character spans (they were fitted from [B, 2] labels); "
+            "use key='token', or fit with [B, 4] labels / from an ActivationCache"
+        )
     doc, other = labels[:, 0].astype(np.int64), labels[:, KEYS[key]].astype(np.int64)
     return np.unique((doc << 32) | (other & 0xFFFFFFFF))
 
@@ -76,8 +78,11 @@ def boundary_overlap(labels_a: Any, labels_b: Any) -> dict[str, float]:
     boundary sets and the share of each stream's boundaries found in the other."""
     a, b = boundary_keys(labels_a), boundary_keys(labels_b)
     inter = len(np.intersect1d(a, b, assume_unique=True))
-    return {"jaccard": inter / max(1, len(a) + len(b) - inter), "a_in_b": inter / max(1, len(a)),
-            "b_in_a": inter / max(1, len(b))}
+    return {
+        "jaccard": inter / max(1, len(a) + len(b) - inter),
+        "a_in_b": inter / max(1, len(a)),
+        "b_in_a": inter / max(1, len(b)),
+    }
 
 
 def _span_ceiling(ka: np.ndarray, kb: np.ndarray, bound_a: np.ndarray, bound_b: np.ndarray) -> float:
@@ -98,8 +103,9 @@ def span_jaccard(a: Any, b: Any, boundaries_a: np.ndarray, boundaries_b: np.ndar
     return {"jaccard": j, "ceiling": c, "normalised": j / c if c > 0 else float("nan")}
 
 
-def span_jaccard_matrices(a: Sequence[Any], b: Sequence[Any], boundaries_a: np.ndarray,
-                          boundaries_b: np.ndarray) -> dict[str, np.ndarray]:
+def span_jaccard_matrices(
+    a: Sequence[Any], b: Sequence[Any], boundaries_a: np.ndarray, boundaries_b: np.ndarray
+) -> dict[str, np.ndarray]:
     """``span_jaccard`` for every pair: ``{"jaccard", "ceiling", "normalised"}`` -> ``[len(a), len(b)]``."""
     cells = [[span_jaccard(x, y, boundaries_a, boundaries_b) for y in b] for x in a]
     return {name: np.array([[c[name] for c in row] for row in cells]) for name in ("jaccard", "ceiling", "normalised")}
@@ -126,8 +132,7 @@ def _targets(la: int, lb: int, start: int) -> np.ndarray:
     return start + np.floor((rows - start) * (lb - 1 - start) / max(1, la - 1 - start) + 0.5).astype(int)
 
 
-def layer_matching_score(S: Any, include_self: bool = True, skip_first: bool = True,
-                         tolerance: int = 0) -> float:
+def layer_matching_score(S: Any, include_self: bool = True, skip_first: bool = True, tolerance: int = 0) -> float:
     """Fraction of layers whose argmax match is the corresponding layer (within ``tolerance``).
 
     ``S``: ``[La, Lb]`` for one model pair, or ``[M, M, L, L]`` for all ordered pairs of M models."""
@@ -157,12 +162,16 @@ def best_matches(S: Any) -> dict[str, Any]:
     best = np.asarray(S).argmax(axis=1)
     rho = float(spearmanr(np.arange(len(best)), best).statistic) if len(set(best)) > 1 else float("nan")
     steps = np.diff(best)
-    return {"best": best.tolist(), "spearman": rho,
-            "non_decreasing": float((steps >= 0).mean()) if len(steps) else 1.0,
-            "monotone": bool((steps >= 0).all())}
+    return {
+        "best": best.tolist(),
+        "spearman": rho,
+        "non_decreasing": float((steps >= 0).mean()) if len(steps) else 1.0,
+        "monotone": bool((steps >= 0).all()),
+    }
 
 
 # -- baselines on paired activations ----------------------------------------------------------------
+
 
 def _centred(x: torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(x).double()
@@ -203,8 +212,9 @@ def anchor_rows(n: int, n_anchors: int = 300, seed: int = 42) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_anchors]
 
 
-def relative_similarity(x: Float[torch.Tensor, "N Dx"], y: Float[torch.Tensor, "N Dy"],
-                        n_anchors: int = 300, seed: int = 42) -> float:
+def relative_similarity(
+    x: Float[torch.Tensor, "N Dx"], y: Float[torch.Tensor, "N Dy"], n_anchors: int = 300, seed: int = 42
+) -> float:
     """Mean over tokens of cos(relative rep in x, relative rep in y), same anchors in both."""
     anchors = anchor_rows(len(x), n_anchors, seed)
     return (relative_rep(x, anchors) * relative_rep(y, anchors)).sum(1).mean().item()
@@ -212,26 +222,31 @@ def relative_similarity(x: Float[torch.Tensor, "N Dx"], y: Float[torch.Tensor, "
 
 # -- all layer pairs at once --------------------------------------------------------------------------
 
+
 def _cosine_matrix(fa: list[torch.Tensor], fb: list[torch.Tensor]) -> np.ndarray:
     a = torch.nn.functional.normalize(torch.stack([f.reshape(-1) for f in fa]), dim=1)
     b = torch.nn.functional.normalize(torch.stack([f.reshape(-1) for f in fb]), dim=1)
     return (a @ b.T).double().numpy()
 
 
-def layer_features(xs: Sequence[torch.Tensor], n_components: int = 20, n_anchors: int = 300,
-                   seed: int = 42) -> dict[str, list[torch.Tensor]]:
+def layer_features(
+    xs: Sequence[torch.Tensor], n_components: int = 20, n_anchors: int = 300, seed: int = 42
+) -> dict[str, list[torch.Tensor]]:
     """Per-layer features the baselines compare: centred Gram matrices ``[N, N]`` (CKA; keep N to a
     few thousand), SVD bases (SVCCA) and relative representations. Compute once per model."""
+
     def gram(x):
         x = _centred(x)
         return (x @ x.T).float()
 
-    return {"gram": [gram(x) for x in xs], "basis": [svcca_basis(x, n_components) for x in xs],
-            "relative": [relative_rep(x, anchor_rows(len(x), n_anchors, seed)).float() for x in xs]}
+    return {
+        "gram": [gram(x) for x in xs],
+        "basis": [svcca_basis(x, n_components) for x in xs],
+        "relative": [relative_rep(x, anchor_rows(len(x), n_anchors, seed)).float() for x in xs],
+    }
 
 
-def feature_similarities(fa: dict[str, list[torch.Tensor]], fb: dict[str, list[torch.Tensor]]
-                         ) -> dict[str, np.ndarray]:
+def feature_similarities(fa: dict[str, list[torch.Tensor]], fb: dict[str, list[torch.Tensor]]) -> dict[str, np.ndarray]:
     """``{"cka", "svcca", "relative"}`` -> ``[La, Lb]`` matrices from two ``layer_features``."""
     return {
         "cka": _cosine_matrix(fa["gram"], fb["gram"]),
@@ -240,8 +255,10 @@ def feature_similarities(fa: dict[str, list[torch.Tensor]], fb: dict[str, list[t
     }
 
 
-def similarity_matrices(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], n_components: int = 20,
-                        n_anchors: int = 300, seed: int = 42) -> dict[str, np.ndarray]:
+def similarity_matrices(
+    xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], n_components: int = 20, n_anchors: int = 300, seed: int = 42
+) -> dict[str, np.ndarray]:
     """``{"cka", "svcca", "relative"}`` -> ``[len(xs), len(ys)]`` matrices over paired rows."""
-    return feature_similarities(layer_features(xs, n_components, n_anchors, seed),
-                                layer_features(ys, n_components, n_anchors, seed))
+    return feature_similarities(
+        layer_features(xs, n_components, n_anchors, seed), layer_features(ys, n_components, n_anchors, seed)
+    )

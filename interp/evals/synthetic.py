@@ -47,11 +47,17 @@ def _spectrum(n: int, spectrum: str | float) -> torch.Tensor:
 
 
 def make_dataset(
-    n_samples: int = 100_000, n_features: int = 128, d: int = 42,
+    n_samples: int = 100_000,
+    n_features: int = 128,
+    d: int = 42,
     sparsity: tuple[tuple[float, int], ...] = ((0.5, 3), (0.5, 20)),
-    spectrum: str | float = "uniform", coef_range: tuple[float, float] = (0.0, 1.0),
-    noise: float = 0.0, seed: int = 0, feature_seed: int | None = None,
-    coef_dist: str = "uniform", feature_norm: str = "unit",
+    spectrum: str | float = "uniform",
+    coef_range: tuple[float, float] = (0.0, 1.0),
+    noise: float = 0.0,
+    seed: int = 0,
+    feature_seed: int | None = None,
+    coef_dist: str = "uniform",
+    feature_norm: str = "unit",
 ) -> SyntheticData:
     """Planted-feature data (see the module docstring).
 
@@ -65,8 +71,10 @@ def make_dataset(
     seeded generator.
     """
     if coef_dist not in COEF_DISTS or feature_norm not in ("unit", "gaussian"):
-        raise ConfigError(f"coef_dist must be one of {COEF_DISTS} (got {coef_dist!r}) and feature_norm "
-                          f"'unit' or 'gaussian' (got {feature_norm!r})")
+        raise ConfigError(
+            f"coef_dist must be one of {COEF_DISTS} (got {coef_dist!r}) and feature_norm "
+            f"'unit' or 'gaussian' (got {feature_norm!r})"
+        )
     if not sparsity or any(s < 1 or s > n_features for _, s in sparsity):
         raise ValueError(f"sparsity counts must lie in [1, n_features={n_features}], got {sparsity}")
     lo, hi = coef_range
@@ -114,13 +122,15 @@ class Recovery:
 
 @torch.no_grad()
 def recovery(
-    directions: Float[torch.Tensor, "F D"], true_directions: Float[torch.Tensor, "n D"],
+    directions: Float[torch.Tensor, "F D"],
+    true_directions: Float[torch.Tensor, "n D"],
     thresholds: tuple[float, ...] = (0.8, 0.9, 0.95),
 ) -> Recovery:
     """Feature recovery rate at each tau and the mean max cosine (signed cosines, rows normalised)."""
     if directions.shape[1] != true_directions.shape[1]:
-        raise ValueError(f"width mismatch: learned directions have D={directions.shape[1]}, "
-                         f"true ones D={true_directions.shape[1]}")
+        raise ValueError(
+            f"width mismatch: learned directions have D={directions.shape[1]}, true ones D={true_directions.shape[1]}"
+        )
     a = directions.double() / directions.double().norm(dim=1, keepdim=True).clamp_min(1e-12)
     b = true_directions.double() / true_directions.double().norm(dim=1, keepdim=True).clamp_min(1e-12)
     best = (b @ a.T).max(dim=1).values
@@ -146,7 +156,7 @@ def fit_method(spec: dict, train: dict, x: Float[torch.Tensor, "N D"], seed: int
 
         labels = torch.stack([torch.arange(len(x)), torch.zeros(len(x), dtype=torch.long)], 1)
         bs = fields.pop("batch_size", 4096)
-        pairs = ((x[a:a + bs], labels[a:a + bs]) for a in range(0, len(x), bs))
+        pairs = ((x[a : a + bs], labels[a : a + bs]) for a in range(0, len(x), bs))
         return ITDA.fit(pairs, progress=False, **{"device": "cpu", **fields})
     from interp.decomposers.sae import train as train_sae
 
@@ -162,8 +172,14 @@ def _held_out(model, x: torch.Tensor) -> tuple[torch.Tensor, float]:
     return model.decode(codes), (codes != 0).sum(1).float().mean().item()
 
 
-def benchmark(methods: list[dict], seeds: list[int], data: dict, train: dict,
-              thresholds: tuple[float, ...] = (0.8, 0.9, 0.95), progress: bool = True) -> list[dict]:
+def benchmark(
+    methods: list[dict],
+    seeds: list[int],
+    data: dict,
+    train: dict,
+    thresholds: tuple[float, ...] = (0.8, 0.9, 0.95),
+    progress: bool = True,
+) -> list[dict]:
     """Fit each method (a dict: ``label``, ``method`` and config overrides, e.g. its own ``lr``) on
     ``make_dataset(**data, seed=s)`` for every seed (``fit_method``); one result row per method.
 
@@ -194,12 +210,25 @@ def benchmark(methods: list[dict], seeds: list[int], data: dict, train: dict,
             seconds = time.perf_counter() - t0
             x_hat, l0 = _held_out(model, held.x)
             rec = recovery(model.directions(), ds.directions, thresholds)
-            runs.append({**{f"frr@{t}": v for t, v in rec.rates.items()}, "mean_max_cos": rec.mean_max_cos,
-                         "fvu": fvu(held.x, x_hat), "l0": l0, "seconds": seconds})
+            runs.append(
+                {
+                    **{f"frr@{t}": v for t, v in rec.rates.items()},
+                    "mean_max_cos": rec.mean_max_cos,
+                    "fvu": fvu(held.x, x_hat),
+                    "l0": l0,
+                    "seconds": seconds,
+                }
+            )
         stats = {k: torch.tensor([r[k] for r in runs], dtype=torch.float64) for k in runs[0]}
-        rows.append({"label": label, "seeds": len(runs), "runs": runs,
-                     **{k: v.mean().item() for k, v in stats.items()},
-                     **{f"{k}_min": v.min().item() for k, v in stats.items()}})
+        rows.append(
+            {
+                "label": label,
+                "seeds": len(runs),
+                "runs": runs,
+                **{k: v.mean().item() for k, v in stats.items()},
+                **{f"{k}_min": v.min().item() for k, v in stats.items()},
+            }
+        )
     return rows
 
 
@@ -212,7 +241,11 @@ def format_table(rows: list[dict], thresholds: tuple[float, ...] = (0.8, 0.9, 0.
         if "missing" in r:
             lines.append(f"| {r['label']} | - | {r['missing']} |" + " |" * (len(thresholds) + 2))
             continue
-        cells = [f"{100 * r[c]:.1f}% ({100 * r[c + '_min']:.1f})" if c != "mean_max_cos"
-                 else f"{r[c]:.4f} ({r[c + '_min']:.4f})" for c in cols]
+        cells = [
+            f"{100 * r[c]:.1f}% ({100 * r[c + '_min']:.1f})"
+            if c != "mean_max_cos"
+            else f"{r[c]:.4f} ({r[c + '_min']:.4f})"
+            for c in cols
+        ]
         lines.append(f"| {r['label']} | {r['seeds']} | " + " | ".join(cells) + f" | {r['fvu']:.3f} | {r['l0']:.1f} |")
     return "\n".join(lines)

@@ -7,7 +7,18 @@ from interp.models.unembed import VocabProjection, direction_logits, vocab_proje
 from interp.models.sites import site_layer, site_width, stop_layer, valid_sites, validate_site
 
 __all__ = [
-    "BUILTIN_ALIASES", "LoadedModel", "cache_root", "load", "run_to_sites", "site_layer", "site_width",
-    "stop_layer", "to_residual", "valid_sites", "validate_site", "VocabProjection", "direction_logits",
+    "BUILTIN_ALIASES",
+    "LoadedModel",
+    "cache_root",
+    "load",
+    "run_to_sites",
+    "site_layer",
+    "site_width",
+    "stop_layer",
+    "to_residual",
+    "valid_sites",
+    "validate_site",
+    "VocabProjection",
+    "direction_logits",
     "vocab_projection",
 ]

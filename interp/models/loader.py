@@ -63,8 +63,10 @@ class LoadedModel:
         if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 1:
             raise ConfigError(f"seq_len must be a positive integer, got {seq_len!r}")
         if self.n_ctx is not None and seq_len > self.n_ctx:
-            raise ConfigError(f"seq_len {seq_len} is longer than the context of {self.name} ({self.n_ctx} "
-                              f"tokens): positions past it are meaningless; use seq_len <= {self.n_ctx}")
+            raise ConfigError(
+                f"seq_len {seq_len} is longer than the context of {self.name} ({self.n_ctx} "
+                f"tokens): positions past it are meaningless; use seq_len <= {self.n_ctx}"
+            )
         return seq_len
 
     def validate_site(self, site: str) -> str:
@@ -169,9 +171,11 @@ def _refuse_remote_code(path: str) -> None:
     """Refuse a local model folder whose config asks for its own Python code (``auto_map``)."""
     config = Path(path) / "config.json"
     if config.is_file() and "auto_map" in read_json(config, "model config"):
-        raise ConfigError(f"{Path(path)} ships its own Python code (auto_map in config.json), and "
-                          f"trust_remote_code is off. If you trust that code, load it with "
-                          f"interp.models.load(..., trust_remote_code=True)")
+        raise ConfigError(
+            f"{Path(path)} ships its own Python code (auto_map in config.json), and "
+            f"trust_remote_code is off. If you trust that code, load it with "
+            f"interp.models.load(..., trust_remote_code=True)"
+        )
 
 
 def _bridge(name: str, hf_model: Any, tokenizer: Any) -> Any:
@@ -214,9 +218,16 @@ def _wrap(spec: str, name: str, bridge: Any, tokenizer: Any) -> LoadedModel:
     n_heads = cfg.n_heads
     n_kv = getattr(cfg, "n_key_value_heads", None) or getattr(hf_cfg, "num_key_value_heads", n_heads)
     return LoadedModel(
-        bridge=bridge, tokenizer=tokenizer, name=name, spec=spec,
-        n_layers=cfg.n_layers, d_model=cfg.d_model, d_mlp=cfg.d_mlp,
-        n_heads=n_heads, n_kv_heads=n_kv, d_head=cfg.d_head,
+        bridge=bridge,
+        tokenizer=tokenizer,
+        name=name,
+        spec=spec,
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        d_mlp=cfg.d_mlp,
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        d_head=cfg.d_head,
     )
 
 
@@ -247,7 +258,10 @@ def load(
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         hf_model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation, device_map=device_map,
+            path,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            device_map=device_map,
             trust_remote_code=trust_remote_code,
         )
     except (OSError, ValueError) as e:

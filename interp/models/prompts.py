@@ -44,21 +44,23 @@ def encode_prompts(model: LoadedModel, prompts: Sequence[str], add_bos: bool = T
     return ids
 
 
-def left_pad(seqs: Sequence[Sequence[int]], pad: int, device: Any = "cpu"
-             ) -> tuple[Int[torch.Tensor, "B S"], Int[torch.Tensor, "B S"]]:
+def left_pad(
+    seqs: Sequence[Sequence[int]], pad: int, device: Any = "cpu"
+) -> tuple[Int[torch.Tensor, "B S"], Int[torch.Tensor, "B S"]]:
     """Left-padded ids and attention mask (every row ends at the last column)."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for r, s in enumerate(seqs):
         if len(s):
-            ids[r, width - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
-            mask[r, width - len(s):] = 1
+            ids[r, width - len(s) :] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[r, width - len(s) :] = 1
     return ids.to(device), mask.to(device)
 
 
-def forward(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, last_only: bool = False
-            ) -> Float[torch.Tensor, "B S V"]:
+def forward(
+    model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, last_only: bool = False
+) -> Float[torch.Tensor, "B S V"]:
     """Logits of a left-padded batch (position ids count real tokens only, as in generation);
     ``last_only`` computes the unembedding for the last position only ([B, 1, V])."""
     pos = (mask.cumsum(-1) - 1).clamp_min(0)

@@ -23,8 +23,10 @@ def mlp_out_weight(model: LoadedModel, layer: int) -> Float[torch.Tensor, "d_mlp
     try:
         out = _original(model.bridge.blocks[layer].mlp.out)
     except AttributeError as e:
-        raise ValueError(f"cannot find the MLP output projection of {model.name} block {layer} "
-                         f"(expected bridge.blocks[{layer}].mlp.out)") from e
+        raise ValueError(
+            f"cannot find the MLP output projection of {model.name} block {layer} "
+            f"(expected bridge.blocks[{layer}].mlp.out)"
+        ) from e
     w = out.weight.detach()
     if isinstance(out, torch.nn.Linear):  # nn.Linear stores [out, in]
         return w.T
@@ -40,15 +42,18 @@ def post_mlp_norm(model: LoadedModel, layer: int):
 
 
 @torch.no_grad()
-def to_residual(model: LoadedModel, layer: int, dirs: Float[torch.Tensor, "F d_mlp"],
-                post_norm: bool = True) -> Float[torch.Tensor, "F d_model"]:
+def to_residual(
+    model: LoadedModel, layer: int, dirs: Float[torch.Tensor, "F d_mlp"], post_norm: bool = True
+) -> Float[torch.Tensor, "F d_model"]:
     """``dirs @ W_out`` (then the post-MLP norm when the model has one and ``post_norm``): the exact
     change at ``blocks.{layer}.hook_mlp_out`` (before any post-MLP norm) when ``post_norm`` is off,
     since the projection's bias cancels."""
     w = mlp_out_weight(model, layer)
     if dirs.shape[-1] != w.shape[0]:
-        raise ValueError(f"directions have width {dirs.shape[-1]} but {model.name} block {layer} "
-                         f"has d_mlp={w.shape[0]}: wrong model or layer for this decomposer")
+        raise ValueError(
+            f"directions have width {dirs.shape[-1]} but {model.name} block {layer} "
+            f"has d_mlp={w.shape[0]}: wrong model or layer for this decomposer"
+        )
     out = dirs.to(device=w.device, dtype=w.dtype) @ w
     norm = post_mlp_norm(model, layer) if post_norm else None
     return (norm(out) if norm is not None else out).float()

@@ -24,9 +24,12 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_to_sites(model: LoadedModel, tokens: Int[torch.Tensor, "B S"], sites: Sequence[str],
-                 attention_mask: Int[torch.Tensor, "B S"] | None = None
-                 ) -> dict[str, Float[torch.Tensor, "B S D"]]:
+def run_to_sites(
+    model: LoadedModel,
+    tokens: Int[torch.Tensor, "B S"],
+    sites: Sequence[str],
+    attention_mask: Int[torch.Tensor, "B S"] | None = None,
+) -> dict[str, Float[torch.Tensor, "B S D"]]:
     """Activations ``[B, S, D]`` (on the model's device, heads flattened) of each of ``sites`` for
     token ids ``tokens``, from one forward pass that stops after the deepest site's block.
     ``attention_mask`` (1 = real token) is for left-padded batches: pads are masked out and
@@ -48,8 +51,14 @@ def run_to_sites(model: LoadedModel, tokens: Int[torch.Tensor, "B S"], sites: Se
     def grabber(site: str):
         def grab(act: torch.Tensor, hook: Any) -> None:
             got[site] = act.detach()
+
         return grab
 
-    model.bridge.run_with_hooks(tokens, fwd_hooks=[(s, grabber(s)) for s in sites],
-                                stop_at_layer=stop_layer(sites), output_attentions=False, **kwargs)
+    model.bridge.run_with_hooks(
+        tokens,
+        fwd_hooks=[(s, grabber(s)) for s in sites],
+        stop_at_layer=stop_layer(sites),
+        output_attentions=False,
+        **kwargs,
+    )
     return {s: got[s].reshape(*tokens.shape, -1) for s in sites}

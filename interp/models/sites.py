@@ -77,6 +77,8 @@ def site_width(model: "LoadedModel", site: str) -> int:
         _, cache = model.bridge.run_with_cache(probe, names_filter=[site], stop_at_layer=stop_layer([site]))
         shapes.append(tuple(cache[site].shape))
     if any(shape[:2] != (1, length) for shape, length in zip(shapes, (2, 3))) or shapes[0][2:] != shapes[1][2:]:
-        raise ValueError(f"site {site!r} is not a per-token activation ([batch, seq, ...]); cache and "
-                         f"decompose per-token sites such as hook_resid_post, mlp.hook_post or attn.hook_z")
+        raise ValueError(
+            f"site {site!r} is not a per-token activation ([batch, seq, ...]); cache and "
+            f"decompose per-token sites such as hook_resid_post, mlp.hook_post or attn.hook_z"
+        )
     return int(torch.Size(shapes[0][2:]).numel())

@@ -25,12 +25,15 @@ class VocabProjection(NamedTuple):
 
 
 @torch.no_grad()
-def direction_logits(model: LoadedModel, directions: Float[torch.Tensor, "F D"],
-                     apply_final_norm: bool = True) -> Float[torch.Tensor, "F V"]:
+def direction_logits(
+    model: LoadedModel, directions: Float[torch.Tensor, "F D"], apply_final_norm: bool = True
+) -> Float[torch.Tensor, "F V"]:
     """Logits of each direction: ``unembed(final_norm(d))`` (``d @ W_U`` without the norm)."""
     if directions.ndim != 2 or directions.shape[1] != model.d_model:
-        raise ValueError(f"directions must be [F, d_model={model.d_model}], got {tuple(directions.shape)}; "
-                         "map neuron-space features to the residual stream first")
+        raise ValueError(
+            f"directions must be [F, d_model={model.d_model}], got {tuple(directions.shape)}; "
+            "map neuron-space features to the residual stream first"
+        )
     hf = model.hf_model
     w = hf.get_output_embeddings().weight  # [V, D]
     x = directions.to(device=w.device, dtype=w.dtype)
@@ -40,12 +43,17 @@ def direction_logits(model: LoadedModel, directions: Float[torch.Tensor, "F D"],
 
 
 @torch.no_grad()
-def vocab_projection(model: LoadedModel, directions: Float[torch.Tensor, "F D"], k: int = 10,
-                     apply_final_norm: bool = True, chunk: int = 256) -> VocabProjection:
+def vocab_projection(
+    model: LoadedModel,
+    directions: Float[torch.Tensor, "F D"],
+    k: int = 10,
+    apply_final_norm: bool = True,
+    chunk: int = 256,
+) -> VocabProjection:
     """Top and bottom ``k`` tokens of every direction's logits, computed in chunks of features."""
     parts = []
     for i in range(0, len(directions), chunk):
-        logits = direction_logits(model, directions[i:i + chunk], apply_final_norm)
+        logits = direction_logits(model, directions[i : i + chunk], apply_final_norm)
         top, bottom = logits.topk(k, dim=1), logits.topk(k, dim=1, largest=False)
         parts.append((top.indices, top.values, bottom.indices, bottom.values))
     return VocabProjection(*(torch.cat(p).cpu() for p in zip(*parts)))

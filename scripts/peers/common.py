@@ -15,8 +15,7 @@ import torch
 def args() -> dict:
     """``python run_x.py DATA_DIR OUT_JSON EPOCHS [key=value ...]``."""
     data, out, epochs, *rest = sys.argv[1:]
-    return {"data": Path(data), "out": Path(out), "epochs": int(epochs),
-            **dict(kv.split("=", 1) for kv in rest)}
+    return {"data": Path(data), "out": Path(out), "epochs": int(epochs), **dict(kv.split("=", 1) for kv in rest)}
 
 
 def load(data: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -30,7 +29,7 @@ def batches(train: torch.Tensor, batch: int, epochs: int):
     """The same batches for everyone: the pre-shuffled tokens in order, ``epochs`` times."""
     for _ in range(epochs):
         for a in range(0, len(train) - batch + 1, batch):
-            yield train[a:a + batch]
+            yield train[a : a + batch]
 
 
 @torch.no_grad()
@@ -72,7 +71,13 @@ class Clock:
 
 
 def finish(a: dict, name: str, clock: Clock, n_tokens: int, final: dict) -> None:
-    result = {"name": name, "epochs": a["epochs"], "train_seconds": clock.seconds,
-              "tokens_per_s": n_tokens / clock.seconds, "curve": clock.curve, **final}
+    result = {
+        "name": name,
+        "epochs": a["epochs"],
+        "train_seconds": clock.seconds,
+        "tokens_per_s": n_tokens / clock.seconds,
+        "curve": clock.curve,
+        **final,
+    }
     a["out"].write_text(json.dumps(result))
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}))

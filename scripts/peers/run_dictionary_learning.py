@@ -12,9 +12,17 @@ a = common.args()
 train, held, meta = common.load(a["data"])
 F, k, B = meta["d_sae"], meta["k"], meta["batch"]
 n_steps = a["epochs"] * (len(train) // B)
-trainer = TopKTrainer(steps=n_steps, activation_dim=train.shape[1], dict_size=F, k=k, layer=15,
-                      lm_name="smollm2-135m", seed=0, device="cpu",
-                      warmup_steps=1000 if n_steps > 1000 else n_steps // 10)
+trainer = TopKTrainer(
+    steps=n_steps,
+    activation_dim=train.shape[1],
+    dict_size=F,
+    k=k,
+    layer=15,
+    lm_name="smollm2-135m",
+    seed=0,
+    device="cpu",
+    warmup_steps=1000 if n_steps > 1000 else n_steps // 10,
+)
 ae = trainer.ae
 enc = lambda x: ae.encode(x)
 clock = common.Clock(held, n_steps, lambda x: ae(x), enc)

@@ -23,8 +23,19 @@ data, held, meta = common.load(a["data"])
 F, B = meta["d_sae"], meta["batch"]
 n_steps = a["epochs"] * (len(data) // B)
 given = {k: _value(v) for k, v in a.items() if k not in ("data", "out", "epochs")}
-cfg = dict(method="topk", d_sae=F, batch_size=B, n_tokens=n_steps * B, wandb="disabled", device="cpu",
-           exclude_special=False, seed=0) | given
+cfg = (
+    dict(
+        method="topk",
+        d_sae=F,
+        batch_size=B,
+        n_tokens=n_steps * B,
+        wandb="disabled",
+        device="cpu",
+        exclude_special=False,
+        seed=0,
+    )
+    | given
+)
 cls = REGISTRY[cfg["method"]]
 if "k" in cls.config_cls.__dataclass_fields__:
     cfg.setdefault("k", meta["k"])

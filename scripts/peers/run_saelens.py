@@ -13,9 +13,13 @@ torch.manual_seed(0)
 F, k, B = meta["d_sae"], meta["k"], meta["batch"]
 n_steps = a["epochs"] * (len(train) // B)
 sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=train.shape[1], d_sae=F, k=k, device="cpu"))
-trainer = SAETrainer(SAETrainerConfig(total_training_samples=n_steps * B, train_batch_size_samples=B,
-                                      lr_end=3e-4 / 10),  # what its runner config fills in
-                     sae, common.batches(train, B, a["epochs"]))
+trainer = SAETrainer(
+    SAETrainerConfig(
+        total_training_samples=n_steps * B, train_batch_size_samples=B, lr_end=3e-4 / 10
+    ),  # what its runner config fills in
+    sae,
+    common.batches(train, B, a["epochs"]),
+)
 rec = lambda x: sae.decode(sae.encode(x))
 clock = common.Clock(held, n_steps, rec, sae.encode)
 inner = trainer._train_step

@@ -29,6 +29,7 @@ def flat(cache):
 
 # -- ActivationCache.batches ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("batch_size", [100, 64, 2016, 5000])
 def test_every_token_exactly_once_per_epoch(cache, flat, batch_size):
     batches = list(cache.batches(SITE, batch_size, shuffle=True, seed=1))
@@ -88,7 +89,7 @@ def test_two_epochs_each_token_twice_in_new_order(cache, flat):
     got = torch.cat(batches)
     assert len(got) == 2 * len(flat)
     np.testing.assert_array_equal(_sorted_rows(got), _sorted_rows(torch.cat([flat, flat])))
-    assert not torch.equal(got[:len(flat)], got[len(flat):])
+    assert not torch.equal(got[: len(flat)], got[len(flat) :])
     # batches straddle the epoch boundary: only the very last one may be short
     assert all(len(b) == 256 for b in batches[:-1])
 
@@ -113,6 +114,7 @@ def test_unknown_site_in_batches(cache):
 
 # -- batch_indices -------------------------------------------------------------------------------
 
+
 def _all(gen):
     return [np.asarray(b) for b in gen]
 
@@ -136,7 +138,7 @@ def test_batch_indices_carry_across_buffers():
     # locality: the first 6 tokens streamed come from the first buffer's 2 sequences, etc.
     seqs = flat // 3
     for start in range(0, 15, 6):
-        assert len(set(seqs[start:start + 6].tolist())) <= 2
+        assert len(set(seqs[start : start + 6].tolist())) <= 2
     # the 2nd batch holds the last 2 tokens of buffer 1 and the first 2 of buffer 2
     assert set(batches[1][:2] // 3).isdisjoint(set(batches[1][2:] // 3))
 

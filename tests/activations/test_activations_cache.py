@@ -64,7 +64,7 @@ def test_manifest_checksums_match_data(clean_cache):
     cache = ActivationCache(clean_cache)
     for shard in cache.manifest["shards"]:
         for site in SITES:
-            rows = np.ascontiguousarray(np.load(clean_cache / f"acts/{site}.npy")[shard["start"]:shard["end"]])
+            rows = np.ascontiguousarray(np.load(clean_cache / f"acts/{site}.npy")[shard["start"] : shard["end"]])
             assert shard["xxh3_64"][site] == xxhash.xxh3_64_hexdigest(rows.tobytes())
 
 
@@ -76,9 +76,13 @@ def test_activation_files_are_plain_npy(clean_cache):
     assert np.load(clean_cache / "tokens.npy", allow_pickle=False).shape == (63, 32)
 
 
-@pytest.mark.parametrize("dtype, torch_dtype, rtol", [
-    ("float16", torch.float16, 2 ** -10), ("bfloat16", torch.bfloat16, 2 ** -7),
-])
+@pytest.mark.parametrize(
+    "dtype, torch_dtype, rtol",
+    [
+        ("float16", torch.float16, 2**-10),
+        ("bfloat16", torch.bfloat16, 2**-7),
+    ],
+)
 def test_low_precision_storage(make_cache, tiny_corpus, clean_cache, tmp_path, dtype, torch_dtype, rtol):
     out = make_cache(tiny_corpus, tmp_path / dtype, dtype=dtype)
     low, ref = ActivationCache(out), ActivationCache(clean_cache)
@@ -90,7 +94,9 @@ def test_low_precision_storage(make_cache, tiny_corpus, clean_cache, tmp_path, d
         assert torch.equal(a, r.to(torch_dtype))
         torch.testing.assert_close(a.float(), r, rtol=rtol, atol=1e-6)
         # a low-precision file takes half the bytes of the float32 one
-        assert (out / "acts" / f"{site}.npy").stat().st_size < 0.6 * (clean_cache / "acts" / f"{site}.npy").stat().st_size
+        assert (out / "acts" / f"{site}.npy").stat().st_size < 0.6 * (
+            clean_cache / "acts" / f"{site}.npy"
+        ).stat().st_size
         # streamed batches come back as float32 by default
         batch = next(low.batches(site, 100, shuffle=False))
         assert batch.dtype == torch.float32

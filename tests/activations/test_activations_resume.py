@@ -133,8 +133,9 @@ def test_flipped_bytes_are_recomputed(make_cache, tiny_corpus, clean_cache, tmp_
         fh.seek(pos)
         fh.write(bytes(b ^ 0xFF for b in old))
     assert f.stat().st_size == size
-    assert not torch.equal(ActivationCache(out).activations(SITES[0], verify=False),
-                           ActivationCache(clean_cache).activations(SITES[0]))
+    assert not torch.equal(
+        ActivationCache(out).activations(SITES[0], verify=False), ActivationCache(clean_cache).activations(SITES[0])
+    )
     calls = _count_fills(monkeypatch)
     make_cache(tiny_corpus, out)
     assert calls == [(24, 32)]
@@ -171,22 +172,31 @@ def test_corrupted_manifest(make_cache, tiny_corpus, tmp_path):
         make_cache(tiny_corpus, out)
 
 
-@pytest.mark.parametrize("content", ['{"format": "interp-activations/1"}', "[1, 2, 3]",
-                                     '{"format": "something-else/9", "model": 1, "sites_info": {}, '
-                                     '"n_seqs": 1, "seq_len": 1, "dtype": "float32", '
-                                     '"shard_ranges": [], "shards": []}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"format": "interp-activations/1"}',
+        "[1, 2, 3]",
+        '{"format": "something-else/9", "model": 1, "sites_info": {}, '
+        '"n_seqs": 1, "seq_len": 1, "dtype": "float32", '
+        '"shard_ranges": [], "shards": []}',
+    ],
+)
 def test_manifest_missing_fields_or_unknown_format(tmp_path, content):
     (tmp_path / "manifest.json").write_text(content)
     with pytest.raises(ValueError, match="corrupted"):
         ActivationCache(tmp_path)
 
 
-@pytest.mark.parametrize("change, field", [
-    (dict(seq_len=16), "seq_len"),
-    (dict(n_tokens=1000), "n_tokens"),
-    (dict(dtype="float16"), "dtype"),
-    (dict(sites=["blocks.0.hook_resid_post"]), "sites"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (dict(seq_len=16), "seq_len"),
+        (dict(n_tokens=1000), "n_tokens"),
+        (dict(dtype="float16"), "dtype"),
+        (dict(sites=["blocks.0.hook_resid_post"]), "sites"),
+    ],
+)
 def test_directory_holding_a_different_request(make_cache, tiny_corpus, tmp_path, change, field):
     out = make_cache(tiny_corpus, tmp_path / "c")
     before = (out / "manifest.json").read_bytes()
@@ -206,27 +216,39 @@ def test_damaged_token_file_is_a_clear_error(make_cache, tiny_corpus, tmp_path):
 
 # -- bad input -------------------------------------------------------------------------------------
 
+
 def test_unknown_site_fails_before_writing(tiny_model, tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(cache_mod, "run_to_sites", lambda *a, **k: pytest.fail("model was run"))
     out = tmp_path / "c"
     with pytest.raises(ValueError, match="blocks.0.hook_resid_post"):
-        cache_activations(tiny_model, tiny_corpus, ["blocks.0.hook_resid_post", "blocks.0.hook_resid_psot"],
-                          n_tokens=256, out_dir=out, seq_len=32, progress=False)
+        cache_activations(
+            tiny_model,
+            tiny_corpus,
+            ["blocks.0.hook_resid_post", "blocks.0.hook_resid_psot"],
+            n_tokens=256,
+            out_dir=out,
+            seq_len=32,
+            progress=False,
+        )
     assert not out.exists()
 
 
 def test_out_of_range_site_fails_before_writing(tiny_model, tiny_corpus, tmp_path):
     out = tmp_path / "c"
     with pytest.raises(ValueError, match="layer"):
-        cache_activations(tiny_model, tiny_corpus, "blocks.9.hook_resid_post", n_tokens=256,
-                          out_dir=out, seq_len=32, progress=False)
+        cache_activations(
+            tiny_model, tiny_corpus, "blocks.9.hook_resid_post", n_tokens=256, out_dir=out, seq_len=32, progress=False
+        )
     assert not out.exists()
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(sites=[]), "site"),
-    (dict(dtype="float8"), "dtype"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(sites=[]), "site"),
+        (dict(dtype="float8"), "dtype"),
+    ],
+)
 def test_bad_arguments_fail_before_writing(tiny_model, tiny_corpus, tmp_path, kw, match):
     out = tmp_path / "c"
     args = dict(n_tokens=256, out_dir=out, seq_len=32, progress=False, dtype=kw.get("dtype", "float32"))
@@ -241,22 +263,29 @@ def test_empty_corpus(tiny_model, tmp_path, content):
     corpus.write_text(content)
     out = tmp_path / "c"
     with pytest.raises(ValueError, match="empty"):
-        cache_activations(tiny_model, str(corpus), SITES, n_tokens=256, out_dir=out, seq_len=32,
-                          progress=False)
+        cache_activations(tiny_model, str(corpus), SITES, n_tokens=256, out_dir=out, seq_len=32, progress=False)
     assert not out.exists()
 
 
 def test_missing_corpus_file(tiny_model, tmp_path):
     out = tmp_path / "c"
     with pytest.raises(FileNotFoundError):
-        cache_activations(tiny_model, str(tmp_path / "nope.txt"), SITES, n_tokens=256, out_dir=out,
-                          seq_len=32, progress=False)
+        cache_activations(
+            tiny_model, str(tmp_path / "nope.txt"), SITES, n_tokens=256, out_dir=out, seq_len=32, progress=False
+        )
     assert not out.exists()
 
 
 def test_non_per_token_site_rejected_before_writing(tiny_model, tiny_corpus, tmp_path):
     out = tmp_path / "c"
     with pytest.raises(ValueError, match="hook_pattern"):
-        cache_activations(tiny_model, tiny_corpus, ["blocks.0.attn.hook_pattern"], n_tokens=256,
-                          out_dir=out, seq_len=32, progress=False)
+        cache_activations(
+            tiny_model,
+            tiny_corpus,
+            ["blocks.0.attn.hook_pattern"],
+            n_tokens=256,
+            out_dir=out,
+            seq_len=32,
+            progress=False,
+        )
     assert not out.exists()

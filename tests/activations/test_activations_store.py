@@ -20,8 +20,9 @@ def cached_flat(clean_cache):
 @pytest.fixture(scope="module")
 def store(tiny_model, _tiny_corpus_file):
     # small buffers so that several model buffers are mixed and carried over
-    return ActivationStore(tiny_model, str(_tiny_corpus_file), SITE, n_tokens=2000, seq_len=32,
-                           model_batch=8, buffer_tokens=512)
+    return ActivationStore(
+        tiny_model, str(_tiny_corpus_file), SITE, n_tokens=2000, seq_len=32, model_batch=8, buffer_tokens=512
+    )
 
 
 def _sorted_rows(a) -> np.ndarray:
@@ -90,9 +91,10 @@ def test_store_unknown_site(tiny_model, tiny_corpus):
 
 # -- norm_scale ------------------------------------------------------------------------------------
 
+
 def test_norm_scale_hand_computation(store, cached_flat):
     want = math.sqrt(64 / cached_flat.double().pow(2).sum(1).mean().item())
-    got = norm_scale(store.batches(256, seed=0), n_tokens=10 ** 9)
+    got = norm_scale(store.batches(256, seed=0), n_tokens=10**9)
     assert got == pytest.approx(want, rel=1e-6)
     # after scaling, the mean squared norm is D
     assert (cached_flat.double() * got).pow(2).sum(1).mean().item() == pytest.approx(64, rel=1e-6)
@@ -102,18 +104,20 @@ def test_norm_scale_uses_about_n_tokens():
     """It stops after the batch that reaches n_tokens: later batches do not count."""
     batches = [torch.ones(10, 4), torch.ones(10, 4), torch.full((10, 4), 100.0)]
     assert norm_scale(iter(batches), n_tokens=20) == pytest.approx(1.0)
-    mean_sq = (20 * 4 + 10 * 4 * 100 ** 2) / 30
+    mean_sq = (20 * 4 + 10 * 4 * 100**2) / 30
     assert norm_scale(iter(batches), n_tokens=25) == pytest.approx(math.sqrt(4 / mean_sq))
 
 
-@pytest.mark.parametrize("batches", [[], [torch.zeros(4, 3)], [torch.full((4, 3), float("nan"))],
-                                     [torch.full((2, 3), float("inf"))]])
+@pytest.mark.parametrize(
+    "batches", [[], [torch.zeros(4, 3)], [torch.full((4, 3), float("nan"))], [torch.full((2, 3), float("inf"))]]
+)
 def test_norm_scale_rejects_empty_zero_or_non_finite(batches):
     with pytest.raises(ValueError, match="normalisation"):
         norm_scale(iter(batches))
 
 
 # -- stream() dispatch -----------------------------------------------------------------------------
+
 
 def test_stream_from_cache_path_and_object(clean_cache):
     cache = ActivationCache(clean_cache)

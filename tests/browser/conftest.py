@@ -21,8 +21,20 @@ from interp.decomposers.sae import TopKConfig, TopKSAE
 
 SEQ_LEN, N_TOKENS = 64, 4096
 PLANTED_TOKEN = "Q"
-STORE_OPTIONS = dict(seq_len=SEQ_LEN, k=6, n_samples=12, n_quantiles=3, per_quantile=3, window_left=9,
-                     window_right=4, n_bins=32, n_similar=5, vocab_k=5, batch_size=16, chunk_elements=4096)
+STORE_OPTIONS = dict(
+    seq_len=SEQ_LEN,
+    k=6,
+    n_samples=12,
+    n_quantiles=3,
+    per_quantile=3,
+    window_left=9,
+    window_right=4,
+    n_bins=32,
+    n_similar=5,
+    vocab_k=5,
+    batch_size=16,
+    chunk_elements=4096,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +55,7 @@ class DenseNonneg(Decomposer):
     def __init__(self, cfg: DenseConfig):
         super().__init__(cfg)
         g = torch.Generator().manual_seed(cfg.seed)
-        self.W = torch.nn.Parameter(torch.randn(cfg.d_in, cfg.n_features, generator=g) / cfg.d_in ** 0.5)
+        self.W = torch.nn.Parameter(torch.randn(cfg.d_in, cfg.n_features, generator=g) / cfg.d_in**0.5)
 
     def encode(self, x):
         return torch.nn.functional.softplus(x @ self.W - 1.0)
@@ -73,7 +85,7 @@ def planted_topk(model) -> TopKSAE:
     q = model.tokenizer.convert_tokens_to_ids(PLANTED_TOKEN)
     u = emb[q] / emb[q].norm()
     proj = emb @ u
-    others = torch.cat([proj[:q], proj[q + 1:]]).max()
+    others = torch.cat([proj[:q], proj[q + 1 :]]).max()
     thr = (proj[q] + others) / 2
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -95,24 +107,40 @@ def fitted_decomposers(model) -> dict:
     hidden = torch.relu(torch.randn(512, model.d_mlp, generator=g))
     resid = torch.randn(512, model.d_model, generator=g)
     labels = torch.stack([torch.zeros(512, dtype=torch.long), torch.arange(512)], 1)
-    W = (torch.randn(model.d_model, model.d_model, generator=g) / model.d_model ** 0.5).double()
+    W = (torch.randn(model.d_model, model.d_model, generator=g) / model.d_model**0.5).double()
     return {
-        "snmf": SNMF.fit(hidden, rank=8, sparsity=0.1, max_iter=20, progress=False, model="tiny-llama",
-                         site="blocks.0.mlp.hook_post"),
-        "itda": ITDA.fit([(resid, labels)], k=4, cos_threshold=0.5, max_atoms=48, progress=False,
-                         model="tiny-llama", site="blocks.0.hook_resid_post"),
+        "snmf": SNMF.fit(
+            hidden, rank=8, sparsity=0.1, max_iter=20, progress=False, model="tiny-llama", site="blocks.0.mlp.hook_post"
+        ),
+        "itda": ITDA.fit(
+            [(resid, labels)],
+            k=4,
+            cos_threshold=0.5,
+            max_atoms=48,
+            progress=False,
+            model="tiny-llama",
+            site="blocks.0.hook_resid_post",
+        ),
         "attn_svd": HeadSVD.fit(model),
-        "lib": LIB.fit([lambda x: torch.tanh(x @ W)], resid.double(), model="tiny-llama",
-                       sites=("blocks.0.hook_resid_post", "blocks.0.hook_mlp_out"), direction_layer=0),
+        "lib": LIB.fit(
+            [lambda x: torch.tanh(x @ W)],
+            resid.double(),
+            model="tiny-llama",
+            sites=("blocks.0.hook_resid_post", "blocks.0.hook_mlp_out"),
+            direction_layer=0,
+        ),
     }
 
 
 def make_artifacts(model, root: Path) -> dict[str, Path]:
-    arts = {"topk": planted_topk(model),
-            "dense": DenseNonneg(DenseConfig(model="tiny-llama", site="blocks.0.mlp.hook_post")),
-            "dense_res": DenseNonnegResidual(DenseConfig(method="test_dense_res", model="tiny-llama",
-                                                         site="blocks.0.mlp.hook_post", seed=1)),
-            **fitted_decomposers(model)}
+    arts = {
+        "topk": planted_topk(model),
+        "dense": DenseNonneg(DenseConfig(model="tiny-llama", site="blocks.0.mlp.hook_post")),
+        "dense_res": DenseNonnegResidual(
+            DenseConfig(method="test_dense_res", model="tiny-llama", site="blocks.0.mlp.hook_post", seed=1)
+        ),
+        **fitted_decomposers(model),
+    }
     return {name: dec.save(root / "artifacts" / name) for name, dec in arts.items()}
 
 
@@ -123,6 +151,13 @@ def browser_root(tiny_model, _tiny_corpus_file, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("runs")
     for name, art in make_artifacts(tiny_model, root).items():
-        build_store(art, str(_tiny_corpus_file), N_TOKENS, root / "stores" / name, model=tiny_model,
-                    progress=False, **STORE_OPTIONS)
+        build_store(
+            art,
+            str(_tiny_corpus_file),
+            N_TOKENS,
+            root / "stores" / name,
+            model=tiny_model,
+            progress=False,
+            **STORE_OPTIONS,
+        )
     return root

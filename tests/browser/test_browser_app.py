@@ -21,6 +21,7 @@ def app(browser_root, monkeypatch):
         for k, v in params.items():
             at.query_params[k] = v
         return at.run()
+
     return make
 
 
@@ -155,6 +156,13 @@ def test_steering_panel_generates_with_calibrated_strength(app, browser_root):
     from interp.models import load
 
     store = FeatureStore(browser_root / "stores" / "topk")
-    cal = calibrate_alpha(load("tiny-llama", device="cpu"), store.directions()[0].float(), store.manifest["site"],
-                          [0.1], neutral_sentences()[:8], signs=(1,), tol=0.1)
+    cal = calibrate_alpha(
+        load("tiny-llama", device="cpu"),
+        store.directions()[0].float(),
+        store.manifest["site"],
+        [0.1],
+        neutral_sentences()[:8],
+        signs=(1,),
+        tol=0.1,
+    )
     assert abs(alpha - cal.points[0].alpha) <= 1e-3 * abs(alpha)

@@ -64,8 +64,9 @@ def test_store_matches_direct_computation(name, browser_root, tiny_model, tiny_c
     feats = store.features
     assert store.manifest["n_tokens"] == n_tok
     assert store.manifest["n_sinks"] == int(skip.sum()) - int(torch.from_numpy(text.special_mask()).sum())
-    hist = np.stack(feats["hist_pos"].to_numpy(zero_copy_only=False)).sum(1) \
-        + np.stack(feats["hist_neg"].to_numpy(zero_copy_only=False)).sum(1)
+    hist = np.stack(feats["hist_pos"].to_numpy(zero_copy_only=False)).sum(1) + np.stack(
+        feats["hist_neg"].to_numpy(zero_copy_only=False)
+    ).sum(1)
     active = (flat != 0).sum(0).numpy()
     assert (hist == active).all() and (hist + (n_tok - active) == n_tok).all()  # sums to token count
     np.testing.assert_allclose(feats["density"].to_numpy(), active / n_tok)
@@ -80,8 +81,10 @@ def test_store_matches_direct_computation(name, browser_root, tiny_model, tiny_c
         for e in ex:
             row, p = e["row"], e["pos"]
             a = p - e["token_index"]
-            assert e["tokens"] == text.tokens[row, a:a + len(e["tokens"])].tolist()
-            torch.testing.assert_close(torch.tensor(e["acts"]), codes[row, a:a + len(e["acts"]), f], rtol=1e-5, atol=1e-5)
+            assert e["tokens"] == text.tokens[row, a : a + len(e["tokens"])].tolist()
+            torch.testing.assert_close(
+                torch.tensor(e["acts"]), codes[row, a : a + len(e["acts"]), f], rtol=1e-5, atol=1e-5
+            )
 
 
 def _independent_logits(model, dirs):
@@ -188,9 +191,23 @@ def test_multi_view_artifacts_get_one_store_per_view(browser_root, tiny_model, t
         assert m["site"] == f"blocks.{l}.hook_resid_post" and m["view"]["layer"] == l
         assert m["n_features"] == m["view"]["n_heads"] * m["view"]["d_head"]
     art = browser_root / "artifacts" / "attn_svd"
-    out = build_store(art, tiny_corpus, N_TOKENS // 4, tmp_path / "heads", model=tiny_model, progress=False,
-                      **{**STORE_OPTIONS, "views": (1,)})
+    out = build_store(
+        art,
+        tiny_corpus,
+        N_TOKENS // 4,
+        tmp_path / "heads",
+        model=tiny_model,
+        progress=False,
+        **{**STORE_OPTIONS, "views": (1,)},
+    )
     assert [str(p) for p in find_stores(out)] == ["layer-01"]
     with pytest.raises(ValueError, match="selects none"):
-        build_store(art, tiny_corpus, N_TOKENS // 4, tmp_path / "none", model=tiny_model, progress=False,
-                    **{**STORE_OPTIONS, "views": (7,)})
+        build_store(
+            art,
+            tiny_corpus,
+            N_TOKENS // 4,
+            tmp_path / "none",
+            model=tiny_model,
+            progress=False,
+            **{**STORE_OPTIONS, "views": (7,)},
+        )

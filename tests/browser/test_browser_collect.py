@@ -26,7 +26,7 @@ def _codes(seed=0, signed=False):
 def _stream(codes, cfg, rows_per_chunk):
     stats = FeatureStats(F, cfg)
     for r in range(0, ROWS, rows_per_chunk):
-        chunk = codes[r * S:(r + rows_per_chunk) * S]
+        chunk = codes[r * S : (r + rows_per_chunk) * S]
         stats.update(chunk.clone(), S, r * S, len(chunk))
     return stats
 
@@ -51,7 +51,7 @@ def test_running_topk_equals_brute_force(rows_per_chunk, rank):
         for j in range(n):  # the window is the feature's codes around the token, inside its row
             row, p = divmod(int(pos[f, j]), S)
             a = int(window_start(torch.tensor(p), S, 3, cfg.width))
-            assert torch.equal(window[f, j], codes[row * S + a: row * S + a + cfg.width, f])
+            assert torch.equal(window[f, j], codes[row * S + a : row * S + a + cfg.width, f])
             assert a <= p < a + cfg.width
 
 
@@ -72,7 +72,7 @@ def test_histogram_exact_and_sums_to_tokens(signed):
     codes = _codes(seed=3, signed=signed)
     h = Histogram(F, 16)
     for r in range(0, len(codes), 37):  # uneven chunks; ranges grow as larger values arrive
-        h.update(codes[r:r + 37])
+        h.update(codes[r : r + 37])
     zeros = (codes == 0).sum(0)
     assert torch.equal(h.counts.sum((1, 2)) + zeros, torch.full((F,), len(codes)))
     top = h.edges()
@@ -116,8 +116,9 @@ def test_sample_is_uniform_over_active_tokens():
 
 def test_quantile_bands_from_histogram():
     codes = _codes(seed=7)
-    cfg = StoreConfig(seq_len=S, k=3, n_samples=40, n_quantiles=4, per_quantile=3, window_left=3,
-                      window_right=2, n_bins=64)
+    cfg = StoreConfig(
+        seq_len=S, k=3, n_samples=40, n_quantiles=4, per_quantile=3, window_left=3, window_right=2, n_bins=64
+    )
     stats = _stream(codes, cfg, ROWS)
     q = quantile_examples(stats)
     for f in q["feature"].unique().tolist():

@@ -14,7 +14,8 @@ from .conftest import N_TOKENS, PLANTED_TOKEN, STORE_OPTIONS
 pytestmark = pytest.mark.skipif(
     not pc.available(),
     reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; "
-           ".ci/run installs them)")
+    ".ci/run installs them)",
+)
 
 # a window of 101 tokens: a context line far wider than its column unless it wraps
 WIDE = {**STORE_OPTIONS, "window_left": 60, "window_right": 40, "seq_len": 128}
@@ -24,8 +25,15 @@ WIDE = {**STORE_OPTIONS, "window_left": 60, "window_right": 40, "seq_len": 128}
 def server(browser_root, tiny_model, _tiny_corpus_file):
     from interp.browser import build_store
 
-    build_store(browser_root / "artifacts" / "topk", str(_tiny_corpus_file), N_TOKENS,
-                browser_root / "stores" / "wide", model=tiny_model, progress=False, **WIDE)
+    build_store(
+        browser_root / "artifacts" / "topk",
+        str(_tiny_corpus_file),
+        N_TOKENS,
+        browser_root / "stores" / "wide",
+        model=tiny_model,
+        progress=False,
+        **WIDE,
+    )
     with serve(browser_root) as url:
         yield url
 
@@ -61,8 +69,15 @@ def _first_similar(driver) -> str:
     return re.match(r"#(\d+)", b.text).group(1)
 
 
-PAGES = [("stores/wide", 0), ("stores/topk", 0), ("stores/attn_svd/layer-01", 7), ("stores/lib/node-0", 3),
-         ("stores/itda", 1), ("stores/snmf", 2), ("stores/dense", 4)]
+PAGES = [
+    ("stores/wide", 0),
+    ("stores/topk", 0),
+    ("stores/attn_svd/layer-01", 7),
+    ("stores/lib/node-0", 3),
+    ("stores/itda", 1),
+    ("stores/snmf", 2),
+    ("stores/dense", 4),
+]
 
 
 @pytest.mark.parametrize("width", [1600, 1280])

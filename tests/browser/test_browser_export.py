@@ -8,10 +8,23 @@ import pytest
 from interp.browser import FeatureStore, export_neuronpedia, export_saedashboard
 
 ACTIVATION_KEYS = {"tokens", "values", "bin_min", "bin_max", "bin_contains", "qualifying_token_index"}
-FEATURE_KEYS = {"feature_index", "pos_str", "pos_values", "neg_str", "neg_values", "frac_nonzero",
-                "freq_hist_data_bar_values", "freq_hist_data_bar_heights", "logits_hist_data_bar_values",
-                "logits_hist_data_bar_heights", "activations", "n_prompts_total", "n_tokens_in_prompt",
-                "dataset", "vector"}
+FEATURE_KEYS = {
+    "feature_index",
+    "pos_str",
+    "pos_values",
+    "neg_str",
+    "neg_values",
+    "frac_nonzero",
+    "freq_hist_data_bar_values",
+    "freq_hist_data_bar_heights",
+    "logits_hist_data_bar_values",
+    "logits_hist_data_bar_heights",
+    "activations",
+    "n_prompts_total",
+    "n_tokens_in_prompt",
+    "dataset",
+    "vector",
+}
 
 
 @pytest.mark.parametrize("name", ["topk", "dense"])
@@ -43,17 +56,34 @@ def test_neuronpedia_layout(browser_root, tmp_path):
         rows = [json.loads(line) for line in (src / name).read_text().splitlines()]
         assert len(rows) == 1
     assert json.loads((src / "source.jsonl").read_text())["id"] == src.name
-    feats = [json.loads(line) for p in sorted((src / "features").glob("*.jsonl.gz"))
-             for line in gzip.decompress(p.read_bytes()).decode().splitlines()]
-    acts = [json.loads(line) for p in sorted((src / "activations").glob("*.jsonl.gz"))
-            for line in gzip.decompress(p.read_bytes()).decode().splitlines()]
+    feats = [
+        json.loads(line)
+        for p in sorted((src / "features").glob("*.jsonl.gz"))
+        for line in gzip.decompress(p.read_bytes()).decode().splitlines()
+    ]
+    acts = [
+        json.loads(line)
+        for p in sorted((src / "activations").glob("*.jsonl.gz"))
+        for line in gzip.decompress(p.read_bytes()).decode().splitlines()
+    ]
     assert sorted(int(f["index"]) for f in feats) == list(range(store.n_features))
     f0 = next(f for f in feats if f["index"] == "0")
     assert f0["hookName"] == "blocks.0.hook_resid_pre" and f0["hasVector"] and f0["layer"] == src.name
     assert f0["topkCosSimIndices"] == store.feature(0)["similar"]
     assert len(acts) == sum(store.features["ex_count"].to_pylist())
     a = next(a for a in acts if a["index"] == "0")
-    assert {"maxValue", "maxValueTokenIndex", "minValue", "binMin", "binMax", "binContains",
-            "qualifyingTokenIndex", "tokens", "values", "modelId", "layer"} <= set(a)
+    assert {
+        "maxValue",
+        "maxValueTokenIndex",
+        "minValue",
+        "binMin",
+        "binMax",
+        "binContains",
+        "qualifyingTokenIndex",
+        "tokens",
+        "values",
+        "modelId",
+        "layer",
+    } <= set(a)
     assert a["values"][a["maxValueTokenIndex"]] == a["maxValue"]
     assert a["tokens"][a["qualifyingTokenIndex"]] == "Q"

@@ -31,11 +31,17 @@ def test_numbers_lists_and_none_are_coerced_to_the_field_types():
     assert type(cfg.n) is int and build(Example, {"n": 7.0, "limit": "2_000"}, "t").limit == 2000
 
 
-@pytest.mark.parametrize("raw,phrase", [
-    ({"n": 1.5}, "n: expected a whole number"), ({"n": True}, "n: expected a whole number"),
-    ({"n": 1, "flag": "yes please"}, "flag: expected true or false"), ({"n": 1, "opts": [1]}, "opts: expected a mapping"),
-    ({"n": 1, "sities": []}, "did you mean 'sites'"), ({}, "needs n=..."),
-])
+@pytest.mark.parametrize(
+    "raw,phrase",
+    [
+        ({"n": 1.5}, "n: expected a whole number"),
+        ({"n": True}, "n: expected a whole number"),
+        ({"n": 1, "flag": "yes please"}, "flag: expected true or false"),
+        ({"n": 1, "opts": [1]}, "opts: expected a mapping"),
+        ({"n": 1, "sities": []}, "did you mean 'sites'"),
+        ({}, "needs n=..."),
+    ],
+)
 def test_bad_values_are_config_errors(raw, phrase):
     with pytest.raises(ConfigError, match=phrase):
         build(Example, raw, "t")
@@ -66,12 +72,20 @@ def test_every_command_has_a_frozen_config_with_a_doc_per_field(module):
 
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-EXPERIMENTS = {"demo": ["demo"], "browser": ["browse"], "compare": ["compare"], "steer": ["steer"],
-               "heads": ["reproduce", "heads"], "lib_lm": ["reproduce", "lib_lm"],
-               "lib_modadd": ["reproduce", "lib_modadd"], "sweep_sae": ["reproduce", "sweep_sae"],
-               "bench_synthetic": ["bench", "synthetic"], "bench_synthetic_lr": ["bench", "synthetic"],
-               "quality": ["reproduce", "quality"],
-               "quality_artifacts": ["reproduce", "quality_artifacts"]}
+EXPERIMENTS = {
+    "demo": ["demo"],
+    "browser": ["browse"],
+    "compare": ["compare"],
+    "steer": ["steer"],
+    "heads": ["reproduce", "heads"],
+    "lib_lm": ["reproduce", "lib_lm"],
+    "lib_modadd": ["reproduce", "lib_modadd"],
+    "sweep_sae": ["reproduce", "sweep_sae"],
+    "bench_synthetic": ["bench", "synthetic"],
+    "bench_synthetic_lr": ["bench", "synthetic"],
+    "quality": ["reproduce", "quality"],
+    "quality_artifacts": ["reproduce", "quality_artifacts"],
+}
 
 
 def _command(path: Path) -> tuple[list[str], list[str]]:

@@ -21,22 +21,38 @@ SITE = "blocks.1.hook_resid_post"
 
 
 def interp_cli(*args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "interp", *args], capture_output=True, text=True, env=ENV,
-                          timeout=600)
+    done = subprocess.run([sys.executable, "-m", "interp", *args], capture_output=True, text=True, env=ENV, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
 
 def test_cache_then_train_in_process_equals_the_library_calls(tmp_path):
     cache_dir = tmp_path / "cache"
-    assert main(["cache", "model=tiny-llama", f"sites=[{SITE}]", "n_tokens=1e3", "seq_len=64",
-                 f"out={cache_dir}"]) == 0
+    assert main(["cache", "model=tiny-llama", f"sites=[{SITE}]", "n_tokens=1e3", "seq_len=64", f"out={cache_dir}"]) == 0
     cache = ActivationCache(cache_dir)
     assert cache.n_tokens == 1024 and cache.sites == [SITE] and cache.manifest["model"] == "tiny-llama"
-    keys = dict(method="relu", expansion_factor=2, n_tokens=512, batch_size=128, lr=1e-3, warmup_steps=1,
-                wandb="disabled", seed=1)
-    assert main(["train", f"data={cache_dir}", f"out={tmp_path / 'sae'}", "progress=false",
-                 *(f"{k}={v}" for k, v in keys.items())]) == 0
+    keys = dict(
+        method="relu",
+        expansion_factor=2,
+        n_tokens=512,
+        batch_size=128,
+        lr=1e-3,
+        warmup_steps=1,
+        wandb="disabled",
+        seed=1,
+    )
+    assert (
+        main(
+            [
+                "train",
+                f"data={cache_dir}",
+                f"out={tmp_path / 'sae'}",
+                "progress=false",
+                *(f"{k}={v}" for k, v in keys.items()),
+            ]
+        )
+        == 0
+    )
     sae, reference = interp.decomposers.load(tmp_path / "sae"), train(keys, cache, out=tmp_path / "ref", progress=False)
     assert sae.cfg.method == "relu" and sae.cfg.site == SITE
     for name, value in reference.state_dict().items():
@@ -53,8 +69,17 @@ def test_cache_train_eval_as_subprocesses(tmp_path):
     cache = ActivationCache(cache_dir)
     assert cache.n_tokens == 2048 and cache.sites == [SITE]
 
-    keys = dict(method="topk", expansion_factor=2, k=4, n_tokens=1024, batch_size=256, lr=1e-3,
-                warmup_steps=1, wandb="disabled", seed=3)
+    keys = dict(
+        method="topk",
+        expansion_factor=2,
+        k=4,
+        n_tokens=1024,
+        batch_size=256,
+        lr=1e-3,
+        warmup_steps=1,
+        wandb="disabled",
+        seed=3,
+    )
     interp_cli("train", f"data={cache_dir}", f"out={sae_dir}", *(f"{k}={v}" for k, v in keys.items()))
     sae = interp.decomposers.load(sae_dir)
     assert sae.cfg.method == "topk" and sae.cfg.site == SITE and sae.cfg.model == "tiny-llama"

@@ -13,8 +13,9 @@ ENV = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled", INTERP_DEBUG="
 
 
 def interp(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "interp", *args], capture_output=True, text=True,
-                          env=ENV, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "interp", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300
+    )
 
 
 def assert_short_error(done: subprocess.CompletedProcess, *phrases: str) -> None:
@@ -50,8 +51,9 @@ def test_group_members_have_help(group, name):
 
 
 def test_typo_in_a_key_names_the_closest_key(tmp_path):
-    done = interp("cache", "model=tiny-llama", "sites=[blocks.0.hook_resid_post]", "n_tokns=100",
-                  f"out={tmp_path / 'c'}")
+    done = interp(
+        "cache", "model=tiny-llama", "sites=[blocks.0.hook_resid_post]", "n_tokns=100", f"out={tmp_path / 'c'}"
+    )
     assert_short_error(done, "unknown key 'n_tokns'", "did you mean 'n_tokens'")
     assert not (tmp_path / "c").exists()
 
@@ -89,8 +91,9 @@ def test_binary_file_and_non_mapping_and_self_include(tmp_path):
 
 
 def test_wrong_type_and_missing_required_key(tmp_path):
-    assert_short_error(interp("cache", "model=tiny-llama", "sites=[a]", "n_tokens=lots", "out=x"),
-                       "n_tokens: expected a whole number")
+    assert_short_error(
+        interp("cache", "model=tiny-llama", "sites=[a]", "n_tokens=lots", "out=x"), "n_tokens: expected a whole number"
+    )
     assert_short_error(interp("cache", "model=tiny-llama"), "needs sites=..., n_tokens=..., out=...")
 
 

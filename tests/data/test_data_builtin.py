@@ -52,8 +52,17 @@ def test_cache_written_only_when_complete(fake_corpus, monkeypatch):
 
 def test_module_text_skips_private_and_tests(tmp_path):
     root = tmp_path / "lib"
-    for rel in ["a.py", "_private.py", "test_x.py", "tests/b.py", "pkg/__init__.py",
-                "pkg/_impl.py", "idlelib/c.py", "config-3.11-x/d.py", "pkg/bad.py"]:
+    for rel in [
+        "a.py",
+        "_private.py",
+        "test_x.py",
+        "tests/b.py",
+        "pkg/__init__.py",
+        "pkg/_impl.py",
+        "idlelib/c.py",
+        "config-3.11-x/d.py",
+        "pkg/bad.py",
+    ]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text('"""A module docstring that is comfortably longer than forty."""\n')
     (root / "pkg/bad.py").write_text("def (:\n")
@@ -62,10 +71,11 @@ def test_module_text_skips_private_and_tests(tmp_path):
     assert stdlib_docs._module_text(root / "pkg/bad.py") == ""
     (root / "m.py").write_text(
         '"""Short."""\nclass C:\n    """Class docstring long enough to keep, over forty chars."""\n'
-        '    def f(self):\n        """Method docstring, also long enough to be kept here."""\n')
+        '    def f(self):\n        """Method docstring, also long enough to be kept here."""\n'
+    )
     assert stdlib_docs._module_text(root / "m.py") == (
-        "Class docstring long enough to keep, over forty chars.\n\n"
-        "Method docstring, also long enough to be kept here.")
+        "Class docstring long enough to keep, over forty chars.\n\nMethod docstring, also long enough to be kept here."
+    )
 
 
 def test_site_docs_corpus(tmp_path, monkeypatch):
@@ -77,7 +87,8 @@ def test_site_docs_corpus(tmp_path, monkeypatch):
         (purelib / rel).write_text(f'"""Docstring of {rel}, comfortably longer than forty characters."""\n')
     monkeypatch.setattr(stdlib_docs.sysconfig, "get_paths", lambda: {"purelib": str(purelib)})
     docs = [d.text for d in load_text("builtin:site-docs?split=all")]
-    assert docs == [f"Docstring of {rel}, comfortably longer than forty characters."
-                    for rel in ["apkg/mod.py", "zpkg/__init__.py"]]
+    assert docs == [
+        f"Docstring of {rel}, comfortably longer than forty characters." for rel in ["apkg/mod.py", "zpkg/__init__.py"]
+    ]
     path = stdlib_docs.cache_path(stdlib_docs.SITE_NAME)
     assert path.is_file() and path.name.startswith("site-docs-py3.") and len(path.stem.rsplit("-", 1)[1]) == 12

@@ -21,10 +21,10 @@ def reference_pack(docs, tok, seq_len, add_bos=True):
     rows, pos = [], 0
     while True:
         if add_bos and pos < len(stream) and stream[pos][2] != -1:
-            row = [(bos, stream[pos][1], -1, -1)] + stream[pos:pos + seq_len - 1]
+            row = [(bos, stream[pos][1], -1, -1)] + stream[pos : pos + seq_len - 1]
             pos += seq_len - 1
         else:
-            row = stream[pos:pos + seq_len]
+            row = stream[pos : pos + seq_len]
             pos += seq_len
         if len(row) < seq_len:
             return np.asarray(rows, dtype=np.int64).reshape(-1, seq_len, 4)
@@ -75,8 +75,7 @@ def test_row_count_and_partial_row_dropped(docs, byte_tok):
 
 def test_char_offsets_round_trip(docs, byte_tok):
     out = tokenize(docs, byte_tok, seq_len=12)
-    for tok, doc, a, b in zip(out.tokens.ravel(), out.doc_ids.ravel(),
-                              out.char_start.ravel(), out.char_end.ravel()):
+    for tok, doc, a, b in zip(out.tokens.ravel(), out.doc_ids.ravel(), out.char_start.ravel(), out.char_end.ravel()):
         if a == -1:
             continue
         assert byte_tok.decode([int(tok)]) == docs[doc][a:b]
@@ -128,8 +127,15 @@ def test_no_warning_when_enough(docs, byte_tok):
 
 
 def test_eos_fallback_and_missing_specials(docs, byte_tok):
-    wrapper = type("EosOnly", (), {"bos_token_id": None, "eos_token_id": byte_tok.eos_token_id,
-                                   "__call__": lambda self, *a, **k: byte_tok(*a, **k)})()
+    wrapper = type(
+        "EosOnly",
+        (),
+        {
+            "bos_token_id": None,
+            "eos_token_id": byte_tok.eos_token_id,
+            "__call__": lambda self, *a, **k: byte_tok(*a, **k),
+        },
+    )()
     out = tokenize(docs, wrapper, seq_len=8)
     assert (out.tokens[:, 0] == byte_tok.eos_token_id).all() and out.bos_id == byte_tok.eos_token_id
     neither = SimpleNamespace(bos_token_id=None, eos_token_id=None)

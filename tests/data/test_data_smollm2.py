@@ -32,8 +32,9 @@ def test_offsets_reproduce_text(smol_tok):
     special = out.special_mask()
     assert (out.tokens[:, 0] == smol_tok.bos_token_id).all()
     spans: dict[int, list[str]] = {}
-    for tok, doc, a, b, sp in zip(out.tokens.ravel(), out.doc_ids.ravel(), out.char_start.ravel(),
-                                  out.char_end.ravel(), special.ravel()):
+    for tok, doc, a, b, sp in zip(
+        out.tokens.ravel(), out.doc_ids.ravel(), out.char_start.ravel(), out.char_end.ravel(), special.ravel()
+    ):
         if sp:
             continue
         text = (DOCS * 2)[doc][a:b]

@@ -44,7 +44,9 @@ def test_jsonl_column_and_query_options(jsonl):
 def test_parse_spec():
     assert parse_spec("wikitext:wikitext-2-raw-v1") == ("wikitext:wikitext-2-raw-v1", {})
     assert parse_spec("a/b?split=validation&column=content&shuffle_seed=3") == (
-        "a/b", {"split": "validation", "column": "content", "shuffle_seed": 3})
+        "a/b",
+        {"split": "validation", "column": "content", "shuffle_seed": 3},
+    )
     with pytest.raises(ValueError, match="unknown option 'colum'"):
         parse_spec("a/b?colum=x")
     with pytest.raises(ValueError, match="integer"):
@@ -60,8 +62,7 @@ def test_parquet_and_directory(tmp_path):
     pq.write_table(pa.table({"text": ["b one", "b two"]}), folder / "b.parquet")
     pq.write_table(pa.table({"text": ["a one"]}), folder / "a.parquet")
     assert [d.text for d in load_text(str(folder / "b.parquet"))] == ["b one", "b two"]
-    assert [(d.doc_id, d.text) for d in load_text(str(folder))] == [
-        (0, "a one"), (1, "b one"), (2, "b two")]
+    assert [(d.doc_id, d.text) for d in load_text(str(folder))] == [(0, "a one"), (1, "b one"), (2, "b two")]
     (folder / "c.txt").write_text("mixed")
     with pytest.raises(ValueError, match="mixes file kinds"):
         load_text(str(folder))
@@ -128,8 +129,7 @@ def test_streamed_rows_keep_canonical_ids(tmp_path):
 
     from interp.data import hf_sources
 
-    files = [str(write_jsonl(tmp_path / f"{k}.jsonl", [{"text": f"{k}{i}"} for i in range(30)]))
-             for k in "ab"]
+    files = [str(write_jsonl(tmp_path / f"{k}.jsonl", [{"text": f"{k}{i}"} for i in range(30)])) for k in "ab"]
     ds = datasets.load_dataset("json", data_files=files, split="train", streaming=True)
     plain = list(hf_sources.iter_hub("s", ds, "text", None))
     assert plain == [(i, f"{'ab'[i // 30]}{i % 30}") for i in range(60)]

@@ -34,14 +34,22 @@ def _sae(method: str, model, cache: ActivationCache) -> Decomposer:
 def _lib(model, cache: ActivationCache) -> Decomposer:
     modules, sites = residual_block_cut(model, 0)
     tokens = torch.as_tensor(tokenize(cache.manifest["text"], model.tokenizer, 8, 32).tokens)
-    return REGISTRY["lib"].fit(modules, site_acts(model, tokens, sites[0]), node_layers=("pre", "mid", "post"),
-                               sites=tuple(sites), model=model.spec, direction_layer=1, n_sources_hidden=8)
+    return REGISTRY["lib"].fit(
+        modules,
+        site_acts(model, tokens, sites[0]),
+        node_layers=("pre", "mid", "post"),
+        sites=tuple(sites),
+        model=model.spec,
+        direction_layer=1,
+        n_sources_hidden=8,
+    )
 
 
 BUILDERS = {
     "snmf": lambda model, cache: REGISTRY["snmf"].fit(cache, rank=6, site=MLP, max_iter=30, progress=False),
-    "itda": lambda model, cache: REGISTRY["itda"].fit(cache, k=4, cos_threshold=0.7, site=RESID, progress=False,
-                                                      device="cpu"),
+    "itda": lambda model, cache: REGISTRY["itda"].fit(
+        cache, k=4, cos_threshold=0.7, site=RESID, progress=False, device="cpu"
+    ),
     "attn_svd": lambda model, cache: REGISTRY["attn_svd"].fit(model),
     "lib": _lib,
 }
@@ -49,8 +57,15 @@ BUILDERS = {
 
 @pytest.fixture(scope="module")
 def cache(tiny_model, _tiny_corpus_file, tmp_path_factory):
-    path = cache_activations(tiny_model, str(_tiny_corpus_file), [RESID, MLP], 1024, tmp_path_factory.mktemp("reg") / "c",
-                             seq_len=32, progress=False)
+    path = cache_activations(
+        tiny_model,
+        str(_tiny_corpus_file),
+        [RESID, MLP],
+        1024,
+        tmp_path_factory.mktemp("reg") / "c",
+        seq_len=32,
+        progress=False,
+    )
     return ActivationCache(path)
 
 
@@ -136,8 +151,11 @@ def _fit_config_case(method: str, model, cache: ActivationCache):
         x = cache.activations(RESID).reshape(-1, model.site_width(RESID)).float()
         kw = dict(d_sae=32, k=4, batch_size=64, n_tokens=512, wandb="disabled", device="cpu", prefetch=0, seed=0)
         return x, dict(kw), lambda: train({**kw, "method": method}, x, progress=False)
-    kw = dict(rank=6, site=MLP, max_iter=30) if method == "snmf" else dict(k=4, cos_threshold=0.7, site=RESID,
-                                                                           device="cpu")
+    kw = (
+        dict(rank=6, site=MLP, max_iter=30)
+        if method == "snmf"
+        else dict(k=4, cos_threshold=0.7, site=RESID, device="cpu")
+    )
     return cache, kw, lambda: cls.fit(cache, progress=False, **kw)
 
 

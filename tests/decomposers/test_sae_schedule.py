@@ -16,13 +16,16 @@ from interp.decomposers.sae.train_config import TrainConfig
 from interp.errors import ConfigError
 
 
-@pytest.mark.parametrize("n_steps, frac, floor, cap, want", [
-    (44, 0.05, 1, 1000, 2),  # round(2.2)
-    (10, 0.05, 1, 1000, 1),  # floor
-    (40_000, 0.05, 1, 1000, 1000),  # cap
-    (4, 0.05, 5, None, 2),  # never more than half the run, even above the floor
-    (100, 0.0, 0, None, 0),
-])
+@pytest.mark.parametrize(
+    "n_steps, frac, floor, cap, want",
+    [
+        (44, 0.05, 1, 1000, 2),  # round(2.2)
+        (10, 0.05, 1, 1000, 1),  # floor
+        (40_000, 0.05, 1, 1000, 1000),  # cap
+        (4, 0.05, 5, None, 2),  # never more than half the run, even above the floor
+        (100, 0.0, 0, None, 0),
+    ],
+)
 def test_schedule_steps(n_steps, frac, floor, cap, want):
     assert schedule_steps(n_steps, frac, floor, cap) == want
 
@@ -67,16 +70,25 @@ def test_bad_train_settings_are_config_errors():
 
 
 def test_every_field_has_a_doc():
-    for cls in (TrainConfig, TopKConfig, *[c.config_cls for c in dec.REGISTRY.values()
-                                           if issubclass(c, SAE)]):
+    for cls in (TrainConfig, TopKConfig, *[c.config_cls for c in dec.REGISTRY.values() if issubclass(c, SAE)]):
         docs = field_docs(cls)
         assert all(docs.values()), [k for k, v in docs.items() if not v]
 
 
 def test_artifact_config_holds_only_the_model(tmp_path):
     x = torch.randn(512, 8)
-    cfg = dict(method="topk", d_sae=16, k=2, batch_size=64, n_tokens=64 * 3, lr=1e-3, wandb="disabled",
-               device="cpu", optimizer="adam", seed=3)
+    cfg = dict(
+        method="topk",
+        d_sae=16,
+        k=2,
+        batch_size=64,
+        n_tokens=64 * 3,
+        lr=1e-3,
+        wandb="disabled",
+        device="cpu",
+        optimizer="adam",
+        seed=3,
+    )
     sae = train(cfg, x, out=tmp_path / "a", progress=False)
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
     assert not {"lr", "optimizer", "batch_size", "n_tokens", "seed", "device", "wandb"} & set(saved)
@@ -88,12 +100,25 @@ def test_artifact_config_holds_only_the_model(tmp_path):
 def test_old_artifact_with_run_fields_loads(tmp_path):
     """An artifact written before the split has lr, batch_size, wandb... in config.json."""
     x = torch.randn(512, 8)
-    sae = train(dict(method="topk", d_sae=16, k=2, batch_size=64, n_tokens=128, wandb="disabled",
-                     device="cpu"), x, out=tmp_path / "a", progress=False)
+    sae = train(
+        dict(method="topk", d_sae=16, k=2, batch_size=64, n_tokens=128, wandb="disabled", device="cpu"),
+        x,
+        out=tmp_path / "a",
+        progress=False,
+    )
     path = tmp_path / "a" / "config.json"
-    old = json.loads(path.read_text()) | {"lr": 1e-3, "batch_size": 64, "n_tokens": 128, "seed": 0,
-                                          "warmup_steps": 50, "decay_frac": 0.2, "wandb": "offline",
-                                          "betas": [0.9, 0.999], "prefetch": 2, "extra": {}}
+    old = json.loads(path.read_text()) | {
+        "lr": 1e-3,
+        "batch_size": 64,
+        "n_tokens": 128,
+        "seed": 0,
+        "warmup_steps": 50,
+        "decay_frac": 0.2,
+        "wandb": "offline",
+        "betas": [0.9, 0.999],
+        "prefetch": 2,
+        "extra": {},
+    }
     path.write_text(json.dumps(old))
     (tmp_path / "a" / "train_config.json").unlink()
     loaded = dec.load(tmp_path / "a")

@@ -2,17 +2,35 @@
 
 import torch
 
-CACHE_ARGS = dict(sites=["blocks.0.hook_resid_post", "blocks.1.mlp.hook_post"], n_tokens=2048,
-                  seq_len=32, batch_size=4, shard_tokens=256)
+CACHE_ARGS = dict(
+    sites=["blocks.0.hook_resid_post", "blocks.1.mlp.hook_post"],
+    n_tokens=2048,
+    seq_len=32,
+    batch_size=4,
+    shard_tokens=256,
+)
 
 
 DP_METHODS = ["topk", "batchtopk"]  # batch-level selection must be global across ranks
 
 
 def sae_config(method: str = "topk") -> dict:
-    return dict(method=method, d_sae=96, k=6, aux_k=16, batch_size=64, n_tokens=64 * 24, lr=3e-3,
-                warmup_steps=2, dead_tokens=256, seed=3, wandb="disabled", device="cpu",
-                log_every=8, checkpoint_every=10_000)
+    return dict(
+        method=method,
+        d_sae=96,
+        k=6,
+        aux_k=16,
+        batch_size=64,
+        n_tokens=64 * 24,
+        lr=3e-3,
+        warmup_steps=2,
+        dead_tokens=256,
+        seed=3,
+        wandb="disabled",
+        device="cpu",
+        log_every=8,
+        checkpoint_every=10_000,
+    )
 
 
 def sae_data() -> torch.Tensor:

@@ -21,10 +21,10 @@ WORKER = Path(__file__).with_name("dist_worker.py")
 
 
 def _torchrun(*args: str) -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(WORKER), *args]
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
@@ -35,8 +35,7 @@ def test_data_parallel_training_matches_one_process(tmp_path):
         ddp = decomposers.load(tmp_path / "ddp" / method)
         ref = train(sae_config(method), sae_data(), progress=False)
         for name, want in ref.state_dict().items():
-            torch.testing.assert_close(ddp.state_dict()[name], want, rtol=1e-4, atol=1e-5,
-                                       msg=f"{method} {name}")
+            torch.testing.assert_close(ddp.state_dict()[name], want, rtol=1e-4, atol=1e-5, msg=f"{method} {name}")
         assert ddp.meta["steps"] == 24
         assert ddp.meta["dead_frac"] == pytest.approx(ref.meta["dead_frac"])
 

@@ -12,7 +12,7 @@ def _direct(sae, x, z):
     h = sae.W_dec.shape[0]
     out = []
     for i in range(len(x)):
-        f = sae.encode(x[i:i + 1])[0].double()
+        f = sae.encode(x[i : i + 1])[0].double()
         aug = [f[j] * sae.W_dec[j].double().norm() for j in range(h)] + [sae.b_dec.double().norm()]
         f_sq = sum(v * v for v in aug)
         z_sq = z[i].double() @ z[i].double()

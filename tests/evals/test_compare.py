@@ -19,15 +19,29 @@ def test_aligned_rows_pairs_tokens_ending_at_the_same_character():
 @pytest.fixture(scope="module")
 def tiny_cache(tiny_model, _tiny_corpus_file, tmp_path_factory):
     sites = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
-    path = cache_activations(tiny_model, str(_tiny_corpus_file), sites, 1024,
-                             tmp_path_factory.mktemp("cmp") / "c", seq_len=32, progress=False)
+    path = cache_activations(
+        tiny_model,
+        str(_tiny_corpus_file),
+        sites,
+        1024,
+        tmp_path_factory.mktemp("cmp") / "c",
+        seq_len=32,
+        progress=False,
+    )
     return ActivationCache(path), sites
 
 
 def test_a_model_compared_with_itself(tiny_cache):
     cache, sites = tiny_cache
-    r = compare_models(cache, cache, sites, sites, {"k": 8, "cos_threshold": 0.8, "batch_size": 256,
-                                                    "device": "cpu"}, n_baseline=256, progress=False)
+    r = compare_models(
+        cache,
+        cache,
+        sites,
+        sites,
+        {"k": 8, "cos_threshold": 0.8, "batch_size": 256, "device": "cpu"},
+        n_baseline=256,
+        progress=False,
+    )
     special = cache.special_mask().sum()
     assert r["aligned_tokens"] == cache.n_tokens - special
     jac = np.array(r["matrices"]["jaccard"]["ab"])

@@ -77,9 +77,13 @@ def _reference(model, dec, tokens, special):
     ce = {k: torch.cat(v).mean().item() for k, v in ce.items()}
     freq = (codes != 0).float().mean(0)
     return {
-        "fvu": fvu(x, x_hat), "l0": (codes != 0).sum(1).float().mean().item(),
-        "dead_frac": (freq == 0).float().mean().item(), "dense_frac": (freq > 0.1).float().mean().item(),
-        "ce_clean": ce["clean"], "ce_recon": ce["recon"], "ce_zero": ce["zero"],
+        "fvu": fvu(x, x_hat),
+        "l0": (codes != 0).sum(1).float().mean().item(),
+        "dead_frac": (freq == 0).float().mean().item(),
+        "dense_frac": (freq > 0.1).float().mean().item(),
+        "ce_clean": ce["clean"],
+        "ce_recon": ce["recon"],
+        "ce_zero": ce["zero"],
         "ce_loss_recovered": (ce["zero"] - ce["recon"]) / (ce["zero"] - ce["clean"]),
         "kl": torch.cat(kls).mean().item(),
     }
@@ -88,8 +92,9 @@ def _reference(model, dec, tokens, special):
 @pytest.mark.parametrize("scale", [0.5, 1.0])
 def test_evaluate_matches_reference(tiny_model, tiny_corpus, scale):
     dec = _Linear(64, 96, scale)
-    got = evaluate(dec, tiny_model, SITE, tiny_corpus, n_tokens=512, seq_len=32, batch_size=4,
-                   shuffle_seed=None, progress=False)
+    got = evaluate(
+        dec, tiny_model, SITE, tiny_corpus, n_tokens=512, seq_len=32, batch_size=4, shuffle_seed=None, progress=False
+    )
     text = tokenize(load_text(tiny_corpus), tiny_model.tokenizer, 32, 512)
     want = _reference(tiny_model, dec, torch.from_numpy(text.tokens), torch.from_numpy(text.special_mask()))
     for key, value in want.items():
@@ -108,8 +113,7 @@ class _Exact(_Linear):
 
 
 def test_perfect_reconstruction_recovers_all_loss(tiny_model, tiny_corpus):
-    got = evaluate(_Exact(64, 32, 1.0), tiny_model, SITE, tiny_corpus, n_tokens=256, seq_len=32,
-                   progress=False)
+    got = evaluate(_Exact(64, 32, 1.0), tiny_model, SITE, tiny_corpus, n_tokens=256, seq_len=32, progress=False)
     assert got["fvu"] == pytest.approx(0.0, abs=1e-12)
     assert got["ce_recon"] == pytest.approx(got["ce_clean"], abs=1e-5)
     assert got["ce_loss_recovered"] == pytest.approx(1.0, abs=1e-3)
@@ -118,8 +122,15 @@ def test_perfect_reconstruction_recovers_all_loss(tiny_model, tiny_corpus):
 
 def test_width_mismatch_is_a_clear_error(tiny_model, tiny_corpus):
     with pytest.raises(ValueError, match="site/width mismatch"):
-        evaluate(_Linear(64, 16, 1.0), tiny_model, "blocks.0.mlp.hook_post", tiny_corpus,
-                 n_tokens=64, seq_len=32, progress=False)
+        evaluate(
+            _Linear(64, 16, 1.0),
+            tiny_model,
+            "blocks.0.mlp.hook_post",
+            tiny_corpus,
+            n_tokens=64,
+            seq_len=32,
+            progress=False,
+        )
 
 
 def test_evaluate_many_equals_separate_calls(tiny_model, tiny_corpus):

@@ -6,8 +6,19 @@ import pytest
 import torch
 
 from interp.evals.similarity import (
-    best_matches, boundary_keys, boundary_overlap, jaccard, jaccard_matrix, label_keys, layer_matching_score,
-    linear_cka, model_similarity, relative_similarity, span_jaccard, span_jaccard_matrices, svcca,
+    best_matches,
+    boundary_keys,
+    boundary_overlap,
+    jaccard,
+    jaccard_matrix,
+    label_keys,
+    layer_matching_score,
+    linear_cka,
+    model_similarity,
+    relative_similarity,
+    span_jaccard,
+    span_jaccard_matrices,
+    svcca,
 )
 
 
@@ -60,7 +71,9 @@ def test_layer_matching_score():
 def _data(n=300, d=12, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=torch.float64) @ torch.randn(d, d, generator=g, dtype=torch.float64)
-    y = torch.tanh(x @ torch.randn(d, 9, generator=g, dtype=torch.float64)) + 0.3 * torch.randn(n, 9, generator=g, dtype=torch.float64)
+    y = torch.tanh(x @ torch.randn(d, 9, generator=g, dtype=torch.float64)) + 0.3 * torch.randn(
+        n, 9, generator=g, dtype=torch.float64
+    )
     return x, y
 
 
@@ -139,7 +152,7 @@ def test_span_jaccard_reports_its_boundary_ceiling():
     # the ceiling bounds every dictionary pair drawn from the two streams
     for ka in range(1, 4):
         for kb in range(1, 4):
-            x, y = _labels(stream_a[1:1 + ka]), _labels(stream_b[:kb])
+            x, y = _labels(stream_a[1 : 1 + ka]), _labels(stream_b[:kb])
             assert jaccard(x, y, "span") <= span_jaccard(x, y, ba, bb)["ceiling"] + 1e-12
     m = span_jaccard_matrices([a, b], [b], ba, bb)
     np.testing.assert_allclose(m["ceiling"][:, 0], [0.5, 2 / 3])

@@ -15,7 +15,7 @@ site: blocks.1.hook_resid_post
 text: builtin:stdlib-docs?split=train
 cache_tokens: 2048
 seq_len: 64
-out: {tmp_path / 'out'}
+out: {tmp_path / "out"}
 sae: {{expansion_factor: 2, n_tokens: 1024, batch_size: 256, lr: 0.001, warmup_steps: 1, wandb: disabled}}
 methods:
   topk: {{k: [4, 8]}}
@@ -32,7 +32,10 @@ def test_sweep_writes_table_plot_and_resumes(tmp_path, capsys):
     out = tmp_path / "out"
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["method"], r["setting"], r["status"]) for r in rows] == [
-        ("topk", "k=4", "ok"), ("topk", "k=8", "ok"), ("gba", "htf=0.1", "ok")]
+        ("topk", "k=4", "ok"),
+        ("topk", "k=8", "ok"),
+        ("gba", "htf=0.1", "ok"),
+    ]
     assert rows[0]["l0"] <= 4 + 1e-6 and rows[1]["l0"] <= 8 + 1e-6
     assert all(0 <= r["fvu"] < 2 and r["elbo_median"] >= 0 for r in rows)
     assert (out / "frontiers.png").stat().st_size > 0 and "| topk | k=4 |" in (out / "results.md").read_text()

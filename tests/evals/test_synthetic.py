@@ -28,8 +28,9 @@ def test_dataset_follows_its_specification():
 
 
 def test_zipf_spectrum_and_noise():
-    data = make_dataset(n_samples=20000, n_features=32, d=16, sparsity=((1.0, 2),), spectrum="zipf:1.0",
-                        noise=0.1, seed=0)
+    data = make_dataset(
+        n_samples=20000, n_features=32, d=16, sparsity=((1.0, 2),), spectrum="zipf:1.0", noise=0.1, seed=0
+    )
     f = data.frequencies
     assert f[0] > 3 * f[-1] and abs(f.sum().item() - 2.0) < 1e-4
     resid = data.x - data.codes.to_dense() @ data.directions
@@ -60,9 +61,17 @@ def test_benchmark_scores_fitted_methods():
     from interp.evals.synthetic import benchmark
 
     data = dict(n_samples=3000, n_features=16, d=32, sparsity=((1.0, 1),))
-    rows = benchmark([{"label": "snmf", "method": "snmf", "rank": 16, "max_iter": 100, "patience": 50},
-                      {"label": "itda", "method": "itda", "k": 4, "cos_threshold": 0.95},
-                      {"label": "nope", "method": "not-a-method"}], [0], data, {}, progress=False)
+    rows = benchmark(
+        [
+            {"label": "snmf", "method": "snmf", "rank": 16, "max_iter": 100, "patience": 50},
+            {"label": "itda", "method": "itda", "k": 4, "cos_threshold": 0.95},
+            {"label": "nope", "method": "not-a-method"},
+        ],
+        [0],
+        data,
+        {},
+        progress=False,
+    )
     snmf, itda, missing = rows
     ds = make_dataset(**data, seed=0)
     direct = SNMF.fit(ds.x, rank=16, sparsity=1.0, max_iter=100, patience=50, seed=0, progress=False, device="cpu")
@@ -100,8 +109,16 @@ def test_sae_init_does_not_start_at_the_planted_features():
 
 # The benchmark's settings (configs/bench_synthetic.yaml): width 8n, Adam lr 5e-2, a bias update
 # every 2 steps, 3M samples (~5,900 steps of 512, ~3 min of one CPU core per seed).
-_GBA = dict(method="gba", d_sae=1024, batch_size=512, lr=5e-2, update_every=2, n_tokens=3_000_000,
-            wandb="disabled", device="cpu")
+_GBA = dict(
+    method="gba",
+    d_sae=1024,
+    batch_size=512,
+    lr=5e-2,
+    update_every=2,
+    n_tokens=3_000_000,
+    wandb="disabled",
+    device="cpu",
+)
 
 
 def _gba_recovery(seed: int):
@@ -119,8 +136,10 @@ def test_gba_recovers_95_percent_at_tau_09():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("INTERP_FULL_SYNTHETIC"),
-                    reason="the other two seeds of the acceptance run (~6 min); set INTERP_FULL_SYNTHETIC=1")
+@pytest.mark.skipif(
+    not os.environ.get("INTERP_FULL_SYNTHETIC"),
+    reason="the other two seeds of the acceptance run (~6 min); set INTERP_FULL_SYNTHETIC=1",
+)
 def test_gba_recovers_95_percent_at_tau_09_on_more_seeds():
     for seed in (1, 2):
         rec = _gba_recovery(seed)

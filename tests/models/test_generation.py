@@ -12,8 +12,12 @@ import torch
 from interp.evals.steering import generate, steer
 from interp.models import load
 
-PROMPTS = ["The capital of France is", "Once upon a time", "def add(a, b):\n    return",
-           "In 1905, Albert Einstein published four papers that"]
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time",
+    "def add(a, b):\n    return",
+    "In 1905, Albert Einstein published four papers that",
+]
 N_NEW = 32
 
 
@@ -51,42 +55,57 @@ def _plain_hf(model, ids, mask, pad, **sampling):
 
     from interp.models.loader import _resolve
 
-    plain = AutoModelForCausalLM.from_pretrained(_resolve(model.spec)[0], dtype=torch.float32,
-                                                 attn_implementation="sdpa").eval()
-    out = plain.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, use_cache=True,
-                         pad_token_id=pad, eos_token_id=model.tokenizer.eos_token_id, **sampling)
-    return model.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+    plain = AutoModelForCausalLM.from_pretrained(
+        _resolve(model.spec)[0], dtype=torch.float32, attn_implementation="sdpa"
+    ).eval()
+    out = plain.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=N_NEW,
+        use_cache=True,
+        pad_token_id=pad,
+        eos_token_id=model.tokenizer.eos_token_id,
+        **sampling,
+    )
+    return model.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
 
 
 def _check_plain_and_sampled(model):
     """Greedy and sampled harness output equal a plain HF model's (the independent reference the
     bug report used); a steered run with alpha 0 equals the unsteered one when sampling too."""
     ids, mask, pad = _left_pad(model, PROMPTS)
-    assert generate(model, PROMPTS, max_new_tokens=N_NEW, temperature=0) == _plain_hf(model, ids, mask, pad,
-                                                                                      do_sample=False)
+    assert generate(model, PROMPTS, max_new_tokens=N_NEW, temperature=0) == _plain_hf(
+        model, ids, mask, pad, do_sample=False
+    )
     sampled = generate(model, PROMPTS, max_new_tokens=N_NEW, seed=3, temperature=1.0, top_k=30, top_p=0.9)
     torch.manual_seed(3 * 100_003)  # generate seeds batch b with seed * 100_003 + b
     assert sampled == _plain_hf(model, ids, mask, pad, do_sample=True, temperature=1.0, top_k=30, top_p=0.9)
     direction = torch.randn(model.d_model, generator=torch.Generator().manual_seed(1))
     with steer(model, direction, "blocks.0.hook_resid_post", alpha=0.0):
-        assert generate(model, PROMPTS, max_new_tokens=N_NEW, seed=3, temperature=1.0, top_k=30,
-                        top_p=0.9) == sampled
+        assert generate(model, PROMPTS, max_new_tokens=N_NEW, seed=3, temperature=1.0, top_k=30, top_p=0.9) == sampled
 
 
 def _check(model):
     ids, mask, pad = _left_pad(model, PROMPTS)
     assert len(set(mask.sum(1).tolist())) > 1, "prompts must have different lengths"
     with torch.no_grad():
-        cached = model.hf_model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW,
-                                         min_new_tokens=N_NEW, do_sample=False, use_cache=True,
-                                         pad_token_id=pad, eos_token_id=None)
+        cached = model.hf_model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=N_NEW,
+            min_new_tokens=N_NEW,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=pad,
+            eos_token_id=None,
+        )
     ref = _greedy_no_cache(model, ids, mask, N_NEW)
     assert torch.equal(cached, ref), "KV-cached greedy generation differs from the no-cache loop"
 
     # The steering harness: unsteered output is the model's plain greedy output (EOS honoured) ...
     texts = generate(model, PROMPTS, max_new_tokens=N_NEW, temperature=0)
     ref = _greedy_no_cache(model, ids, mask, N_NEW, eos=model.tokenizer.eos_token_id, pad=pad)
-    assert texts == model.tokenizer.batch_decode(ref[:, ids.shape[1]:], skip_special_tokens=True)
+    assert texts == model.tokenizer.batch_decode(ref[:, ids.shape[1] :], skip_special_tokens=True)
     # ... and a steered run with alpha = 0 is the unsteered run.
     direction = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
     with steer(model, direction, f"blocks.{model.n_layers // 2}.hook_resid_post", alpha=0.0):

@@ -36,11 +36,10 @@ def test_smollm2_facts(smollm2):
 
 def test_smollm2_greedy_generation(smollm2):
     prompt = "The capital of France is"
-    out = smollm2.bridge.generate(prompt, max_new_tokens=8, do_sample=False, verbose=False,
-                                  use_past_kv_cache=True)
+    out = smollm2.bridge.generate(prompt, max_new_tokens=8, do_sample=False, verbose=False, use_past_kv_cache=True)
     assert isinstance(out, str)
     assert out.startswith(prompt) and len(out) > len(prompt)
-    assert "Paris" in out[len(prompt):]
+    assert "Paris" in out[len(prompt) :]
 
 
 def test_smollm2_next_token_predictions(smollm2):

@@ -29,17 +29,25 @@ def test_tiny_llama_is_deterministic(tiny_model):
 
 
 def test_valid_site_returned_unchanged(tiny_model):
-    for site in ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_post", "blocks.1.mlp.hook_post",
-                 "blocks.0.attn.hook_z", "blocks.0.hook_mlp_out"]:
+    for site in [
+        "blocks.0.hook_resid_pre",
+        "blocks.1.hook_resid_post",
+        "blocks.1.mlp.hook_post",
+        "blocks.0.attn.hook_z",
+        "blocks.0.hook_mlp_out",
+    ]:
         assert tiny_model.validate_site(site) == site
         assert site in valid_sites(tiny_model)
 
 
-@pytest.mark.parametrize("typo, expected", [
-    ("blocks.0.hook_resid_psot", "blocks.0.hook_resid_post"),
-    ("blocks.1.mlp.hook_pots", "blocks.1.mlp.hook_post"),
-    ("blocks.0.attn.hook_zz", "blocks.0.attn.hook_z"),
-])
+@pytest.mark.parametrize(
+    "typo, expected",
+    [
+        ("blocks.0.hook_resid_psot", "blocks.0.hook_resid_post"),
+        ("blocks.1.mlp.hook_pots", "blocks.1.mlp.hook_post"),
+        ("blocks.0.attn.hook_zz", "blocks.0.attn.hook_z"),
+    ],
+)
 def test_unknown_site_names_closest_valid(tiny_model, typo, expected):
     with pytest.raises(ValueError) as err:
         tiny_model.validate_site(typo)
@@ -61,17 +69,20 @@ def test_out_of_range_layer(tiny_model, site):
     assert "layer" in msg and "0..1" in msg
 
 
-@pytest.mark.parametrize("site, width", [
-    ("blocks.0.hook_resid_pre", 64),
-    ("blocks.1.hook_resid_post", 64),
-    ("blocks.0.hook_mlp_out", 64),
-    ("blocks.1.mlp.hook_post", 128),
-    ("blocks.0.mlp.hook_pre", 128),
-    ("blocks.0.attn.hook_z", 4 * 16),
-    # not in the table: width found by a probe forward pass
-    ("blocks.0.attn.hook_q", 4 * 16),
-    ("blocks.1.attn.hook_k", 2 * 16),  # grouped-query attention: n_kv_heads * d_head
-])
+@pytest.mark.parametrize(
+    "site, width",
+    [
+        ("blocks.0.hook_resid_pre", 64),
+        ("blocks.1.hook_resid_post", 64),
+        ("blocks.0.hook_mlp_out", 64),
+        ("blocks.1.mlp.hook_post", 128),
+        ("blocks.0.mlp.hook_pre", 128),
+        ("blocks.0.attn.hook_z", 4 * 16),
+        # not in the table: width found by a probe forward pass
+        ("blocks.0.attn.hook_q", 4 * 16),
+        ("blocks.1.attn.hook_k", 2 * 16),  # grouped-query attention: n_kv_heads * d_head
+    ],
+)
 def test_site_width(tiny_model, site, width):
     assert site_width(tiny_model, site) == width
     assert tiny_model.site_width(site) == width
@@ -122,18 +133,23 @@ def test_mlp_hook_post_times_w_down_is_mlp_out(tiny_model):
         W_down = tiny_model.hf_model.model.layers[layer].mlp.down_proj.weight  # [D, d_mlp]
         post = cache[f"blocks.{layer}.mlp.hook_post"]
         assert post.shape == (2, 12, 128)
-        torch.testing.assert_close(post @ W_down.T, cache[f"blocks.{layer}.hook_mlp_out"],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(post @ W_down.T, cache[f"blocks.{layer}.hook_mlp_out"], atol=1e-5, rtol=1e-5)
 
 
 def test_resid_post_is_resid_mid_plus_mlp_out(tiny_model):
     toks = torch.tensor([[0, 72, 101, 108, 108, 111]])
-    names = ["blocks.1.hook_resid_mid", "blocks.1.hook_mlp_out", "blocks.1.hook_resid_post",
-             "blocks.0.hook_resid_post", "blocks.1.hook_resid_pre"]
+    names = [
+        "blocks.1.hook_resid_mid",
+        "blocks.1.hook_mlp_out",
+        "blocks.1.hook_resid_post",
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_pre",
+    ]
     with torch.no_grad():
         _, c = tiny_model.bridge.run_with_cache(toks, names_filter=names)
-    torch.testing.assert_close(c["blocks.1.hook_resid_mid"] + c["blocks.1.hook_mlp_out"],
-                               c["blocks.1.hook_resid_post"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        c["blocks.1.hook_resid_mid"] + c["blocks.1.hook_mlp_out"], c["blocks.1.hook_resid_post"], atol=1e-5, rtol=1e-5
+    )
     torch.testing.assert_close(c["blocks.0.hook_resid_post"], c["blocks.1.hook_resid_pre"])
 
 

@@ -34,7 +34,7 @@ def test_left_padded_rows_equal_each_row_alone(tiny_model):
     for r, seq in enumerate(seqs):
         ref = _reference(tiny_model, torch.tensor([seq]), SITES)
         for s in SITES:
-            torch.testing.assert_close(got[s][r, width - len(seq):], ref[s][0], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(got[s][r, width - len(seq) :], ref[s][0], rtol=1e-4, atol=1e-5)
     # without the mask the pads are attended to and shift the positions: rows with pads differ
     unmasked = run_to_sites(tiny_model, ids, ["blocks.0.hook_resid_post"])["blocks.0.hook_resid_post"]
     assert not torch.allclose(unmasked[1, -4:], got["blocks.0.hook_resid_post"][1, -4:], atol=1e-4)

@@ -11,7 +11,9 @@ def test_vocab_projection_matches_direct(tiny_model):
     d = torch.randn(5, tiny_model.d_model)
     hf = tiny_model.hf_model
     norm = hf.model.norm
-    direct = (d * torch.rsqrt(d.pow(2).mean(1, keepdim=True) + norm.variance_epsilon) * norm.weight) @ hf.lm_head.weight.T
+    direct = (
+        d * torch.rsqrt(d.pow(2).mean(1, keepdim=True) + norm.variance_epsilon) * norm.weight
+    ) @ hf.lm_head.weight.T
     torch.testing.assert_close(direction_logits(tiny_model, d), direct, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(direction_logits(tiny_model, d, apply_final_norm=False), d @ hf.lm_head.weight.T)
     proj = vocab_projection(tiny_model, d, k=3, chunk=2)

@@ -8,8 +8,20 @@ CACHE_ARGS = dict(n_tokens=1024, seq_len=32, batch_size=8, shard_tokens=256, pro
 
 
 def small_cfg(**kw):
-    base = dict(method="topk", d_sae=32, k=4, batch_size=64, n_tokens=64 * 12, lr=3e-3, wandb="disabled",
-                seed=0, norm_scale_tokens=256, warmup_steps=2, device="cpu", prefetch=0)
+    base = dict(
+        method="topk",
+        d_sae=32,
+        k=4,
+        batch_size=64,
+        n_tokens=64 * 12,
+        lr=3e-3,
+        wandb="disabled",
+        seed=0,
+        norm_scale_tokens=256,
+        warmup_steps=2,
+        device="cpu",
+        prefetch=0,
+    )
     return {**base, **kw}
 
 
@@ -30,6 +42,8 @@ def make_cache(tiny_model):
 def other_corpus(tmp_path):
     """A second corpus, different from ``tiny_corpus``."""
     path = tmp_path / "other.txt"
-    path.write_text("\n\n".join(f"Paragraph {i}: the quick brown fox number {i} jumps over {i * 7} lazy dogs."
-                                for i in range(80)) + "\n")
+    path.write_text(
+        "\n\n".join(f"Paragraph {i}: the quick brown fox number {i} jumps over {i * 7} lazy dogs." for i in range(80))
+        + "\n"
+    )
     return str(path)

@@ -70,8 +70,17 @@ def test_caching_survives_signals_anywhere(tiny_model, tiny_corpus, tmp_path, mo
     from interp.activations.format import ActivationCache
 
     def run(out):
-        cache_activations(tiny_model, tiny_corpus, SITES, n_tokens=768, out_dir=out, seq_len=32,
-                          batch_size=4, shard_tokens=128, progress=False)
+        cache_activations(
+            tiny_model,
+            tiny_corpus,
+            SITES,
+            n_tokens=768,
+            out_dir=out,
+            seq_len=32,
+            batch_size=4,
+            shard_tokens=128,
+            progress=False,
+        )
 
     def progress_log(log, fn):  # in the child: note each shard once it is recorded
         real = ActivationCache.record_shard
@@ -80,14 +89,16 @@ def test_caching_survives_signals_anywhere(tiny_model, tiny_corpus, tmp_path, mo
             real(self, start, end, *a, **k)
             with open(log, "a") as f:
                 f.write(f"{start}:{end}\n")
+
         ActivationCache.record_shard = record
         fn()
 
     def check_no_redo(done, resume, what):
         filled = []
         real = cache_mod._fill_shard
-        monkeypatch.setattr(cache_mod, "_fill_shard",
-                            lambda m, c, a, b, *r: filled.append(f"{a}:{b}") or real(m, c, a, b, *r))
+        monkeypatch.setattr(
+            cache_mod, "_fill_shard", lambda m, c, a, b, *r: filled.append(f"{a}:{b}") or real(m, c, a, b, *r)
+        )
         resume()
         monkeypatch.setattr(cache_mod, "_fill_shard", real)
         assert not set(filled) & set(done), f"{what}: recomputed finished shards {set(filled) & set(done)}"
@@ -119,6 +130,7 @@ def test_training_survives_signals_anywhere(tmp_path, capsys):
             real(self, sae, opt, step, since_fired)
             with open(log, "a") as f:
                 f.write(f"{step}\n")
+
         trainer._Checkpoint.save = save
         fn()
 
@@ -145,11 +157,22 @@ def test_training_survives_signals_anywhere(tmp_path, capsys):
 def test_store_building_survives_signals_anywhere(tiny_model, tiny_corpus, tmp_path, monkeypatch):
     import interp.browser.build as build
 
-    sae = TopKSAE(TopKConfig(d_in=64, d_sae=48, k=4, model="tiny-llama",
-                             site="blocks.0.hook_resid_post"))
+    sae = TopKSAE(TopKConfig(d_in=64, d_sae=48, k=4, model="tiny-llama", site="blocks.0.hook_resid_post"))
     art = sae.save(tmp_path / "artifact")
-    options = dict(seq_len=32, k=4, n_samples=6, n_quantiles=2, per_quantile=2, window_left=5,
-                   window_right=2, n_bins=16, n_similar=3, vocab_k=3, batch_size=4, checkpoint_tokens=128)
+    options = dict(
+        seq_len=32,
+        k=4,
+        n_samples=6,
+        n_quantiles=2,
+        per_quantile=2,
+        window_left=5,
+        window_right=2,
+        n_bins=16,
+        n_similar=3,
+        vocab_k=3,
+        batch_size=4,
+        checkpoint_tokens=128,
+    )
 
     def run(out):
         build_store(art, tiny_corpus, 768, out, model=tiny_model, progress=False, **options)
@@ -161,6 +184,7 @@ def test_store_building_survives_signals_anywhere(tiny_model, tiny_corpus, tmp_p
             real(out, stats, manifest, rows_done)
             with open(log, "a") as f:
                 f.write(f"{rows_done}\n")
+
         build._checkpoint = checkpoint
         fn()
 

@@ -27,12 +27,19 @@ class _Watched:
         yield from low_rank().split(64)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(k=64, d_sae=32), "larger than d_sae"), (dict(k=0), "k must be > 0"),
-    (dict(k=-3), "k must be > 0"), (dict(expansion_factor=0, d_sae=None), "expansion_factor"),
-    (dict(k="abc"), "k must be int"), (dict(n_tokens="1e6"), "YAML reads 1e6 as text"),
-    (dict(lr="fast"), "lr must be float"), (dict(batch_size=True), "batch_size must be int"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(k=64, d_sae=32), "larger than d_sae"),
+        (dict(k=0), "k must be > 0"),
+        (dict(k=-3), "k must be > 0"),
+        (dict(expansion_factor=0, d_sae=None), "expansion_factor"),
+        (dict(k="abc"), "k must be int"),
+        (dict(n_tokens="1e6"), "YAML reads 1e6 as text"),
+        (dict(lr="fast"), "lr must be float"),
+        (dict(batch_size=True), "batch_size must be int"),
+    ],
+)
 def test_bad_config_values_are_config_errors_before_compute(bad, match):
     data = _Watched()
     with pytest.raises(ConfigError, match=match):
@@ -93,10 +100,14 @@ def test_saelens_folder_points_to_load_saelens(tmp_path):
         load(folder)
 
 
-@pytest.mark.parametrize("edit, match", [
-    (dict(d_sae=32), "does not match"), (dict(k="two"), "not a valid topk config"),
-    (dict(bogus=1), "unknown config field"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (dict(d_sae=32), "does not match"),
+        (dict(k="two"), "not a valid topk config"),
+        (dict(bogus=1), "unknown config field"),
+    ],
+)
 def test_artifact_config_that_disagrees_is_a_data_error(tmp_path, edit, match):
     art = _artifact(tmp_path)
     cfg = json.loads((art / "config.json").read_text())

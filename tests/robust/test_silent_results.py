@@ -73,6 +73,7 @@ def _interrupt(run, x):
     def step(*args):
         terms, stop = real(*args)
         return terms, stop or args[5] == 4
+
     trainer._train_step = step
     try:
         train(small_cfg(), x, out=run, progress=False)
@@ -93,8 +94,12 @@ def test_6_lr_zero_is_refused_and_a_run_that_did_not_learn_says_so(tmp_path):
         TrainConfig(lr=0.0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sae = train(small_cfg(lr=1e-12, batch_size=1024, n_tokens=1024 * 60), low_rank(n=8192),
-                    out=tmp_path / "run", progress=False)  # large batches: little noise in the loss
+        sae = train(
+            small_cfg(lr=1e-12, batch_size=1024, n_tokens=1024 * 60),
+            low_rank(n=8192),
+            out=tmp_path / "run",
+            progress=False,
+        )  # large batches: little noise in the loss
     assert "did not learn" in sae.meta["warning"]
     assert "did not learn" in json.loads((tmp_path / "run" / "meta.json").read_text())["warning"]
     assert any("did not learn" in str(w.message) for w in caught)
@@ -119,6 +124,7 @@ def test_8_seq_len_past_the_model_context_is_refused_before_writing(make_cache, 
         make_cache(tiny_corpus, tmp_path / "c", seq_len=2048)
     assert not (tmp_path / "c").exists()
     from interp.activations import ActivationStore
+
     with pytest.raises(ConfigError, match="context"):
         ActivationStore(tiny_model, tiny_corpus, SITE, 4096, seq_len=4096)
 
@@ -139,8 +145,20 @@ def test_5_store_build_does_not_resume_on_changed_text(tiny_model, tmp_path):
     art = TopKSAE(TopKConfig(d_in=64, d_sae=16, k=2, model="tiny-llama", site=SITE)).save(tmp_path / "a")
     corpus = tmp_path / "text.txt"
     corpus.write_text("\n\n".join(f"Story {i} about a red kite and {i} hills." for i in range(60)))
-    opts = dict(seq_len=32, k=2, n_samples=4, n_quantiles=2, per_quantile=2, window_left=4, window_right=2,
-                n_bins=16, n_similar=2, vocab_k=2, batch_size=2, checkpoint_tokens=64)
+    opts = dict(
+        seq_len=32,
+        k=2,
+        n_samples=4,
+        n_quantiles=2,
+        per_quantile=2,
+        window_left=4,
+        window_right=2,
+        n_bins=16,
+        n_similar=2,
+        vocab_k=2,
+        batch_size=2,
+        checkpoint_tokens=64,
+    )
     real = build.write_tables
 
     def stop(*a, **k):

@@ -72,12 +72,29 @@ def fit_artifacts(model, out: Path) -> dict[str, Path]:
     text = tokenize(load_text(TEXT + "?split=train"), model.tokenizer, 128, 4096)
     toks, ordinary = torch.as_tensor(text.tokens), ~torch.as_tensor(text.special_mask()).reshape(-1)
     make = {
-        "snmf": lambda: SNMF.fit(site_acts(model, toks, f"blocks.{LAYER}.mlp.hook_post").reshape(-1, model.d_mlp)[ordinary],
-                                 rank=64, max_iter=300, patience=50, model=MODEL,
-                                 site=f"blocks.{LAYER}.mlp.hook_post", progress=False),
-        "itda": lambda: ITDA.fit([(site_acts(model, toks, SITE).reshape(-1, model.d_model)[ordinary].float(),
-                                   torch.zeros(int(ordinary.sum()), 4, dtype=torch.long))],
-                                 k=16, cos_threshold=0.7, max_atoms=1024, model=MODEL, site=SITE, progress=False),
+        "snmf": lambda: SNMF.fit(
+            site_acts(model, toks, f"blocks.{LAYER}.mlp.hook_post").reshape(-1, model.d_mlp)[ordinary],
+            rank=64,
+            max_iter=300,
+            patience=50,
+            model=MODEL,
+            site=f"blocks.{LAYER}.mlp.hook_post",
+            progress=False,
+        ),
+        "itda": lambda: ITDA.fit(
+            [
+                (
+                    site_acts(model, toks, SITE).reshape(-1, model.d_model)[ordinary].float(),
+                    torch.zeros(int(ordinary.sum()), 4, dtype=torch.long),
+                )
+            ],
+            k=16,
+            cos_threshold=0.7,
+            max_atoms=1024,
+            model=MODEL,
+            site=SITE,
+            progress=False,
+        ),
         "heads": lambda: HeadSVD.fit(model),
         "lib": lambda: _fit_lib(model, toks[:4, :24], residual_block_cut, site_acts, LIB),
     }
@@ -90,32 +107,61 @@ def fit_artifacts(model, out: Path) -> dict[str, Path]:
 
 def _fit_lib(model, toks, cut, site_acts, LIB):
     modules, sites = cut(model, LAYER)
-    return LIB.fit(modules, site_acts(model, toks, sites[0]), dict(
-        n_sources_pos=1, n_sources_hidden=16, edge_sources_pos=1, rotate_final=True, batch_size=2,
-        truncation_relative=1e-10, compute_edges=False), node_layers=("resid_pre", "resid_mid", "resid_post"),
-        sites=tuple(sites), model=MODEL, direction_layer=1)
+    return LIB.fit(
+        modules,
+        site_acts(model, toks, sites[0]),
+        dict(
+            n_sources_pos=1,
+            n_sources_hidden=16,
+            edge_sources_pos=1,
+            rotate_final=True,
+            batch_size=2,
+            truncation_relative=1e-10,
+            compute_edges=False,
+        ),
+        node_layers=("resid_pre", "resid_mid", "resid_post"),
+        sites=tuple(sites),
+        model=MODEL,
+        direction_layer=1,
+    )
 
 
 def build_stores(root: Path, arts: dict[str, Path], model, n_tokens: int) -> dict[str, Path]:
     for name, art in arts.items():
-        build_store(art, TEXT, n_tokens, root / "smollm2" / name, model=model, progress=False,
-                    **({"heads": {"views": (3, LAYER)}, "lib": {"views": (1,)}}.get(name, {})))
+        build_store(
+            art,
+            TEXT,
+            n_tokens,
+            root / "smollm2" / name,
+            model=model,
+            progress=False,
+            **({"heads": {"views": (3, LAYER)}, "lib": {"views": (1,)}}.get(name, {})),
+        )
     base = root / "smollm2"
-    return {"sae": base / "sae", "snmf": base / "snmf", "itda": base / "itda", "lib": base / "lib" / "node-1",
-            "heads": base / "heads" / f"layer-{LAYER:02d}"}
+    return {
+        "sae": base / "sae",
+        "snmf": base / "snmf",
+        "itda": base / "itda",
+        "lib": base / "lib" / "node-1",
+        "heads": base / "heads" / f"layer-{LAYER:02d}",
+    }
 
 
 def _stats(xs: list[float]) -> str:
     if not xs:
         return "-"
     xs = sorted(xs)
-    return (f"median {1e3 * statistics.median(xs):.0f} ms · p90 {1e3 * xs[int(0.9 * (len(xs) - 1))]:.0f} ms"
-            f" · max {1e3 * xs[-1]:.0f} ms (n={len(xs)})")
+    return (
+        f"median {1e3 * statistics.median(xs):.0f} ms · p90 {1e3 * xs[int(0.9 * (len(xs) - 1))]:.0f} ms"
+        f" · max {1e3 * xs[-1]:.0f} ms (n={len(xs)})"
+    )
 
 
 def _similar_ids(driver) -> list[int]:
-    return [int(b.text.split("·")[0].strip("# ")) for b in
-            driver.find_elements("css selector", 'div[class*="st-key-sim-"] button p')]
+    return [
+        int(b.text.split("·")[0].strip("# "))
+        for b in driver.find_elements("css selector", 'div[class*="st-key-sim-"] button p')
+    ]
 
 
 def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
@@ -160,14 +206,16 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
                 bare_rerun = [_rerun(d, n) for n in range(2, 7)]
             finally:
                 d.quit()
-    return {"first page (fresh server, cold store)": f"{1e3 * first:.0f} ms (target 1500)",
-            "warm page (in-app, unseen feature)": _stats(nav) + " (target 300)",
-            "  its CPU: server process (all threads)": _stats(cpu_srv),
-            "  browser renderer main thread busy (wall)": _stats(cpu_tab),
-            "warm reload (new session, unseen feature)": _stats(reload_),
-            "store read (feature + examples, in-process)": _stats(read),
-            "floor: bare Streamlit page, full load": _stats(bare_load),
-            "floor: bare Streamlit rerun (button)": _stats(bare_rerun)}
+    return {
+        "first page (fresh server, cold store)": f"{1e3 * first:.0f} ms (target 1500)",
+        "warm page (in-app, unseen feature)": _stats(nav) + " (target 300)",
+        "  its CPU: server process (all threads)": _stats(cpu_srv),
+        "  browser renderer main thread busy (wall)": _stats(cpu_tab),
+        "warm reload (new session, unseen feature)": _stats(reload_),
+        "store read (feature + examples, in-process)": _stats(read),
+        "floor: bare Streamlit page, full load": _stats(bare_load),
+        "floor: bare Streamlit rerun (button)": _stats(bare_rerun),
+    }
 
 
 def _rerun(d, n: int) -> float:
@@ -204,9 +252,9 @@ def reference_pass(model, dec, n_tokens: int, seq_len: int = 128, batch: int = 8
     tokens, special = torch.from_numpy(text.tokens), torch.from_numpy(text.special_mask())
     t0 = time.perf_counter()
     for a in range(0, len(tokens), batch):
-        x = run_to_sites(model, tokens[a:a + batch], [SITE])[SITE]
+        x = run_to_sites(model, tokens[a : a + batch], [SITE])[SITE]
         for r in range(len(x)):
-            _encode_rows(dec, x[r:r + 1], special[a + r:a + r + 1])
+            _encode_rows(dec, x[r : r + 1], special[a + r : a + r + 1])
     return time.perf_counter() - t0
 
 
@@ -221,8 +269,11 @@ def bench_build(model, artifact: Path, out: Path, n_tokens: int) -> dict:
     build_store(artifact, TEXT, n_tokens, out, model=model, progress=False)
     t_build = time.perf_counter() - t0
     t_ref = reference_pass(model, load(artifact), n_tokens)
-    return {"store build (s)": round(t_build, 2), "reference: forward + encode (s)": round(t_ref, 2),
-            "build / reference": round(t_build / t_ref, 2)}
+    return {
+        "store build (s)": round(t_build, 2),
+        "reference: forward + encode (s)": round(t_ref, 2),
+        "build / reference": round(t_build / t_ref, 2),
+    }
 
 
 @dataclass(frozen=True)
@@ -251,13 +302,18 @@ class Config:
 
 def run(cfg: Config) -> None:
     if not pc.available():
-        raise MissingFileError("needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver")
+        raise MissingFileError(
+            "needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver"
+        )
     root = Path(cfg.root)
     model = load_model(MODEL)
     arts = fit_artifacts(model, root / "artifacts")
     keep = list(cfg.methods)
-    stores = {k: v for k, v in build_stores(root, {k: a for k, a in arts.items() if k in keep}, model,
-                                            cfg.n_tokens).items() if k in keep}
+    stores = {
+        k: v
+        for k, v in build_stores(root, {k: a for k, a in arts.items() if k in keep}, model, cfg.n_tokens).items()
+        if k in keep
+    }
     rows = {"load average (1 min)": f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"}
     if cfg.build_bench:
         rows |= bench_build(model, arts["sae"], root / "build-bench", cfg.n_tokens)

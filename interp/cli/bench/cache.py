@@ -31,7 +31,7 @@ def hf_forward(model, n_tokens: int, n_layers: int, batch: int) -> float:
             start = time.perf_counter()
             tokens = torch.from_numpy(tokenize(TEXT, model.tokenizer, 128, n_tokens).tokens)
             for a in range(0, len(tokens), batch):
-                inner(tokens[a:a + batch].to(model.device))
+                inner(tokens[a : a + batch].to(model.device))
             if model.device.type == "cuda":
                 torch.cuda.synchronize()
             return time.perf_counter() - start
@@ -61,8 +61,9 @@ def run(args: Config) -> None:
     for r in range(args.repeats):  # interleaved, best of N: robust to a noisy shared machine
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            path = cache_activations(model, TEXT, [args.site], args.n_tokens, tmp,
-                                     batch_size=args.batch, progress=False)
+            path = cache_activations(
+                model, TEXT, [args.site], args.n_tokens, tmp, batch_size=args.batch, progress=False
+            )
             best_cache = min(best_cache, time.perf_counter() - start)
             n = ActivationCache(path).n_tokens
         best_ref = min(best_ref, hf_forward(model, args.n_tokens, stop_layer([args.site]), args.batch))

@@ -49,7 +49,16 @@ def run(cfg: Config) -> None:
     L, H, r = svd.cfg.n_layers, svd.cfg.n_heads, svd.cfg.d_head
     n_pairs = sum(H * r * (L - 1 - l) * H for l in range(L)) * len(KINDS)
     naive_s = naive_seconds_per_pair(svd) * n_pairs
-    print_table({"model": cfg.model, "heads": L * H, "component-reader pairs (q,k,v)": n_pairs,
-                 "fit_s": fit_s, "all_pairs_scores_s": cs_s, "total_s": fit_s + cs_s,
-                 "naive_loop_s (extrapolated)": naive_s, "speedup (naive / vectorised scores)": naive_s / cs_s},
-                "head SVD + composition scores")
+    print_table(
+        {
+            "model": cfg.model,
+            "heads": L * H,
+            "component-reader pairs (q,k,v)": n_pairs,
+            "fit_s": fit_s,
+            "all_pairs_scores_s": cs_s,
+            "total_s": fit_s + cs_s,
+            "naive_loop_s (extrapolated)": naive_s,
+            "speedup (naive / vectorised scores)": naive_s / cs_s,
+        },
+        "head SVD + composition scores",
+    )

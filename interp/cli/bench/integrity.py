@@ -33,10 +33,22 @@ def synthetic_cache(out: Path, n_tokens: int, width: int, dtype: str, seq_len: i
         np.save(out / f"{name}.npy", np.zeros((n, seq_len), dtype=np.int64))
     allocate(out / site_file(SITE), storage_dtype(dtype), (n, seq_len, width))
     rows = max(1, (1 << 16) // seq_len)
-    manifest = {"format": FORMAT, "model": "synthetic", "sites": [SITE], "text": "synthetic",
-                "n_tokens_requested": n_tokens, "seq_len": seq_len, "dtype": dtype, "shuffle_seed": None,
-                "n_seqs": n, "n_tokens": n * seq_len, "sites_info": {SITE: {"width": width, "file": site_file(SITE)}},
-                "shard_ranges": [[a, min(a + rows, n)] for a in range(0, n, rows)], "shards": [], "complete": False}
+    manifest = {
+        "format": FORMAT,
+        "model": "synthetic",
+        "sites": [SITE],
+        "text": "synthetic",
+        "n_tokens_requested": n_tokens,
+        "seq_len": seq_len,
+        "dtype": dtype,
+        "shuffle_seed": None,
+        "n_seqs": n,
+        "n_tokens": n * seq_len,
+        "sites_info": {SITE: {"width": width, "file": site_file(SITE)}},
+        "shard_ranges": [[a, min(a + rows, n)] for a in range(0, n, rows)],
+        "shards": [],
+        "complete": False,
+    }
     write_json_atomic(out / "manifest.json", manifest)
     cache = ActivationCache(out, check=False)
     arr, rng = cache.writable(SITE), np.random.default_rng(0)
@@ -63,11 +75,18 @@ def train_seconds(path: Path, verify: bool) -> float:
 
     from interp.decomposers.sae import train
 
-    cfg = dict(method="topk", k=32, batch_size=4096, n_tokens=ActivationCache(path).n_tokens, wandb="disabled",
-               device="cpu", exclude_special=False)
+    cfg = dict(
+        method="topk",
+        k=32,
+        batch_size=4096,
+        n_tokens=ActivationCache(path).n_tokens,
+        wandb="disabled",
+        device="cpu",
+        exclude_special=False,
+    )
     patch = mock.patch.object(ActivationCache, "verify", lambda self, site, rows=None: None)
     t = time.perf_counter()
-    with (mock.MagicMock() if verify else patch):
+    with mock.MagicMock() if verify else patch:
         train(cfg, path, progress=False)
     return time.perf_counter() - t
 
@@ -109,6 +128,7 @@ def run(cfg: Config) -> None:
     print(f"  ratio                 {checked / plain:.3f}")
     print(f"  folder lock take+release: {lock_ms:.3f} ms")
     if trained:
-        print(f"  one epoch of TopK training (CPU): {trained[False]:.1f} s without, {trained[True]:.1f} s with "
-              f"verification (ratio {trained[True] / trained[False]:.3f})")
-
+        print(
+            f"  one epoch of TopK training (CPU): {trained[False]:.1f} s without, {trained[True]:.1f} s with "
+            f"verification (ratio {trained[True] / trained[False]:.3f})"
+        )

@@ -49,5 +49,7 @@ def run(config: Config) -> None:
         M_ref += torch.einsum("qosi,qosj->ij", Jz, Jz)
     M_ref /= f.shape[0] * f.shape[1]
     ref = time.perf_counter() - t
-    print(f"M over {n} samples x 3 positions, d_model {d}: batched VJPs {fast:.2f}s, per-sample "
-          f"jacobian {ref:.2f}s, speed-up {ref / fast:.1f}x, max |diff| {float((M_fast - M_ref).abs().max()):.2e}")
+    print(
+        f"M over {n} samples x 3 positions, d_model {d}: batched VJPs {fast:.2f}s, per-sample "
+        f"jacobian {ref:.2f}s, speed-up {ref / fast:.1f}x, max |diff| {float((M_fast - M_ref).abs().max()):.2e}"
+    )

@@ -52,8 +52,9 @@ def dense_topk(x_train, d_sae, k, batch, lr, device) -> tuple[float, Forward]:
     gen = torch.Generator().manual_seed(0)
     W_dec = torch.randn(d_sae, d, generator=gen)
     W_dec /= W_dec.norm(dim=1, keepdim=True)
-    params = [torch.nn.Parameter(t.to(device)) for t in
-              (W_dec.T.clone(), torch.zeros(d_sae), W_dec, x_train[:batch].mean(0))]
+    params = [
+        torch.nn.Parameter(t.to(device)) for t in (W_dec.T.clone(), torch.zeros(d_sae), W_dec, x_train[:batch].mean(0))
+    ]
     W_enc, b_enc, W_dec, b_dec = params
     opt = torch.optim.Adam(params, lr=lr)
 
@@ -65,7 +66,7 @@ def dense_topk(x_train, d_sae, k, batch, lr, device) -> tuple[float, Forward]:
 
     start = time.perf_counter()
     for a in range(0, len(x_train) - batch + 1, batch):
-        x = x_train[a:a + batch].to(device)
+        x = x_train[a : a + batch].to(device)
         loss = (forward(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
         opt.zero_grad()
         loss.backward()
@@ -89,7 +90,7 @@ def sparsify_topk(x_train, d_sae, k, batch, lr, device) -> tuple[float, Forward]
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
     start = time.perf_counter()
     for a in range(0, len(x_train) - batch + 1, batch):
-        out = sae(x_train[a:a + batch].to(device))
+        out = sae(x_train[a : a + batch].to(device))
         opt.zero_grad()
         out.fvu.backward()
         sae.remove_gradient_parallel_to_decoder_directions()
@@ -127,22 +128,34 @@ class Config:
 
 def run(args: Config) -> None:
     if not (Path(args.cache) / "manifest.json").exists():
-        cache_activations(args.model, "builtin:stdlib-docs", [args.site],
-                          args.n_tokens + args.held_out, args.cache)
+        cache_activations(args.model, "builtin:stdlib-docs", [args.site], args.n_tokens + args.held_out, args.cache)
     cache = ActivationCache(args.cache)
     site = cache.sites[0]
     keep = torch.from_numpy(~cache.special_mask().reshape(-1))
     x = cache.activations(site).reshape(-1, cache.width(site))[keep].float()
     x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))]
-    x_train, x_test = x[:args.n_tokens], x[-args.held_out:]
+    x_train, x_test = x[: args.n_tokens], x[-args.held_out :]
     if args.variants:
         return bench_variants(args, x_train, x_test)
     scale = (x_train.shape[1] / x_train[:16384].pow(2).sum(1).mean()).sqrt()
     d_sae = args.expansion * x.shape[1]
     lr = 2e-4 / (d_sae / 2**14) ** 0.5
-    cfg = dict(method="topk", d_sae=d_sae, k=args.k, batch_size=args.batch, n_tokens=len(x_train),
-               lr=lr, warmup_steps=1, decay_frac=0.0, aux_alpha=0.0, grad_clip=None, eps=1e-8,
-               wandb="disabled", device=args.device, exclude_special=False)
+    cfg = dict(
+        method="topk",
+        d_sae=d_sae,
+        k=args.k,
+        batch_size=args.batch,
+        n_tokens=len(x_train),
+        lr=lr,
+        warmup_steps=1,
+        decay_frac=0.0,
+        aux_alpha=0.0,
+        grad_clip=None,
+        eps=1e-8,
+        wandb="disabled",
+        device=args.device,
+        exclude_special=False,
+    )
     train({**cfg, "n_tokens": args.batch * 2}, x_train, progress=False)  # warm-up (allocations, kernels)
     start = time.perf_counter()
     sae = train(cfg, x_train, progress=False)
@@ -150,12 +163,14 @@ def run(args: Config) -> None:
     results = {"interp (sparse kernels)": (time.perf_counter() - start, sae.reconstruct)}
     x_scaled = x_train * scale
     for name, contender in (("dense autograd reference", dense_topk), ("sparsify SparseCoder", sparsify_topk)):
-        contender(x_scaled[:args.batch * 2], d_sae, args.k, args.batch, lr, args.device)  # warm-up, JIT
+        contender(x_scaled[: args.batch * 2], d_sae, args.k, args.batch, lr, args.device)  # warm-up, JIT
         if (result := contender(x_scaled, d_sae, args.k, args.batch, lr, args.device)) is not None:
             results[name] = result
     n = (len(x_train) // args.batch) * args.batch
-    print(f"TopK SAE training, d_in {x.shape[1]}, d_sae {d_sae}, k {args.k}, batch {args.batch}, "
-          f"{n} tokens, {args.device}")
+    print(
+        f"TopK SAE training, d_in {x.shape[1]}, d_sae {d_sae}, k {args.k}, batch {args.batch}, "
+        f"{n} tokens, {args.device}"
+    )
     speed = {}
     for name, (seconds, forward) in results.items():
         with torch.no_grad():
@@ -215,14 +230,24 @@ def bench_variants(args, x_train, x_test) -> None:
     d_sae = args.expansion * x_train.shape[1]
     settings = variant_settings(args.settings)
     methods = sorted((m for m, c in REGISTRY.items() if issubclass(c, SAE)), key=lambda m: m != "topk")
-    print(f"SAE variants, d_in {x_train.shape[1]}, d_sae {d_sae}, batch {args.batch}, "
-          f"{(len(x_train) // args.batch) * args.batch} tokens, {args.device}, settings {args.settings}; "
-          f"ratio = variant time / TopK time")
+    print(
+        f"SAE variants, d_in {x_train.shape[1]}, d_sae {d_sae}, batch {args.batch}, "
+        f"{(len(x_train) // args.batch) * args.batch} tokens, {args.device}, settings {args.settings}; "
+        f"ratio = variant time / TopK time"
+    )
     rows = {}
     for method in methods:
         fields = {f.name for f in dataclasses.fields(REGISTRY[method].config_cls)}
-        cfg = dict(method=method, d_sae=d_sae, batch_size=args.batch, n_tokens=len(x_train), wandb="disabled",
-                   device=args.device, exclude_special=False, **({"k": args.k} if "k" in fields else {}))
+        cfg = dict(
+            method=method,
+            d_sae=d_sae,
+            batch_size=args.batch,
+            n_tokens=len(x_train),
+            wandb="disabled",
+            device=args.device,
+            exclude_special=False,
+            **({"k": args.k} if "k" in fields else {}),
+        )
         cfg |= settings.get(method, {})
         train({**cfg, "n_tokens": args.batch * 2}, x_train, progress=False)  # warm-up
         with _StepClock(REGISTRY[method], args.device) as clock:
@@ -239,5 +264,7 @@ def bench_variants(args, x_train, x_test) -> None:
     base = rows.get("topk")
     for method, (whole, late, err, l0) in rows.items():
         ratio = f"{base[0] / whole:5.2f}x  {base[1] / late:5.2f}x" if base else "   n/a"
-        print(f"  {method:<10}{whole:9.0f} tok/s (2nd half {late:7.0f})  ratio {ratio}   "
-              f"held-out FVU {err:.4f}  L0 {l0:7.1f}")
+        print(
+            f"  {method:<10}{whole:9.0f} tok/s (2nd half {late:7.0f})  ratio {ratio}   "
+            f"held-out FVU {err:.4f}  L0 {l0:7.1f}"
+        )

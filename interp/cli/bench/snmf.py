@@ -91,10 +91,22 @@ def run(args: Config) -> None:
         n_cache = int(max(args.scale or args.tokens) * 1.02) + 256  # BOS tokens are left out of the fit
         cache_activations(args.model, args.text, [site], n_cache, path, seq_len=128)
     cache = ActivationCache(path)
-    common = dict(rank=args.rank, sparsity=args.sparsity, init="random", n_init=1, max_iter=args.iters,
-                  patience=args.iters + 1, keep_best=False, site=site, progress=False, device=args.device)
-    print(f"{args.model} {site}, k={args.rank}, p={args.sparsity}, {args.iters} iterations, {args.device}, "
-          f"{torch.get_num_threads()} threads")
+    common = dict(
+        rank=args.rank,
+        sparsity=args.sparsity,
+        init="random",
+        n_init=1,
+        max_iter=args.iters,
+        patience=args.iters + 1,
+        keep_best=False,
+        site=site,
+        progress=False,
+        device=args.device,
+    )
+    print(
+        f"{args.model} {site}, k={args.rank}, p={args.sparsity}, {args.iters} iterations, {args.device}, "
+        f"{torch.get_num_threads()} threads"
+    )
     if args.scale:
         return scale(cache, site, args, common)
     for n in args.tokens:
@@ -102,16 +114,20 @@ def run(args: Config) -> None:
         if rows.n < n:
             raise DataError(f"{path} holds only {rows.n} tokens: delete it (or pass cache=...) to re-cache")
         X = torch.cat([x for _, x in rows.chunks(1 << 14, torch.device(args.device))])
-        (F_ref, _, losses), t_ref = timed(lambda: dense_reference(X, args.rank, args.sparsity, args.iters, 42), args.device)
+        (F_ref, _, losses), t_ref = timed(
+            lambda: dense_reference(X, args.rank, args.sparsity, args.iters, 42), args.device
+        )
         ours, t_ours = timed(lambda: SNMF.fit(cache, n_tokens=n, **common), args.device)
         mem, t_mem = timed(lambda: SNMF.fit(X, **common), args.device)
         F = ours.F.to(F_ref.device)
         rel_f = ((F - F_ref).norm() / F_ref.norm()).item()
         rel_loss = abs(ours.meta["history"][-1] - losses[-1]) / losses[-1]
-        print(f"n={n:>7}: dense {t_ref / args.iters:.3f} s/it | SNMF from cache {t_ours / args.iters:.3f} s/it "
-              f"(ratio {t_ref / t_ours:.2f}x) | SNMF in memory {t_mem / args.iters:.3f} s/it (ratio {t_ref / t_mem:.2f}x) "
-              f"| final FVU {losses[-1] / X.pow(2).sum().item():.4f}, loss rel diff {rel_loss:.1e}, "
-              f"F rel diff {rel_f:.1e}")
+        print(
+            f"n={n:>7}: dense {t_ref / args.iters:.3f} s/it | SNMF from cache {t_ours / args.iters:.3f} s/it "
+            f"(ratio {t_ref / t_ours:.2f}x) | SNMF in memory {t_mem / args.iters:.3f} s/it (ratio {t_ref / t_mem:.2f}x) "
+            f"| final FVU {losses[-1] / X.pow(2).sum().item():.4f}, loss rel diff {rel_loss:.1e}, "
+            f"F rel diff {rel_f:.1e}"
+        )
 
 
 def scale(cache: ActivationCache, site: str, args, common: dict) -> None:
@@ -124,5 +140,7 @@ def scale(cache: ActivationCache, site: str, args, common: dict) -> None:
         for mode, extra in (("full", {}), ("minibatch", {"epochs": 1})):
             model, t = timed(lambda: SNMF.fit(cache, n_tokens=n, mode=mode, **common, **extra), args.device)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
-            print(f"n={n:>8} {mode:>9}: {t:7.1f} s, FVU {model.meta['fvu']:.4f}, peak RSS so far {peak:.2f} GiB "
-                  f"(the activations: {gib:.2f} GiB as float32)")
+            print(
+                f"n={n:>8} {mode:>9}: {t:7.1f} s, FVU {model.meta['fvu']:.4f}, peak RSS so far {peak:.2f} GiB "
+                f"(the activations: {gib:.2f} GiB as float32)"
+            )

@@ -23,7 +23,7 @@ def naive(model, prompts, n_new):
         for _ in range(n_new):
             x, m = left_pad([seq], pad_id(model.tokenizer), model.device)
             seq.append(int(forward(model, x, m)[0, -1].argmax()))
-        out.append(model.tokenizer.decode(seq[len(ids):], skip_special_tokens=True))
+        out.append(model.tokenizer.decode(seq[len(ids) :], skip_special_tokens=True))
     return out
 
 
@@ -43,8 +43,14 @@ def run(a: Config) -> None:
     model = load(a.model, device=a.device)
     site = f"blocks.{model.n_layers // 2}.hook_resid_post"
     v = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0))
-    base = ["I think that", "The weather today is", "My favourite food is", "Once upon a time",
-            "The best way to learn is", "In the city there"]
+    base = [
+        "I think that",
+        "The weather today is",
+        "My favourite food is",
+        "Once upon a time",
+        "The best way to learn is",
+        "In the city there",
+    ]
     prompts = [base[i % len(base)] for i in range(a.prompts)]
     with steer(model, v, site, 4.0):
         generate(model, prompts[:1], max_new_tokens=2, temperature=0)  # warm-up
@@ -55,7 +61,7 @@ def run(a: Config) -> None:
         ref = naive(model, prompts, a.tokens)
         t_ref = time.perf_counter() - t
     n = a.prompts * a.tokens
-    agree = sum(o == r[:len(o)] or r.startswith(o) for o, r in zip(ours, ref))
+    agree = sum(o == r[: len(o)] or r.startswith(o) for o, r in zip(ours, ref))
     print(f"{model.name} {site}, {a.prompts} prompts x {a.tokens} new tokens, steered (greedy)")
     print(f"  generate (batched, KV cache): {n / t_ours:8.1f} tok/s")
     print(f"  naive loop (no cache):        {n / t_ref:8.1f} tok/s")

@@ -92,16 +92,29 @@ def bench_read(cache: ActivationCache, site: str, batch: int) -> dict:
     start = time.perf_counter()
     n = sum(len(x) for x in cache.batches(site, batch, shuffle=True))
     shuffled = time.perf_counter() - start
-    return {"read_tok_s": n / shuffled, "raw_tok_s": cache.n_tokens / raw,
-            "ratio": (n / shuffled) / (cache.n_tokens / raw)}
+    return {
+        "read_tok_s": n / shuffled,
+        "raw_tok_s": cache.n_tokens / raw,
+        "ratio": (n / shuffled) / (cache.n_tokens / raw),
+    }
 
 
 def _sae_cfg(method: str, args, d_sae: int, n: int, **kw) -> dict:
     """Same width, batch, budget and lr for every variant; ``k`` where the variant has one."""
     fields = {f.name for f in dataclasses.fields(REGISTRY[method].config_cls)}
-    cfg = dict(method=method, d_sae=d_sae, batch_size=args.batch, n_tokens=n, lr=1e-4, warmup_steps=1,
-               wandb="disabled", device=args.device, exclude_special=False, log_every=10_000,
-               checkpoint_every=10_000)
+    cfg = dict(
+        method=method,
+        d_sae=d_sae,
+        batch_size=args.batch,
+        n_tokens=n,
+        lr=1e-4,
+        warmup_steps=1,
+        wandb="disabled",
+        device=args.device,
+        exclude_special=False,
+        log_every=10_000,
+        checkpoint_every=10_000,
+    )
     return cfg | ({"k": args.k} if "k" in fields else {}) | kw
 
 
@@ -114,7 +127,7 @@ def _train_speed(x: torch.Tensor, cfg: dict) -> float:
 
 def bench_variants(x: torch.Tensor, args) -> dict:
     d_sae = args.expansion * x.shape[1]
-    dense_topk(x[:args.batch], d_sae, args.k, args.batch, 1e-4, args.device)  # warm-up
+    dense_topk(x[: args.batch], d_sae, args.k, args.batch, 1e-4, args.device)  # warm-up
     seconds, _ = dense_topk(x, d_sae, args.k, args.batch, 1e-4, args.device)
     out = {"dense_topk_tok_s": len(x) // args.batch * args.batch / seconds}
     methods = sorted(m for m, cls in REGISTRY.items() if issubclass(cls, SAE))
@@ -149,8 +162,11 @@ def bench_decoder(args, d: int) -> dict:
         for _ in range(args.repeats):
             fn()
         times[name] = (_now(dev) - start) / args.repeats
-    return {"sparse_ms": 1e3 * times["sparse"], "dense_ms": 1e3 * times["dense"],
-            "speedup": times["dense"] / times["sparse"]}
+    return {
+        "sparse_ms": 1e3 * times["sparse"],
+        "dense_ms": 1e3 * times["dense"],
+        "speedup": times["dense"] / times["sparse"],
+    }
 
 
 def _worker(args) -> None:
@@ -158,7 +174,7 @@ def _worker(args) -> None:
     x = _load_x(args)
     d_sae = args.expansion * x.shape[1]
     if args.worker == "dense":
-        dense_topk(x[:args.batch], d_sae, args.k, args.batch, 1e-4, args.device)
+        dense_topk(x[: args.batch], d_sae, args.k, args.batch, 1e-4, args.device)
         seconds = dense_topk(x, d_sae, args.k, args.batch, 1e-4, args.device)[0]
     elif args.worker == "interp":
         cfg = _sae_cfg("topk", args, d_sae, len(x))
@@ -177,11 +193,22 @@ def _worker(args) -> None:
 
 
 def _spawn(args, worker: str, procs: int = 1, threads: int | None = None) -> dict:
-    keys = {"worker": worker, "cache": args.cache, "site": args.site, "device": args.device,
-            "n_tokens": args.n_tokens, "batch": args.batch, "k": args.k, "expansion": args.expansion}
+    keys = {
+        "worker": worker,
+        "cache": args.cache,
+        "site": args.site,
+        "device": args.device,
+        "n_tokens": args.n_tokens,
+        "batch": args.batch,
+        "k": args.k,
+        "expansion": args.expansion,
+    }
     base = ["-m", "interp", "bench", "suite", *(f"{k}={v}" for k, v in keys.items())]
-    launcher = [sys.executable] if procs == 1 else [sys.executable, "-m", "torch.distributed.run",
-                                                   "--standalone", "--nproc_per_node", str(procs)]
+    launcher = (
+        [sys.executable]
+        if procs == 1
+        else [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)]
+    )
     env = dict(os.environ, OMP_NUM_THREADS=str(threads or os.cpu_count()))
     done = subprocess.run(launcher + base, capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -191,8 +218,11 @@ def bench_processes(args) -> dict:
     cores = os.cpu_count() or 2
     one = _spawn(args, "interp", 1, threads=cores)
     two = _spawn(args, "interp", 2, threads=max(1, cores // 2))
-    return {"one_proc_tok_s": one["tokens"] / one["seconds"], "two_proc_tok_s": two["tokens"] / two["seconds"],
-            "ratio": one["seconds"] / two["seconds"]}
+    return {
+        "one_proc_tok_s": one["tokens"] / one["seconds"],
+        "two_proc_tok_s": two["tokens"] / two["seconds"],
+        "ratio": one["seconds"] / two["seconds"],
+    }
 
 
 def bench_memory(args) -> dict:
@@ -200,15 +230,18 @@ def bench_memory(args) -> dict:
         return {"skipped": "peak memory per token is measured on CUDA (torch.cuda.max_memory_allocated)"}
     idle, ours, dense = (_spawn(args, w)["peak_bytes"] for w in ("idle", "interp", "dense"))
     per = {name: max(0, peak - idle) / args.batch for name, peak in (("interp", ours), ("dense", dense))}
-    return {"interp_bytes_per_token": per["interp"], "dense_bytes_per_token": per["dense"],
-            "ratio": per["interp"] / max(per["dense"], 1)}
+    return {
+        "interp_bytes_per_token": per["interp"],
+        "dense_bytes_per_token": per["dense"],
+        "ratio": per["interp"] / max(per["dense"], 1),
+    }
 
 
 def _load_x(args) -> torch.Tensor:
     cache = ActivationCache(args.cache)
     keep = torch.from_numpy(~cache.special_mask().reshape(-1))
     x = cache.activations(args.site).reshape(-1, cache.width(args.site))[keep].float()
-    x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))][:args.n_tokens]
+    x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))][: args.n_tokens]
     return x * (x.shape[1] / x[:8192].pow(2).sum(1).mean()).sqrt()
 
 
@@ -216,19 +249,34 @@ def run(args: Config) -> None:
     if args.worker:
         return _worker(args)
     if not (Path(args.cache) / "manifest.json").exists():
-        cache_activations(args.model, TEXT, [args.site], args.n_tokens + 4096, args.cache,
-                          batch_size=args.model_batch)
+        cache_activations(args.model, TEXT, [args.site], args.n_tokens + 4096, args.cache, batch_size=args.model_batch)
     cache = ActivationCache(args.cache)
     x = _load_x(args)
-    results = {"device": args.device, "model": args.model, "site": args.site, "d_in": x.shape[1],
-               "d_sae": args.expansion * x.shape[1], "k": args.k, "batch": args.batch, "sae_tokens": len(x)}
-    steps = [("caching", lambda: bench_caching(args)), ("cache_read", lambda: bench_read(cache, args.site, args.batch)),
-             ("sae_variants", lambda: bench_variants(x, args)), ("decoder", lambda: bench_decoder(args, x.shape[1])),
-             ("processes", lambda: bench_processes(args)), ("memory", lambda: bench_memory(args))]
+    results = {
+        "device": args.device,
+        "model": args.model,
+        "site": args.site,
+        "d_in": x.shape[1],
+        "d_sae": args.expansion * x.shape[1],
+        "k": args.k,
+        "batch": args.batch,
+        "sae_tokens": len(x),
+    }
+    steps = [
+        ("caching", lambda: bench_caching(args)),
+        ("cache_read", lambda: bench_read(cache, args.site, args.batch)),
+        ("sae_variants", lambda: bench_variants(x, args)),
+        ("decoder", lambda: bench_decoder(args, x.shape[1])),
+        ("processes", lambda: bench_processes(args)),
+        ("memory", lambda: bench_memory(args)),
+    ]
     for name, fn in steps:
         start = time.perf_counter()
         results[name] = fn()
-        print(f"[{time.perf_counter() - start:6.1f} s] {name}: " + ", ".join(
-            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in results[name].items()), flush=True)
+        print(
+            f"[{time.perf_counter() - start:6.1f} s] {name}: "
+            + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in results[name].items()),
+            flush=True,
+        )
     write_json_atomic(Path(args.out), results)
     print(f"wrote {args.out}")

@@ -53,12 +53,18 @@ def run(cfg: Config) -> None:
     if cfg.lr_sweep:
         from interp.evals.synthetic import FITTED
 
-        methods = [m if m["method"] in FITTED else {**m, "lr": lr, "label": f"{m['label']} @ lr {lr:g}"}
-                   for m in methods for lr in cfg.lr_sweep if m["method"] not in FITTED or lr == cfg.lr_sweep[0]]
+        methods = [
+            m if m["method"] in FITTED else {**m, "lr": lr, "label": f"{m['label']} @ lr {lr:g}"}
+            for m in methods
+            for lr in cfg.lr_sweep
+            if m["method"] not in FITTED or lr == cfg.lr_sweep[0]
+        ]
     rows = benchmark(methods, list(cfg.seeds), data, cfg.train, thresholds)
     table = format_table(rows, thresholds)
-    print(f"\nn={data['n_features']} features, d={data['d']}, {len(cfg.seeds)} seeds, "
-          f"d_sae={cfg.train.get('d_sae')}, {cfg.train.get('n_tokens')} training samples\n{table}")
+    print(
+        f"\nn={data['n_features']} features, d={data['d']}, {len(cfg.seeds)} seeds, "
+        f"d_sae={cfg.train.get('d_sae')}, {cfg.train.get('n_tokens')} training samples\n{table}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     saved = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out"}
     write_json_atomic(out / "results.json", {"config": saved, "rows": rows})

@@ -42,8 +42,17 @@ def write_components(path, svd, cs):
             for h in range(Hn):
                 for i in range(r):
                     rl, rh = divmod(int(best[l, h, i]), Hn)
-                    w.writerow([l, h, i, f"{svd.S_ov[l, h, i]:.4g}", f"{rl}.{rh}",
-                                f"{cs[l, h, i, rl, rh]:.4g}", f"{z[l, h, i, rl, rh]:.3g}"])
+                    w.writerow(
+                        [
+                            l,
+                            h,
+                            i,
+                            f"{svd.S_ov[l, h, i]:.4g}",
+                            f"{rl}.{rh}",
+                            f"{cs[l, h, i, rl, rh]:.4g}",
+                            f"{z[l, h, i, rl, rh]:.3g}",
+                        ]
+                    )
 
 
 def plot_curves(path, curves: dict, title: str):
@@ -113,24 +122,56 @@ def run(config: Config) -> None:
     heads = [(l, h) for l in range(model.n_layers) for h in range(model.n_heads)]
     prompts = [p for n in cfg["lengths"] for p in make_prompts(n, cfg["n_prompts"], cfg["seed"])]
     base = evaluate(model, prompts, heads=tuple(heads), batch_size=cfg["batch_size"])
-    json.dump({"acc_cand": base.accuracy(), "acc_full": base.accuracy(metric="full"),
-               "by_position": {f"{n}.{i}": a for (n, i), a in base.accuracy("position").items()},
-               "summary": H.summarise(base), "n_prompts_per_length": cfg["n_prompts"]},
-              open(out / "laundry_baseline.json", "w"), indent=1, default=str)
-    plot_curves(out / "laundry_curve.png", {"cand": base.accuracy(), "full vocab": base.accuracy(metric="full")},
-                f"{cfg['model']} Laundry List")
+    json.dump(
+        {
+            "acc_cand": base.accuracy(),
+            "acc_full": base.accuracy(metric="full"),
+            "by_position": {f"{n}.{i}": a for (n, i), a in base.accuracy("position").items()},
+            "summary": H.summarise(base),
+            "n_prompts_per_length": cfg["n_prompts"],
+        },
+        open(out / "laundry_baseline.json", "w"),
+        indent=1,
+        default=str,
+    )
+    plot_curves(
+        out / "laundry_curve.png",
+        {"cand": base.accuracy(), "full vocab": base.accuracy(metric="full")},
+        f"{cfg['model']} Laundry List",
+    )
 
     readers = H.top_heads(H.mover_scores(base), heads, cfg["n_readers"])
     writers = H.top_heads(H.inhibition_scores(base), heads, cfg["n_writers"], max(l for l, _ in readers))
     channels = H.channel_candidates(svd, cs_q, writers, readers, cfg["n_channels"])
-    json.dump({"readers": readers, "writers": writers, "channels": channels, "timing": timing,
-               "mover_scores": {f"{l}.{h}": float(s) for (l, h), s in zip(heads, H.mover_scores(base))},
-               "inhibition_scores": {f"{l}.{h}": float(s) for (l, h), s in zip(heads, H.inhibition_scores(base))}},
-              open(out / "candidates.json", "w"), indent=1)
-    print(json.dumps({"readers": readers, "writers": writers, "channels": channels, "timing": timing,
-                      "baseline_acc": base.accuracy()}, indent=1), flush=True)
+    json.dump(
+        {
+            "readers": readers,
+            "writers": writers,
+            "channels": channels,
+            "timing": timing,
+            "mover_scores": {f"{l}.{h}": float(s) for (l, h), s in zip(heads, H.mover_scores(base))},
+            "inhibition_scores": {f"{l}.{h}": float(s) for (l, h), s in zip(heads, H.inhibition_scores(base))},
+        },
+        open(out / "candidates.json", "w"),
+        indent=1,
+    )
+    print(
+        json.dumps(
+            {
+                "readers": readers,
+                "writers": writers,
+                "channels": channels,
+                "timing": timing,
+                "baseline_acc": base.accuracy(),
+            },
+            indent=1,
+        ),
+        flush=True,
+    )
 
-    test = [p for n in cfg["intervention_lengths"] for p in make_prompts(n, cfg["intervention_prompts"], cfg["seed"] + 1)]
+    test = [
+        p for n in cfg["intervention_lengths"] for p in make_prompts(n, cfg["intervention_prompts"], cfg["seed"] + 1)
+    ]
     results, curves = {}, {}
     watched = sorted({tuple(map(int, ch["reader"].split("."))) for ch in channels})
 
@@ -152,7 +193,9 @@ def run(config: Config) -> None:
                 run(f"{tag} weight-removed")
         for key in ("control", "sigma_control"):
             for a in cfg["alphas"] if key == "sigma_control" else [0.0]:
-                run(f"{key} {ch['writer']}.{ch[key]} act x{a}",
-                    component_hooks(svd, [ComponentEdit(wl, wh, ch[key], a)]))
+                run(
+                    f"{key} {ch['writer']}.{ch[key]} act x{a}",
+                    component_hooks(svd, [ComponentEdit(wl, wh, ch[key], a)]),
+                )
     json.dump(results, open(out / "interventions.json", "w"), indent=1, default=str)
     plot_curves(out / "laundry_interventions.png", curves, "interventions (channel components)")

@@ -22,8 +22,12 @@ from interp.decomposers.lib import modadd
 
 PUBLISHED = {  # rib's shipped outputs, 5 seeds (reference notes, section 2(c)); d_model 128
     "features": {"ln1.0": "9-15", "ln2.0": "13-19", "unembed": "7-11"},
-    "edges": {"ln1.0": ("86.6 (58-133)", "117.4 (76-167)"), "ln2.0": ("74.0 (60-82)", "85.2 (53-117)"),
-              "unembed": ("634 (535-699)", "663 (547-752)"), "total": ("795", "865")},
+    "edges": {
+        "ln1.0": ("86.6 (58-133)", "117.4 (76-167)"),
+        "ln2.0": ("74.0 (60-82)", "85.2 (53-117)"),
+        "unembed": ("634 (535-699)", "663 (547-752)"),
+        "total": ("795", "865"),
+    },
 }
 
 
@@ -39,12 +43,19 @@ def analyse_seed(params, mcfg, cfg, out: Path) -> dict:
     elif split == "test":
         te, te_lab = tokens[~train], labels[~train]
     else:  # train points the bases never saw (for a model that memorised but did not grok)
-        te, te_lab = tokens[tr_idx[cfg["n_basis"]:]], labels[tr_idx[cfg["n_basis"]:]]
+        te, te_lab = tokens[tr_idx[cfg["n_basis"] :]], labels[tr_idx[cfg["n_basis"] :]]
     fns, names = modadd.modules(params), modadd.NODE_LAYERS
     res = {}
     for basis in ("jacobian", "pca"):
-        lib = LIB.fit(fns, modadd.embed(params, tr), cfg["lib"], basis=basis, node_layers=names,
-                      sites=names, model=str(out.parent / "models"))
+        lib = LIB.fit(
+            fns,
+            modadd.embed(params, tr),
+            cfg["lib"],
+            basis=basis,
+            node_layers=names,
+            sites=names,
+            model=str(out.parent / "models"),
+        )
         tag = "lib" if basis == "jacobian" else "pca"
         lib.save(out / tag)
         graph.export_graph(lib, out / f"graph_{tag}", min_norm_weight=cfg.get("graph_min_norm_weight", 1e-4))
@@ -60,10 +71,18 @@ def ablations(lib, params, te, te_lab, cfg) -> dict:
     fns = modadd.modules(params)
     n_nodes, n_edges = cfg.get("n_eval_nodes") or len(te), cfg.get("n_eval_edges") or len(te)
     acts = graph.layer_acts(fns, modadd.embed(params, te[:n_nodes]), dtype=torch.float32)
-    acc = lambda lab: (lambda out: float((out[:, -1].argmax(-1) == lab).double().mean()))  # noqa: E731
+    acc = lambda lab: lambda out: float((out[:, -1].argmax(-1) == lab).double().mean())  # noqa: E731
     metric = acc(te_lab[:n_nodes])
     base = metric(acts[-1][..., :-1])
-    out = {"base_acc": base, "n_eval": n_nodes, "n_eval_edges": n_edges, "curves": {}, "features_needed": {}, "edges_needed": {}, "edge_evals": {}}
+    out = {
+        "base_acc": base,
+        "n_eval": n_nodes,
+        "n_eval_edges": n_edges,
+        "curves": {},
+        "features_needed": {},
+        "edges_needed": {},
+        "edge_evals": {},
+    }
     for l, name in enumerate(lib.cfg.node_layers[:-1]):
         curve = graph.node_ablation(lib, l, acts[l], fns, metric, graph.ablation_schedule(lib.cfg.ranks[l]))
         out["curves"][name] = curve
@@ -81,17 +100,26 @@ def summarise(results: dict, mcfg) -> str:
         return f"{sum(xs) / len(xs):.1f} ({min(xs)}-{max(xs)})"
 
     grokked = [s for s in sorted(results) if results[s]["model"]["test_acc"] >= (mcfg.stop_test_acc or 0)]
-    left_out = [f"seed {s} (test accuracy {results[s]['model']['test_acc']:.4f})" for s in sorted(results)
-                if s not in grokked]
+    left_out = [
+        f"seed {s} (test accuracy {results[s]['model']['test_acc']:.4f})" for s in sorted(results) if s not in grokked
+    ]
     if not grokked:
-        return "No seed has grokked (test accuracy >= stop_test_acc): nothing to tabulate; " + ", ".join(left_out) + "\n"
+        return (
+            "No seed has grokked (test accuracy >= stop_test_acc): nothing to tabulate; " + ", ".join(left_out) + "\n"
+        )
     seeds = grokked
     names = modadd.NODE_LAYERS[:-1]
-    lines = [("Left out, not grokked: " + ", ".join(left_out) + ". " if left_out else "") + f"Seeds {seeds}; model d_model {mcfg.d_model}, d_mlp {mcfg.d_mlp}; ablations on the "
-             f"{results[seeds[0]]['eval_split']} split, {results[seeds[0]]['lib']['n_eval']} points (base accuracy "
-             + ", ".join(f"{results[s]['lib']['base_acc']:.4f}" for s in seeds) + "); model test accuracy "
-             + ", ".join(f"{results[s]['model']['test_acc']:.4f}" for s in seeds), "",
-             "| node layer | LIB features needed | PCA features needed | published (LIB ~ PCA) |", "|---|---|---|---|"]
+    lines = [
+        ("Left out, not grokked: " + ", ".join(left_out) + ". " if left_out else "")
+        + f"Seeds {seeds}; model d_model {mcfg.d_model}, d_mlp {mcfg.d_mlp}; ablations on the "
+        f"{results[seeds[0]]['eval_split']} split, {results[seeds[0]]['lib']['n_eval']} points (base accuracy "
+        + ", ".join(f"{results[s]['lib']['base_acc']:.4f}" for s in seeds)
+        + "); model test accuracy "
+        + ", ".join(f"{results[s]['model']['test_acc']:.4f}" for s in seeds),
+        "",
+        "| node layer | LIB features needed | PCA features needed | published (LIB ~ PCA) |",
+        "|---|---|---|---|",
+    ]
     for n in names:
         f = [[results[s][t]["features_needed"][n] for s in seeds] for t in ("lib", "pca")]
         lines.append(f"| {n} | {stat(f[0])} | {stat(f[1])} | {PUBLISHED['features'][n]} |")
@@ -102,11 +130,18 @@ def summarise(results: dict, mcfg) -> str:
         for t in tot:
             tot[t] = [a + b for a, b in zip(tot[t], e[t])]
         pub = PUBLISHED["edges"][n]
-        lines.append(f"| {n}->{modadd.NODE_LAYERS[l + 1]} | {stat(e['lib'])} | {stat(e['pca'])} | {pub[0]} | "
-                     f"{pub[1]} | {results[seeds[0]]['n_edges'][n]} |")
+        lines.append(
+            f"| {n}->{modadd.NODE_LAYERS[l + 1]} | {stat(e['lib'])} | {stat(e['pca'])} | {pub[0]} | "
+            f"{pub[1]} | {results[seeds[0]]['n_edges'][n]} |"
+        )
     lines.append(f"| total | {stat(tot['lib'])} | {stat(tot['pca'])} | 795 | 865 | |")
-    lines += ["", f"Mean accuracy ({results[seeds[0]]['eval_split']} split) with k features kept (constant direction counted):", "",
-              "| layer | method | " + " | ".join(f"k={k}" for k in range(6, 12)) + " |", "|---|---|" + "---|" * 6]
+    lines += [
+        "",
+        f"Mean accuracy ({results[seeds[0]]['eval_split']} split) with k features kept (constant direction counted):",
+        "",
+        "| layer | method | " + " | ".join(f"k={k}" for k in range(6, 12)) + " |",
+        "|---|---|" + "---|" * 6,
+    ]
     for n in names:
         for t in ("lib", "pca"):
             vals = [sum(dict(results[s][t]["curves"][n])[k] for s in seeds) / len(seeds) for k in range(6, 12)]
@@ -170,11 +205,16 @@ def run(config: Config) -> None:
     for seed, (params, metrics) in zip(cfg["seeds"], models):
         print(f"seed {seed}: {metrics}")
         results[seed] = analyse_seed(params, mcfg, cfg, out / f"seed{seed}") | {
-            "model": metrics, "eval_split": cfg.get("eval_split", "all")}
-        write_json_atomic(out / "results.json", {"config": cfg, "model_config": dataclasses.asdict(mcfg),
-                                                 "results": results})
+            "model": metrics,
+            "eval_split": cfg.get("eval_split", "all"),
+        }
+        write_json_atomic(
+            out / "results.json", {"config": cfg, "model_config": dataclasses.asdict(mcfg), "results": results}
+        )
     table = summarise(results, mcfg)
     write_atomic(out / "tables.md", lambda f: f.write(table))
-    plot_curves({s: r for s, r in results.items() if r["model"]["test_acc"] >= (mcfg.stop_test_acc or 0)}
-                or results, out / "ablation_curves.png")
+    plot_curves(
+        {s: r for s, r in results.items() if r["model"]["test_acc"] >= (mcfg.stop_test_acc or 0)} or results,
+        out / "ablation_curves.png",
+    )
     print(table)

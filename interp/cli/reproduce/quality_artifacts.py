@@ -28,8 +28,15 @@ def fit_lib(lm, cfg, L: int, out: Path) -> None:
     n_seqs, seq_len = s.pop("n_seqs"), s.pop("seq_len")
     toks = torch.as_tensor(tokenize(cfg["text"], lm.tokenizer, seq_len, n_seqs * seq_len).tokens)
     modules, sites = residual_block_cut(lm, L)
-    LIB.fit(modules, site_acts(lm, toks, sites[0]), s, node_layers=("resid_pre", "resid_mid", "resid_post"),
-            sites=tuple(sites), model=cfg["model"], direction_layer=1).save(out)
+    LIB.fit(
+        modules,
+        site_acts(lm, toks, sites[0]),
+        s,
+        node_layers=("resid_pre", "resid_mid", "resid_post"),
+        sites=tuple(sites),
+        model=cfg["model"],
+        direction_layer=1,
+    ).save(out)
 
 
 @dataclass(frozen=True)
@@ -64,11 +71,14 @@ def run(config: Config) -> None:
     resid, mlp = f"blocks.{L}.hook_resid_mid", f"blocks.{L}.mlp.hook_post"
     lm = load(cfg["model"])
     t = time.perf_counter()
-    cache = cache_activations(lm, cfg["text"], [resid, mlp], cfg["cache_tokens"], out / "cache",
-                              seq_len=cfg["seq_len"], shuffle_seed=0)
+    cache = cache_activations(
+        lm, cfg["text"], [resid, mlp], cfg["cache_tokens"], out / "cache", seq_len=cfg["seq_len"], shuffle_seed=0
+    )
     print(f"cache: {time.perf_counter() - t:.0f} s")
-    jobs = {m: (lambda m=m, s=s: train({**cfg["sae"], **s, "method": m, "site": resid}, cache, out=out / m))
-            for m, s in cfg["methods"].items()}
+    jobs = {
+        m: (lambda m=m, s=s: train({**cfg["sae"], **s, "method": m, "site": resid}, cache, out=out / m))
+        for m, s in cfg["methods"].items()
+    }
     jobs["snmf"] = lambda: SNMF.fit(cache, site=mlp, **cfg["snmf"]).save(out / "snmf")
     jobs["itda"] = lambda: ITDA.fit(cache, site=resid, **cfg["itda"]).save(out / "itda")
     jobs["lib"] = lambda: fit_lib(lm, cfg, L, out / "lib")

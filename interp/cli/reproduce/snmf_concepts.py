@@ -64,17 +64,36 @@ def run(config: Config) -> None:
     site = f"blocks.{cfg['layer']}.mlp.hook_post"
     acts, grid = sentence_activations(model, texts, site, skip_first=cfg["skip_first"])
     labels = label_of_text[torch.from_numpy(grid.groups.reshape(-1)[grid.index])]
-    snmf = SNMF.fit(acts, cfg["rank"], cfg["sparsity"], cfg["init"], site=site, model=cfg["model"],
-                    max_iter=cfg["max_iter"], patience=cfg["patience"], seed=cfg["seed"])
+    snmf = SNMF.fit(
+        acts,
+        cfg["rank"],
+        cfg["sparsity"],
+        cfg["init"],
+        site=site,
+        model=cfg["model"],
+        max_iter=cfg["max_iter"],
+        patience=cfg["patience"],
+        seed=cfg["seed"],
+    )
     top = top_activations(snmf, as_rows(acts), grid, k=cfg["top"])
     fired = (top.values > 0).all(1)
     observed, chance = concentration(labels[top.rows[fired]], labels)
     per_feature = concentration_per_feature(labels[top.rows[fired]])
-    print_table({"tokens": len(acts), "concepts": len(concepts), "fvu": snmf.meta["fvu"],
-                 "iterations": snmf.meta["iterations"], f"features with {cfg['top']} active tokens": int(fired.sum()),
-                 f"top-{cfg['top']} concept purity": observed, "chance purity": chance,
-                 "ratio": observed / chance, "features with purity >= 0.5": f"{(per_feature >= 0.5).float().mean():.2f}",
-                 "features with purity >= 0.8": f"{(per_feature >= 0.8).float().mean():.2f}"}, f"SNMF k={cfg['rank']} on {cfg['model']} {site}, concept prompts")
+    print_table(
+        {
+            "tokens": len(acts),
+            "concepts": len(concepts),
+            "fvu": snmf.meta["fvu"],
+            "iterations": snmf.meta["iterations"],
+            f"features with {cfg['top']} active tokens": int(fired.sum()),
+            f"top-{cfg['top']} concept purity": observed,
+            "chance purity": chance,
+            "ratio": observed / chance,
+            "features with purity >= 0.5": f"{(per_feature >= 0.5).float().mean():.2f}",
+            "features with purity >= 0.8": f"{(per_feature >= 0.8).float().mean():.2f}",
+        },
+        f"SNMF k={cfg['rank']} on {cfg['model']} {site}, concept prompts",
+    )
     if cfg["out"]:
         out = Path(cfg["out"])
         snmf.save(out, snmf.meta | {"concept_purity": observed, "chance_purity": chance})

@@ -53,8 +53,14 @@ def sweep_runs(methods: dict[str, dict]) -> list[tuple[str, str, Any, dict]]:
 
 
 def held_out_activations(model, cfg: dict, out: Path) -> torch.Tensor:
-    path = cache_activations(model, cfg["eval"]["text_spec"], [cfg["site"]], cfg["elbo_tokens"],
-                             out / "cache-heldout", seq_len=cfg["seq_len"])
+    path = cache_activations(
+        model,
+        cfg["eval"]["text_spec"],
+        [cfg["site"]],
+        cfg["elbo_tokens"],
+        out / "cache-heldout",
+        seq_len=cfg["seq_len"],
+    )
     cache = ActivationCache(path)
     keep = torch.from_numpy(~cache.special_mask().reshape(-1))
     return cache.activations(cfg["site"]).reshape(-1, cache.width(cfg["site"]))[keep].float()
@@ -67,8 +73,9 @@ def train_one(cfg: dict, cache: ActivationCache, run: tuple) -> tuple[dict, SAE]
     out = Path(cfg["out"]) / "runs" / f"{method}-{key}={value}"
     start = time.time()
     sae = train({**cfg["sae"], **fixed, "method": method, key: value}, cache, out=out)
-    row["train_s"] = (read_json(out / "timing.json", "timing") if (out / "timing.json").exists()
-                      else {"train_s": time.time() - start})["train_s"]
+    row["train_s"] = (
+        read_json(out / "timing.json", "timing") if (out / "timing.json").exists() else {"train_s": time.time() - start}
+    )["train_s"]
     write_json_atomic(out / "timing.json", {"train_s": row["train_s"]})
     row["dead_frac_train"] = sae.meta.get("dead_frac")
     return row | {"_dir": out}, sae
@@ -77,6 +84,7 @@ def train_one(cfg: dict, cache: ActivationCache, run: tuple) -> tuple[dict, SAE]
 def evaluate_runs(cfg: dict, model, trained: list[tuple[dict, SAE]], x_held) -> None:
     """Fill every row's evaluation: spliced into the model (the runs not yet evaluated with this
     ``eval`` config together, sharing the clean and ablated passes) and the εLBO median."""
+
     def done(row: dict) -> bool:
         path = row["_dir"] / "eval.json"
         return path.exists() and read_json(path, "eval").get("eval_config") == cfg["eval"]
@@ -101,10 +109,14 @@ def _fmt(v: Any) -> str:
 
 def write_table(rows: list[dict], cfg: dict, out: Path) -> None:
     head = ["method", "setting", *COLUMNS]
-    lines = [f"SAE sweep on {cfg['model']} {cfg['site']}: {cfg['sae']['n_tokens']} training tokens per run "
-             f"(cache {cfg['cache_tokens']}), expansion {cfg['sae'].get('expansion_factor')}, evaluated on "
-             f"{cfg['eval']['n_tokens']} held-out tokens.", "",
-             "| " + " | ".join(head + ["status"]) + " |", "|" + "---|" * (len(head) + 1)]
+    lines = [
+        f"SAE sweep on {cfg['model']} {cfg['site']}: {cfg['sae']['n_tokens']} training tokens per run "
+        f"(cache {cfg['cache_tokens']}), expansion {cfg['sae'].get('expansion_factor')}, evaluated on "
+        f"{cfg['eval']['n_tokens']} held-out tokens.",
+        "",
+        "| " + " | ".join(head + ["status"]) + " |",
+        "|" + "---|" * (len(head) + 1),
+    ]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c)) for c in head + ["status"]) + " |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
@@ -119,8 +131,9 @@ def plot(rows: list[dict], out: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for method in dict.fromkeys(r["method"] for r in rows):
-        pts = sorted((r["l0"], r["fvu"], r["ce_loss_recovered"]) for r in rows
-                     if r["method"] == method and r["status"] == "ok")
+        pts = sorted(
+            (r["l0"], r["fvu"], r["ce_loss_recovered"]) for r in rows if r["method"] == method and r["status"] == "ok"
+        )
         if pts:
             l0, fvu, ce = zip(*pts)
             axes[0].plot(l0, fvu, "o-", label=method)
@@ -142,8 +155,14 @@ def log_wandb(rows: list[dict], cfg: dict, out: Path) -> None:
         return
     import wandb
 
-    run = wandb.init(project=cfg["sae"].get("wandb_project", "interp"), mode=mode, dir=str(out),
-                     name="sweep_sae", config=cfg, reinit="finish_previous")
+    run = wandb.init(
+        project=cfg["sae"].get("wandb_project", "interp"),
+        mode=mode,
+        dir=str(out),
+        name="sweep_sae",
+        config=cfg,
+        reinit="finish_previous",
+    )
     head = ["method", "setting", "status", *COLUMNS]
     run.log({"results": wandb.Table(columns=head, data=[[r.get(c) for c in head] for r in rows])})
     run.finish()
@@ -179,8 +198,9 @@ def run(config: Config) -> None:
     runs = sweep_runs(cfg["methods"])  # validates the config before any compute
     t0 = time.time()
     model = load(cfg["model"])
-    cache = ActivationCache(cache_activations(model, cfg["text"], [cfg["site"]], cfg["cache_tokens"],
-                                              out / "cache", seq_len=cfg["seq_len"]))
+    cache = ActivationCache(
+        cache_activations(model, cfg["text"], [cfg["site"]], cfg["cache_tokens"], out / "cache", seq_len=cfg["seq_len"])
+    )
     x_held = held_out_activations(model, cfg, out)
     rows, trained = [], []
     for run in runs:
@@ -196,5 +216,7 @@ def run(config: Config) -> None:
     write_table(rows, cfg, out)
     plot(rows, out)
     log_wandb(rows, cfg, out)
-    print(f"\n{(out / 'results.md').read_text()}\ntotal {time.time() - t0:.0f} s; "
-          f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'frontiers.png'}")
+    print(
+        f"\n{(out / 'results.md').read_text()}\ntotal {time.time() - t0:.0f} s; "
+        f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'frontiers.png'}"
+    )

@@ -7,9 +7,29 @@ components; ``analysis``: the paper's composition-outlier check; ``laundry_promp
 """
 
 from interp.decomposers.heads.svd import (
-    CIRCUITS, KINDS, HeadSVD, HeadSVDConfig, all_composition_scores, composition_scores, factored_svd,
-    head_composition_scores, head_weights, outlier_zscores, view_site,
+    CIRCUITS,
+    KINDS,
+    HeadSVD,
+    HeadSVDConfig,
+    all_composition_scores,
+    composition_scores,
+    factored_svd,
+    head_composition_scores,
+    head_weights,
+    outlier_zscores,
+    view_site,
 )
 
-__all__ = ["CIRCUITS", "KINDS", "HeadSVD", "HeadSVDConfig", "all_composition_scores", "composition_scores",
-           "factored_svd", "head_composition_scores", "head_weights", "outlier_zscores", "view_site"]
+__all__ = [
+    "CIRCUITS",
+    "KINDS",
+    "HeadSVD",
+    "HeadSVDConfig",
+    "all_composition_scores",
+    "composition_scores",
+    "factored_svd",
+    "head_composition_scores",
+    "head_weights",
+    "outlier_zscores",
+    "view_site",
+]

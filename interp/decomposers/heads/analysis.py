@@ -59,11 +59,21 @@ def channel_candidates(svd: HeadSVD, cs_q: torch.Tensor, writers, readers, n: in
             ordinary = (col.abs() < 1).nonzero().flatten()  # sigma-matched control: an unremarkable
             s = svd.S_ov[wl, wh]  # component of the same head with the closest singular value
             near = int(ordinary[(s[ordinary] - s[i]).abs().argmin()]) if len(ordinary) else lo
-            rows.append({"writer": f"{wl}.{wh}", "reader": f"{rl}.{rh}", "component": i,
-                         "sigma": float(svd.S_ov[wl, wh, i]), "cs": float(cs_q[wl, wh, i, rl, rh]),
-                         "z": float(col[i]), "control": lo, "control_z": float(col[lo]),
-                         "sigma_control": near, "sigma_control_z": float(col[near]),
-                         "head_cs_mean": float(cs_q[wl, wh, :, rl, rh].mean())})
+            rows.append(
+                {
+                    "writer": f"{wl}.{wh}",
+                    "reader": f"{rl}.{rh}",
+                    "component": i,
+                    "sigma": float(svd.S_ov[wl, wh, i]),
+                    "cs": float(cs_q[wl, wh, i, rl, rh]),
+                    "z": float(col[i]),
+                    "control": lo,
+                    "control_z": float(col[lo]),
+                    "sigma_control": near,
+                    "sigma_control_z": float(col[near]),
+                    "head_cs_mean": float(cs_q[wl, wh, :, rl, rh].mean()),
+                }
+            )
     return sorted(rows, key=lambda r: -r["z"])[:n]
 
 
@@ -76,13 +86,20 @@ def layer_channel_matrix(cs: torch.Tensor) -> np.ndarray:
 def summarise(res: LaundryResult, reader_index: int | None = None) -> dict:
     """Accuracy per list length and, for a reader head, its attention to the target and to the
     first/last listed object, and how often the model picks the last-listed object."""
-    out = {"acc_cand": res.accuracy(), "acc_full": res.accuracy(metric="full"),
-           "picks_last": {int(n): float(np.mean(res.predicted_index[res.n_objects == n] == n - 1))
-                          for n in np.unique(res.n_objects)}}
+    out = {
+        "acc_cand": res.accuracy(),
+        "acc_full": res.accuracy(metric="full"),
+        "picks_last": {
+            int(n): float(np.mean(res.predicted_index[res.n_objects == n] == n - 1)) for n in np.unique(res.n_objects)
+        },
+    }
     if reader_index is not None:
         t = _target_attention(res)[:, reader_index]
         first = res.attn_first[:, reader_index, 0]
         last = res.attn_first[np.arange(len(t)), reader_index, res.n_objects - 1]
-        out["reader"] = {"attn_target": float(t.mean()), "attn_first_item": float(first.mean()),
-                         "attn_last_item": float(last.mean())}
+        out["reader"] = {
+            "attn_target": float(t.mean()),
+            "attn_first_item": float(first.mean()),
+            "attn_last_item": float(last.mean()),
+        }
     return out

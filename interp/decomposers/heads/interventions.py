@@ -48,8 +48,9 @@ def _read_write(svd: HeadSVD, e: ComponentEdit) -> tuple[torch.Tensor, torch.Ten
     return W_O @ v, v @ torch.linalg.pinv(W_O)
 
 
-def component_hooks(svd: HeadSVD, edits: list[ComponentEdit], mode: str = "scale",
-                    positions: str = "all") -> list[tuple[str, callable]]:
+def component_hooks(
+    svd: HeadSVD, edits: list[ComponentEdit], mode: str = "scale", positions: str = "all"
+) -> list[tuple[str, callable]]:
     """Forward hooks (for ``bridge.hooks`` / ``run_with_hooks``) applying ``edits`` on ``attn.hook_z``.
 
     ``positions``: ``"all"`` or ``"last"`` (only the final token, e.g. the prediction position).
@@ -67,7 +68,9 @@ def component_hooks(svd: HeadSVD, edits: list[ComponentEdit], mode: str = "scale
     hooks = []
     for layer, es in by_layer.items():
         heads = [e.head for e in es]
-        if len(set(zip(heads, (e.index for e in es)))) < len(es) or (mode == "replace" and len(set(heads)) < len(heads)):
+        if len(set(zip(heads, (e.index for e in es)))) < len(es) or (
+            mode == "replace" and len(set(heads)) < len(heads)
+        ):
             raise ValueError(f"layer {layer}: duplicate component edits for one head: {es}")
         rw = [_read_write(svd, e) for e in es]
         R = torch.stack([r for r, _ in rw]).float()  # [E, dh]
@@ -119,7 +122,7 @@ def edit_weights(model, svd: HeadSVD, edits: list[ComponentEdit]):
             if svd.cfg.fold_norms and hasattr(layer, "pre_feedforward_layernorm"):
                 delta = delta / _norm_gain(layer.post_attention_layernorm, svd.cfg.d_model)
             with torch.no_grad():
-                o[:, e.head * dh:(e.head + 1) * dh] += delta.T.to(o.dtype).to(o.device)
+                o[:, e.head * dh : (e.head + 1) * dh] += delta.T.to(o.dtype).to(o.device)
         yield
     finally:
         with torch.no_grad():

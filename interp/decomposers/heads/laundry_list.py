@@ -62,9 +62,15 @@ def encode(tokenizer, prompts: list[LaundryPrompt]) -> list[dict]:
         enc = tokenizer(p.text, add_special_tokens=False, return_offsets_mapping=True)
         first = [tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in p.candidates]
         second = dict(zip(p.second_order, _token_spans(enc["offset_mapping"], p.spans_second, len(bos))))
-        out.append({"ids": bos + enc["input_ids"], "cand": first, "target": first[p.missing_index],
-                    "first_pos": _token_spans(enc["offset_mapping"], p.spans_first, len(bos)),
-                    "second_pos": [second.get(o) for o in p.objects]})
+        out.append(
+            {
+                "ids": bos + enc["input_ids"],
+                "cand": first,
+                "target": first[p.missing_index],
+                "first_pos": _token_spans(enc["offset_mapping"], p.spans_first, len(bos)),
+                "second_pos": [second.get(o) for o in p.objects],
+            }
+        )
     return out
 
 
@@ -77,15 +83,21 @@ def _attn_to(pattern_row: torch.Tensor, positions: list[list[int] | None], width
 
 
 @torch.no_grad()
-def evaluate(model, prompts: list[LaundryPrompt], heads: tuple[tuple[int, int], ...] = (),
-             hooks: list | tuple = (), batch_size: int = 32, progress: bool = True) -> LaundryResult:
+def evaluate(
+    model,
+    prompts: list[LaundryPrompt],
+    heads: tuple[tuple[int, int], ...] = (),
+    hooks: list | tuple = (),
+    batch_size: int = 32,
+    progress: bool = True,
+) -> LaundryResult:
     """Run ``model`` (a ``LoadedModel``; load it with ``attn_implementation="eager"`` when ``heads``
     is given) on ``prompts`` with optional forward ``hooks`` [(hook_name, fn)] active."""
     enc = encode(model.tokenizer, prompts)
     by_len = defaultdict(list)
     for i, e in enumerate(enc):
         by_len[len(e["ids"])].append(i)
-    batches = [idx[j:j + batch_size] for idx in by_len.values() for j in range(0, len(idx), batch_size)]
+    batches = [idx[j : j + batch_size] for idx in by_len.values() for j in range(0, len(idx), batch_size)]
     width = max(p.n_objects for p in prompts)
     P, nh = len(prompts), len(heads)
     full, cand = np.zeros(P, bool), np.zeros(P, bool)
@@ -110,7 +122,14 @@ def evaluate(model, prompts: list[LaundryPrompt], heads: tuple[tuple[int, int], 
                     a1[i, k] = _attn_to(rows[l][b, h], e["first_pos"], width)
                     a2[i, k] = _attn_to(rows[l][b, h], e["second_pos"], width)
     collisions = sum(len(set(e["cand"])) < len(e["cand"]) for e in enc)
-    return LaundryResult(n_objects=np.array([p.n_objects for p in prompts]),
-                         missing_index=np.array([p.missing_index for p in prompts]),
-                         correct_full=full, correct_cand=cand, predicted_index=pred, collisions=collisions,
-                         heads=tuple(heads), attn_first=a1, attn_second=a2)
+    return LaundryResult(
+        n_objects=np.array([p.n_objects for p in prompts]),
+        missing_index=np.array([p.missing_index for p in prompts]),
+        correct_full=full,
+        correct_cand=cand,
+        predicted_index=pred,
+        collisions=collisions,
+        heads=tuple(heads),
+        attn_first=a1,
+        attn_second=a2,
+    )

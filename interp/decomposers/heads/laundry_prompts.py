@@ -17,9 +17,30 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-POOL = ("pencil", "notebook", "pen", "cup", "plate", "jug", "mug", "puzzle", "textbook", "leash",
-        "necklace", "bracelet", "bottle", "ball", "envelope", "lighter", "bowl", "apple", "pear",
-        "banana", "orange", "steak")
+POOL = (
+    "pencil",
+    "notebook",
+    "pen",
+    "cup",
+    "plate",
+    "jug",
+    "mug",
+    "puzzle",
+    "textbook",
+    "leash",
+    "necklace",
+    "bracelet",
+    "bottle",
+    "ball",
+    "envelope",
+    "lighter",
+    "bowl",
+    "apple",
+    "pear",
+    "banana",
+    "orange",
+    "steak",
+)
 OPENERS_1 = (" Today,", " Tonight,", " Tomorrow,", "")
 OPENERS_2 = (" First,", " When I go,", " I think")
 
@@ -99,13 +120,24 @@ def _render(objects, missing, order, op1, op2, t: LaundryTemplate) -> LaundryPro
     for i, obj in enumerate(order):
         b.add((t.second_first_item if i == 0 else t.second_item).format(obj=obj), obj)
     b.add(t.second_end)
-    return LaundryPrompt(text=b.text, target=" " + objects[missing], objects=tuple(objects),
-                         missing_index=missing, second_order=tuple(order),
-                         spans_first=tuple(first_spans), spans_second=tuple(b.spans))
+    return LaundryPrompt(
+        text=b.text,
+        target=" " + objects[missing],
+        objects=tuple(objects),
+        missing_index=missing,
+        second_order=tuple(order),
+        spans_first=tuple(first_spans),
+        spans_second=tuple(b.spans),
+    )
 
 
-def make_prompts(n_objects: int, n_prompts: int, seed: int = 0, pool: tuple[str, ...] = POOL,
-                 template: LaundryTemplate = LaundryTemplate()) -> list[LaundryPrompt]:
+def make_prompts(
+    n_objects: int,
+    n_prompts: int,
+    seed: int = 0,
+    pool: tuple[str, ...] = POOL,
+    template: LaundryTemplate = LaundryTemplate(),
+) -> list[LaundryPrompt]:
     """``n_prompts`` Laundry List prompts with ``n_objects`` objects each (the paper: 3..20).
 
     Objects are drawn without replacement from ``pool``; the missing object's position in the
@@ -125,6 +157,7 @@ def make_prompts(n_objects: int, n_prompts: int, seed: int = 0, pool: tuple[str,
         missing = rng.randrange(n_objects)
         order = [o for i, o in enumerate(objects) if i != missing]
         rng.shuffle(order)
-        prompts.append(_render(objects, missing, order, rng.choice(template.openers_1),
-                               rng.choice(template.openers_2), template))
+        prompts.append(
+            _render(objects, missing, order, rng.choice(template.openers_1), rng.choice(template.openers_2), template)
+        )
     return prompts

@@ -24,8 +24,9 @@ from torch import Tensor
 from interp.decomposers.heads.svd import HeadSVD, factored_svd
 
 
-def rotation_average(pattern: Float[Tensor, "B H S S"], cos: Float[Tensor, "B S e"],
-                     sin: Float[Tensor, "B S e"]) -> Float[Tensor, "H e e"]:
+def rotation_average(
+    pattern: Float[Tensor, "B H S S"], cos: Float[Tensor, "B S e"], sin: Float[Tensor, "B S e"]
+) -> Float[Tensor, "H e e"]:
     """``mean_{b,i} sum_j pattern[b,h,i,j] R(i)^T R(j)`` as [H, d_head, d_head] matrices."""
     half = cos.shape[-1] // 2
     c, s = cos[..., :half].double(), sin[..., :half].double()

@@ -66,7 +66,9 @@ def view_site(cfg: HeadSVDConfig) -> str:
     attention write has arrived), layer 0's resid_pre for reads (the residual basis they read in).
     """
     if cfg.circuit not in CIRCUITS or cfg.side not in ("write", "read"):
-        raise ValueError(f"circuit must be one of {CIRCUITS} and side 'write'|'read', got {cfg.circuit!r}, {cfg.side!r}")
+        raise ValueError(
+            f"circuit must be one of {CIRCUITS} and side 'write'|'read', got {cfg.circuit!r}, {cfg.side!r}"
+        )
     if cfg.layer is not None and not 0 <= cfg.layer < cfg.n_layers:
         raise ValueError(f"layer {cfg.layer} out of range 0..{cfg.n_layers - 1}")
     if cfg.side == "write":
@@ -96,8 +98,9 @@ def head_weights(model, fold_norms: bool = True) -> dict[str, Tensor]:
     out: dict[str, list[Tensor]] = {"W_Q": [], "W_K": [], "W_V": [], "W_O": []}
     for layer in model.hf_model.get_decoder().layers:
         att = layer.self_attn
-        wq, wk, wv = (rearrange(p.weight.double().cpu(), "(h e) d -> h d e", e=dh)
-                      for p in (att.q_proj, att.k_proj, att.v_proj))
+        wq, wk, wv = (
+            rearrange(p.weight.double().cpu(), "(h e) d -> h d e", e=dh) for p in (att.q_proj, att.k_proj, att.v_proj)
+        )
         wo = rearrange(att.o_proj.weight.double().cpu(), "d (h e) -> h e d", e=dh)
         if fold_norms:
             g_in = _norm_gain(layer.input_layernorm, model.d_model)[None, :, None]
@@ -143,8 +146,7 @@ class HeadSVD(Decomposer):
         cfg = replace(cfg, site=view_site(cfg)) if cfg.n_layers else cfg
         super().__init__(cfg)
         L, H, G, D, e = cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.d_model, cfg.d_head
-        for name, shape in {"W_Q": (L, H, D, e), "W_K": (L, G, D, e), "W_V": (L, G, D, e),
-                            "W_O": (L, H, e, D)}.items():
+        for name, shape in {"W_Q": (L, H, D, e), "W_K": (L, G, D, e), "W_V": (L, G, D, e), "W_O": (L, H, e, D)}.items():
             self.register_buffer(name, torch.zeros(shape))
         for c in CIRCUITS:
             self.register_buffer(f"U_{c}", torch.zeros(L, H, D, e))
@@ -168,9 +170,16 @@ class HeadSVD(Decomposer):
         """Decompose every head of ``model`` (a ``LoadedModel``); ``view`` sets circuit/side/layer."""
         if model.n_heads % model.n_kv_heads:
             raise ValueError(f"n_heads={model.n_heads} is not a multiple of n_kv_heads={model.n_kv_heads}")
-        cfg = HeadSVDConfig(model=model.spec, n_layers=model.n_layers, n_heads=model.n_heads,
-                            n_kv_heads=model.n_kv_heads, d_model=model.d_model, d_head=model.d_head,
-                            fold_norms=fold_norms, **view)
+        cfg = HeadSVDConfig(
+            model=model.spec,
+            n_layers=model.n_layers,
+            n_heads=model.n_heads,
+            n_kv_heads=model.n_kv_heads,
+            d_model=model.d_model,
+            d_head=model.d_head,
+            fold_norms=fold_norms,
+            **view,
+        )
         self = cls(cfg)
         w = head_weights(model, fold_norms)
         self.W_Q.copy_(w["W_Q"]), self.W_K.copy_(w["W_K"]), self.W_V.copy_(w["W_V"]), self.W_O.copy_(w["W_O"])
@@ -195,9 +204,14 @@ class HeadSVD(Decomposer):
         if circuit not in CIRCUITS:
             raise ValueError(f"circuit must be one of {CIRCUITS}, got {circuit!r}")
         if not (0 <= layer < self.cfg.n_layers and 0 <= head < self.cfg.n_heads):
-            raise ValueError(f"head {layer}.{head} does not exist ({self.cfg.n_layers} layers x {self.cfg.n_heads} heads)")
-        return (getattr(self, f"U_{circuit}")[layer, head], getattr(self, f"S_{circuit}")[layer, head],
-                getattr(self, f"Vt_{circuit}")[layer, head])
+            raise ValueError(
+                f"head {layer}.{head} does not exist ({self.cfg.n_layers} layers x {self.cfg.n_heads} heads)"
+            )
+        return (
+            getattr(self, f"U_{circuit}")[layer, head],
+            getattr(self, f"S_{circuit}")[layer, head],
+            getattr(self, f"Vt_{circuit}")[layer, head],
+        )
 
     def circuit(self, layer: int, head: int, circuit: str = "ov") -> Float[Tensor, "D D"]:
         """The full circuit matrix from the raw weights (OV = W_V W_O, QK = W_Q W_K^T)."""
@@ -257,8 +271,9 @@ def _check(kind: str, rotary: str) -> None:
         raise ValueError(f"kind must be one of {KINDS} and rotary 'ignore'|'separate', got {kind!r}, {rotary!r}")
 
 
-def composition_scores(svd: HeadSVD, writer: tuple[int, int], kind: str = "q",
-                       rotary: str = "ignore") -> Float[Tensor, "r L H"]:
+def composition_scores(
+    svd: HeadSVD, writer: tuple[int, int], kind: str = "q", rotary: str = "ignore"
+) -> Float[Tensor, "r L H"]:
     """Decomposed composition scores of a writer head's OV components with every reader head.
 
     ``CS(s_i u_i v_i^T, W2) = ||v_i^T W2|| / ||W2||_F`` (Eq. 1 of the paper with the writer replaced
@@ -271,7 +286,7 @@ def composition_scores(svd: HeadSVD, writer: tuple[int, int], kind: str = "q",
     V = svd.components(l, h, "ov")[2]  # [r, D] write vectors
     cs = torch.full((svd.cfg.d_head, svd.cfg.n_layers, svd.cfg.n_heads), float("nan"), dtype=V.dtype, device=V.device)
     if l + 1 < svd.cfg.n_layers:
-        cs[:, l + 1:] = _scores(svd, V, l + 1, kind, rotary)
+        cs[:, l + 1 :] = _scores(svd, V, l + 1, kind, rotary)
     return cs
 
 
@@ -281,7 +296,7 @@ def all_composition_scores(svd: HeadSVD, kind: str = "q", rotary: str = "ignore"
     L, H, r = svd.cfg.n_layers, svd.cfg.n_heads, svd.cfg.d_head
     out = torch.full((L, H, r, L, H), float("nan"), dtype=svd.Vt_ov.dtype, device=svd.Vt_ov.device)
     for l in range(L - 1):
-        out[l, :, :, l + 1:] = _scores(svd, svd.Vt_ov[l], l + 1, kind, rotary)
+        out[l, :, :, l + 1 :] = _scores(svd, svd.Vt_ov[l], l + 1, kind, rotary)
     return out
 
 

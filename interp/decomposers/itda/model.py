@@ -86,8 +86,10 @@ class ITDAConfig:
 
     def __post_init__(self):
         if self.encoder not in ("mp", "omp") or self.priority not in ("coverage", "stream") or self.k < 1:
-            raise ValueError(f"ITDA needs encoder 'mp'|'omp' (got {self.encoder!r}), priority "
-                             f"'coverage'|'stream' (got {self.priority!r}) and k >= 1 (got {self.k})")
+            raise ValueError(
+                f"ITDA needs encoder 'mp'|'omp' (got {self.encoder!r}), priority "
+                f"'coverage'|'stream' (got {self.priority!r}) and k >= 1 (got {self.k})"
+            )
 
     def threshold(self, d_in: int) -> float:
         """The effective cosine threshold (from ``loss_threshold`` when that is set)."""
@@ -96,9 +98,13 @@ class ITDAConfig:
             raise ValueError(
                 f"the add-atom threshold is cos < {c:.4g}, outside (0, 1]: the dictionary would "
                 + ("never grow" if c <= 0 else "hold every token")
-                + (f". loss_threshold={self.loss_threshold} is a per-dimension error; with d={d_in} "
-                   f"it must be below 2/d = {2 / d_in:.3g} (GPT-2 used 4e-4 at d=768, i.e. cos < 0.846)"
-                   if self.loss_threshold is not None else "; choose cos_threshold in (0, 1]"))
+                + (
+                    f". loss_threshold={self.loss_threshold} is a per-dimension error; with d={d_in} "
+                    f"it must be below 2/d = {2 / d_in:.3g} (GPT-2 used 4e-4 at d=768, i.e. cos < 0.846)"
+                    if self.loss_threshold is not None
+                    else "; choose cos_threshold in (0, 1]"
+                )
+            )
         return c
 
 
@@ -122,33 +128,42 @@ def cache_labels(cache: ActivationCache) -> Int[np.ndarray, "T 4"]:
     return np.stack([doc, pos, cs, ce], axis=1).astype(np.int64)
 
 
-def _cache_batches(cache: ActivationCache, site: str, batch_size: int,
-                   exclude_special: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _cache_batches(
+    cache: ActivationCache, site: str, batch_size: int, exclude_special: bool
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     labels = torch.from_numpy(cache_labels(cache))
     flat = cache.activations(site).reshape(-1, cache.width(site))
-    keep = np.flatnonzero(~cache.special_mask().reshape(-1) if exclude_special
-                          else np.ones(len(labels), dtype=bool))
+    keep = np.flatnonzero(~cache.special_mask().reshape(-1) if exclude_special else np.ones(len(labels), dtype=bool))
     for a in range(0, len(keep), batch_size):
-        idx = keep[a:a + batch_size]
+        idx = keep[a : a + batch_size]
         yield flat[torch.from_numpy(idx)].float(), labels[idx]
 
 
 def _pairs(data: Iterable) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for item in data:
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
-            raise TypeError("ITDA.fit takes an ActivationCache (plus site) or an iterable of "
-                            "(acts [B, D], labels [B, 2 or 4]) pairs")
+            raise TypeError(
+                "ITDA.fit takes an ActivationCache (plus site) or an iterable of "
+                "(acts [B, D], labels [B, 2 or 4]) pairs"
+            )
         acts, labels = torch.as_tensor(item[0]), torch.as_tensor(item[1]).long()
         if acts.ndim != 2 or labels.ndim != 2 or len(acts) != len(labels) or labels.shape[1] not in (2, 4):
-            raise ValueError(f"got acts {tuple(acts.shape)} and labels {tuple(labels.shape)}; want [B, D] "
-                             f"and [B, 2] (doc id, token position) or [B, 4] (+ char start, char end)")
+            raise ValueError(
+                f"got acts {tuple(acts.shape)} and labels {tuple(labels.shape)}; want [B, D] "
+                f"and [B, 2] (doc id, token position) or [B, 4] (+ char start, char end)"
+            )
         if labels.shape[1] == 2:
             labels = torch.cat([labels, labels.new_full((len(labels), 2), -1)], dim=1)
         yield acts, labels
 
 
-def recon_cos(x: Float[torch.Tensor, "B D"], atoms: Float[torch.Tensor, "N D"], k: int,
-              encoder: str, gram: torch.Tensor | None = None) -> Float[torch.Tensor, "B"]:
+def recon_cos(
+    x: Float[torch.Tensor, "B D"],
+    atoms: Float[torch.Tensor, "N D"],
+    k: int,
+    encoder: str,
+    gram: torch.Tensor | None = None,
+) -> Float[torch.Tensor, "B"]:
     """cos(x, x_hat) of the pursuit reconstruction (0 where x_hat is 0)."""
     x_hat = sparse_decode(*pursue(x, atoms, k, encoder, gram), atoms)
     return (x * x_hat).sum(1) / (x.norm(dim=1) * x_hat.norm(dim=1)).clamp_min(1e-30)
@@ -164,13 +179,18 @@ def _priority_order(v: torch.Tensor, labels: torch.Tensor, c: float, priority: s
     return order
 
 
-def leaders(v: Float[torch.Tensor, "M D"], labels: Int[torch.Tensor, "M 4"], c: float,
-            priority: str = "coverage") -> Int[torch.Tensor, "L"]:
+def leaders(
+    v: Float[torch.Tensor, "M D"], labels: Int[torch.Tensor, "M 4"], c: float, priority: str = "coverage"
+) -> Int[torch.Tensor, "L"]:
     """Rows of unit vectors ``v`` with no higher-priority row at |cos| >= c, in priority order."""
     order = _priority_order(v, labels, c, priority)
     w = v[order]
-    dup = torch.cat([((blk @ w[:a + len(blk)].T).abs() >= c).tril(diagonal=a - 1).any(1)
-                     for a, blk in zip(range(0, len(w), 2048), w.split(2048))])
+    dup = torch.cat(
+        [
+            ((blk @ w[: a + len(blk)].T).abs() >= c).tril(diagonal=a - 1).any(1)
+            for a, blk in zip(range(0, len(w), 2048), w.split(2048))
+        ]
+    )
     return order[~dup]
 
 
@@ -226,8 +246,17 @@ class ITDA(Decomposer):
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def fit(cls, data: Any, k: int = 40, cos_threshold: float = 0.85, max_atoms: int | None = None, *,
-            site: str | None = None, progress: bool = True, **fields: Any) -> "ITDA":
+    def fit(
+        cls,
+        data: Any,
+        k: int = 40,
+        cos_threshold: float = 0.85,
+        max_atoms: int | None = None,
+        *,
+        site: str | None = None,
+        progress: bool = True,
+        **fields: Any,
+    ) -> "ITDA":
         """Build a dictionary in one pass over ``data``: an ``ActivationCache`` (or its path) plus
         ``site``, or an iterable of ``(acts [B, D], labels [B, 2|4])`` pairs in stream order.
         ``fields`` are further ``ITDAConfig`` fields (encoder, dedup, priority, loss_threshold, ...)."""
@@ -268,8 +297,10 @@ class _Builder:
                     raise ValueError(f"config d_in={cfg.d_in} but the data has width {x.shape[1]}")
             x = x.to(self.device, self.dtype)
             if not torch.isfinite(x).all():
-                raise ValueError("the activations contain inf or NaN (a float16 cache can overflow on "
-                                 "large residual norms, e.g. Gemma's): cache in float32 or bfloat16")
+                raise ValueError(
+                    "the activations contain inf or NaN (a float16 cache can overflow on "
+                    "large residual norms, e.g. Gemma's): cache in float32 or bfloat16"
+                )
             if cfg.center and self.mean is None:
                 self.mean = x.mean(0)
             x = x - self.mean if cfg.center else x
@@ -328,6 +359,5 @@ class _Builder:
             itda.labels.copy_(self.labels[0].cpu())
         if self.mean is not None:
             itda.mean.copy_(self.mean.cpu())
-        itda.meta = {**self.stats, "n_atoms": self.n, "seconds": seconds,
-                     "cos_threshold": cfg.threshold(d_in)}
+        itda.meta = {**self.stats, "n_atoms": self.n, "seconds": seconds, "cos_threshold": cfg.threshold(d_in)}
         return itda.to(self.device).eval()

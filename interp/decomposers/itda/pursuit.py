@@ -24,8 +24,9 @@ MAX_BLOCK = 1 << 24  # elements of one [rows, N] buffer (64 MB in fp32; MP holds
 GRAM_MAX_ATOMS = 16384  # above this the [N, N] Gram matrix (1 GB in fp32) is not worth its memory
 
 
-def merge_repeats(idx: Int[torch.Tensor, "B K"], val: Float[torch.Tensor, "B K"]
-                  ) -> tuple[Int[torch.Tensor, "B K"], Float[torch.Tensor, "B K"]]:
+def merge_repeats(
+    idx: Int[torch.Tensor, "B K"], val: Float[torch.Tensor, "B K"]
+) -> tuple[Int[torch.Tensor, "B K"], Float[torch.Tensor, "B K"]]:
     """Sum the values of repeated indices in each row; freed slots get value 0 (index: the row's
     smallest index), so a dense scatter of the result equals a scatter-add of the input."""
     idx, order = idx.sort(dim=1)
@@ -38,8 +39,9 @@ def merge_repeats(idx: Int[torch.Tensor, "B K"], val: Float[torch.Tensor, "B K"]
     return merged_idx, merged_val
 
 
-def _mp_block(x: torch.Tensor, atoms: torch.Tensor, k: int, gram: torch.Tensor | None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def _mp_block(
+    x: torch.Tensor, atoms: torch.Tensor, k: int, gram: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     idx = torch.empty(len(x), k, dtype=torch.long, device=x.device)
     val = torch.empty(len(x), k, dtype=x.dtype, device=x.device)
     corr = x @ atoms.T  # correlations with the residual; buffers are reused because fresh
@@ -60,15 +62,19 @@ def _mp_block(x: torch.Tensor, atoms: torch.Tensor, k: int, gram: torch.Tensor |
     return merge_repeats(idx, val)
 
 
-def matching_pursuit(x: Float[torch.Tensor, "B D"], atoms: Float[torch.Tensor, "N D"], k: int,
-                     gram: Float[torch.Tensor, "N N"] | None = None, max_block: int = MAX_BLOCK
-                     ) -> tuple[Int[torch.Tensor, "B K"], Float[torch.Tensor, "B K"]]:
+def matching_pursuit(
+    x: Float[torch.Tensor, "B D"],
+    atoms: Float[torch.Tensor, "N D"],
+    k: int,
+    gram: Float[torch.Tensor, "N N"] | None = None,
+    max_block: int = MAX_BLOCK,
+) -> tuple[Int[torch.Tensor, "B K"], Float[torch.Tensor, "B K"]]:
     """``k`` steps of matching pursuit (signed coefficients, atoms reusable). With ``gram``
     (``atoms @ atoms.T``) the correlations are updated through it, which on CPU is several times
     faster than recomputing them from the residual (the result is the same up to rounding)."""
     if len(atoms) == 0 or k == 0 or len(x) == 0:
         return _empty(x)
-    parts = [_mp_block(x[a:a + s], atoms, k, gram) for a, s in _blocks(x, atoms, max_block)]
+    parts = [_mp_block(x[a : a + s], atoms, k, gram) for a, s in _blocks(x, atoms, max_block)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
@@ -82,20 +88,24 @@ def _omp_block(x: torch.Tensor, atoms: torch.Tensor, k: int, ridge: float) -> tu
         if t:
             corr.scatter_(1, idx[:, :t], -1.0)  # each atom at most once
         idx[:, t] = corr.argmax(dim=1)
-        chosen = atoms[idx[:, :t + 1]]  # [b, t+1, D]
+        chosen = atoms[idx[:, : t + 1]]  # [b, t+1, D]
         gram = chosen @ chosen.mT + ridge * torch.eye(t + 1, dtype=x.dtype, device=x.device)
         coef = torch.linalg.solve(gram, (chosen @ x[:, :, None]))[..., 0]  # [b, t+1]
         residual = x - (coef[:, None, :] @ chosen)[:, 0]
     return idx, coef
 
 
-def orthogonal_mp(x: Float[torch.Tensor, "B D"], atoms: Float[torch.Tensor, "N D"], k: int,
-                  ridge: float = 1e-6, max_block: int = MAX_BLOCK
-                  ) -> tuple[Int[torch.Tensor, "B K"], Float[torch.Tensor, "B K"]]:
+def orthogonal_mp(
+    x: Float[torch.Tensor, "B D"],
+    atoms: Float[torch.Tensor, "N D"],
+    k: int,
+    ridge: float = 1e-6,
+    max_block: int = MAX_BLOCK,
+) -> tuple[Int[torch.Tensor, "B K"], Float[torch.Tensor, "B K"]]:
     """Orthogonal matching pursuit: ``min(k, N)`` distinct atoms, least-squares coefficients."""
     if len(atoms) == 0 or k == 0 or len(x) == 0:
         return _empty(x)
-    parts = [_omp_block(x[a:a + s], atoms, k, ridge) for a, s in _blocks(x, atoms, max_block)]
+    parts = [_omp_block(x[a : a + s], atoms, k, ridge) for a, s in _blocks(x, atoms, max_block)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
@@ -108,8 +118,9 @@ def _empty(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.zeros(len(x), 0, dtype=torch.long, device=x.device), x.new_zeros(len(x), 0))
 
 
-def sparse_decode(idx: Int[torch.Tensor, "B K"], val: Float[torch.Tensor, "B K"],
-                  atoms: Float[torch.Tensor, "N D"]) -> Float[torch.Tensor, "B D"]:
+def sparse_decode(
+    idx: Int[torch.Tensor, "B K"], val: Float[torch.Tensor, "B K"], atoms: Float[torch.Tensor, "N D"]
+) -> Float[torch.Tensor, "B D"]:
     """``sum_j val[b, j] * atoms[idx[b, j]]`` without forming a dense code matrix."""
     if idx.shape[1] == 0:
         return atoms.new_zeros(len(idx), atoms.shape[1])
@@ -133,8 +144,9 @@ def grow_gram(gram: torch.Tensor | None, atoms: torch.Tensor, new: torch.Tensor)
     return torch.cat([torch.cat([gram, cross.T], 1), torch.cat([cross, new @ new.T], 1)])
 
 
-def pursue(x: torch.Tensor, atoms: torch.Tensor, k: int, method: str = "mp",
-           gram: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pursue(
+    x: torch.Tensor, atoms: torch.Tensor, k: int, method: str = "mp", gram: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Dispatch on ``method`` ("mp" or "omp"); ``gram`` speeds up MP (OMP ignores it)."""
     if method == "mp":
         return matching_pursuit(x, atoms, k, gram)

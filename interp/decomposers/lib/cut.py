@@ -26,8 +26,10 @@ def _decoder_layer(model: "LoadedModel", layer: int):
     block = getattr(block, "_original_component", block)
     needed = ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")
     if not all(hasattr(block, n) for n in needed) or hasattr(block, "pre_feedforward_layernorm"):
-        raise ValueError(f"{model.name}: residual_block_cut supports Llama-style pre-norm blocks "
-                         f"({', '.join(needed)}); got {type(block).__name__}")
+        raise ValueError(
+            f"{model.name}: residual_block_cut supports Llama-style pre-norm blocks "
+            f"({', '.join(needed)}); got {type(block).__name__}"
+        )
     return hf, block
 
 
@@ -44,8 +46,9 @@ def residual_block_cut(model: "LoadedModel", layer: int) -> tuple[list[Callable]
         pos = torch.arange(P, device=x.device)[None].expand(x.shape[0], P)
         cos, sin = hf.model.rotary_emb(x, pos)
         mask = torch.full((P, P), float("-inf"), dtype=x.dtype, device=x.device).triu(1)[None, None]
-        out = block.self_attn(hidden_states=block.input_layernorm(x), position_embeddings=(cos, sin),
-                              attention_mask=mask)
+        out = block.self_attn(
+            hidden_states=block.input_layernorm(x), position_embeddings=(cos, sin), attention_mask=mask
+        )
         return x_in + (out[0] if isinstance(out, tuple) else out).to(x_in.dtype)
 
     def mlp(x_in: torch.Tensor) -> torch.Tensor:
@@ -64,18 +67,19 @@ def site_acts(model: "LoadedModel", tokens: torch.Tensor, site: str) -> torch.Te
 
 
 @torch.no_grad()
-def loss_with_site(model: "LoadedModel", tokens: torch.Tensor, site: str,
-                   replacement: torch.Tensor | None = None) -> float:
+def loss_with_site(
+    model: "LoadedModel", tokens: torch.Tensor, site: str, replacement: torch.Tensor | None = None
+) -> float:
     """Mean next-token CE loss on ``tokens`` with ``site``'s activations replaced (None: clean)."""
     hooks = [] if replacement is None else [(site, lambda act, hook: replacement.to(act.dtype))]
     logits = model.bridge.run_with_hooks(tokens, fwd_hooks=hooks)
-    return float(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
-                                                   tokens[:, 1:].flatten()))
+    return float(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten()))
 
 
 @torch.no_grad()
-def loss_from_resid(model: "LoadedModel", tokens: torch.Tensor, layer: int, resid_post: torch.Tensor,
-                    batch: int = 8) -> float:
+def loss_from_resid(
+    model: "LoadedModel", tokens: torch.Tensor, layer: int, resid_post: torch.Tensor, batch: int = 8
+) -> float:
     """Mean next-token CE loss when the model continues from ``blocks.{layer}.hook_resid_post`` =
     ``resid_post`` (runs only the later blocks, the final norm and the unembedding)."""
     hf = model.hf_model
@@ -83,11 +87,11 @@ def loss_from_resid(model: "LoadedModel", tokens: torch.Tensor, layer: int, resi
     dtype = next(hf.parameters()).dtype
     total, count = 0.0, 0
     for i in range(0, len(tokens), batch):
-        x = resid_post[i:i + batch].to(dtype)
+        x = resid_post[i : i + batch].to(dtype)
         for fn in fns:
             x = fn(x)
         logits = hf.lm_head(hf.model.norm(x))[:, :-1].float()
-        tgt = tokens[i:i + batch, 1:]
+        tgt = tokens[i : i + batch, 1:]
         total += float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt.flatten(), reduction="sum"))
         count += tgt.numel()
     return total / count

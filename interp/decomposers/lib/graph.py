@@ -42,8 +42,9 @@ def interaction_graph(lib, min_norm_weight: float = 0.0) -> nx.DiGraph:
         E = lib.edges(l)
         top = float(E.max()) or 1.0
         for i, j in (E > min_norm_weight * top).nonzero().tolist():
-            g.add_edge(f"{names[l]}:{j}", f"{names[l + 1]}:{i}", weight=float(E[i, j]),
-                       norm_weight=float(E[i, j]) / top)
+            g.add_edge(
+                f"{names[l]}:{j}", f"{names[l + 1]}:{i}", weight=float(E[i, j]), norm_weight=float(E[i, j]) / top
+            )
     return g
 
 
@@ -103,7 +104,7 @@ def run_from(fns: Sequence, l: int, f: torch.Tensor, batch: int = 1024) -> torch
     """Run folded modules ``fns[l:]`` on folded activations; returns the raw final activations."""
     outs = []
     for i in range(0, len(f), batch):
-        x = f[i:i + batch]
+        x = f[i : i + batch]
         for fn in fns[l:]:
             x = fn(x)
         outs.append(x[..., :-1])
@@ -111,8 +112,9 @@ def run_from(fns: Sequence, l: int, f: torch.Tensor, batch: int = 1024) -> torch
 
 
 @torch.no_grad()
-def node_ablation(lib, l: int, acts: Float[torch.Tensor, "N P d1"], fns: Sequence, metric: Metric,
-                  ks: Sequence[int]) -> list[tuple[int, float]]:
+def node_ablation(
+    lib, l: int, acts: Float[torch.Tensor, "N P d1"], fns: Sequence, metric: Metric, ks: Sequence[int]
+) -> list[tuple[int, float]]:
     """Metric with only the first k directions of node layer l kept (constant counted as one)."""
     C, C_pinv = lib.basis(l).to(acts.dtype), lib.basis_pinv(l).to(acts.dtype)
     f_hat = acts @ C
@@ -145,9 +147,9 @@ def edge_ablated_next(lib, l: int, acts: torch.Tensor, fn, mask: torch.Tensor, c
     per_out = max(1, int(chunk_bytes // (acts.element_size() * N * P * C.shape[0] * 2)))
     cols = []
     for i0 in range(0, m.shape[0], per_out):
-        mi = m[i0:i0 + per_out]  # [o, r]
+        mi = m[i0 : i0 + per_out]  # [o, r]
         x = (f_hat[None] * mi[:, None, None, :]) @ C_pinv  # [o, N, P, d1]
-        y = fn(x.flatten(0, 1)) @ C_next[:, i0:i0 + per_out]  # [o N, P', o]
+        y = fn(x.flatten(0, 1)) @ C_next[:, i0 : i0 + per_out]  # [o N, P', o]
         y = y.view(len(mi), N, y.shape[1], len(mi))
         cols.append(torch.diagonal(y, dim1=0, dim2=3))  # [N, P', o]
     return torch.cat(cols, -1) @ C_next_pinv
@@ -159,8 +161,16 @@ def edge_ablation(lib, l: int, acts: torch.Tensor, fns: Sequence, metric: Metric
     return float(metric(run_from(fns, l + 1, nxt)))
 
 
-def edges_needed(lib, l: int, acts: torch.Tensor, fns: Sequence, metric: Metric, target: float,
-                 higher_is_better: bool = True, rel_tol: float = 0.0) -> tuple[int, list[tuple[int, float]]]:
+def edges_needed(
+    lib,
+    l: int,
+    acts: torch.Tensor,
+    fns: Sequence,
+    metric: Metric,
+    target: float,
+    higher_is_better: bool = True,
+    rel_tol: float = 0.0,
+) -> tuple[int, list[tuple[int, float]]]:
     """Bisect for the smallest number of kept edges with metric >= target (or <= when lower is
     better), assuming monotonicity as rib does. ``rel_tol`` > 0 stops when the bracket is within
     that fraction (fewer evaluations). Returns (K, evaluated (K, metric) pairs)."""
@@ -181,5 +191,5 @@ def layer_acts(fns: Sequence, inputs: torch.Tensor, dtype=torch.float32, batch: 
     acts = [ops.append_const(inputs.to(dtype))]
     with torch.no_grad():
         for fn in fns:
-            acts.append(torch.cat([fn(acts[-1][i:i + batch]) for i in range(0, len(inputs), batch)]))
+            acts.append(torch.cat([fn(acts[-1][i : i + batch]) for i in range(0, len(inputs), batch)]))
     return acts

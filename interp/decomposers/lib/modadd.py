@@ -52,12 +52,27 @@ def init_params(cfg: ModAddConfig, seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     V, d, H, dh, m = cfg.p + 1, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp
     std = 0.8 / math.sqrt(d)
-    shapes = {"W_E": (V, d), "W_pos": (3, d), "W_Q": (H, d, dh), "W_K": (H, d, dh),
-              "W_V": (H, d, dh), "W_O": (H, dh, d), "W_in": (d, m), "W_out": (m, d), "W_U": (d, V)}
+    shapes = {
+        "W_E": (V, d),
+        "W_pos": (3, d),
+        "W_Q": (H, d, dh),
+        "W_K": (H, d, dh),
+        "W_V": (H, d, dh),
+        "W_O": (H, dh, d),
+        "W_in": (d, m),
+        "W_out": (m, d),
+        "W_U": (d, V),
+    }
     params = {k: torch.randn(s, generator=g) * std for k, s in shapes.items()}
-    params |= {"b_Q": torch.zeros(H, dh), "b_K": torch.zeros(H, dh), "b_V": torch.zeros(H, dh),
-               "b_O": torch.zeros(d), "b_in": torch.zeros(m), "b_out": torch.zeros(d),
-               "b_U": torch.zeros(V)}
+    params |= {
+        "b_Q": torch.zeros(H, dh),
+        "b_K": torch.zeros(H, dh),
+        "b_V": torch.zeros(H, dh),
+        "b_O": torch.zeros(d),
+        "b_in": torch.zeros(m),
+        "b_out": torch.zeros(d),
+        "b_U": torch.zeros(V),
+    }
     return params
 
 
@@ -137,8 +152,9 @@ NODE_LAYERS = ("ln1.0", "ln2.0", "unembed", "output")
 
 def _ensemble_loss(params, tokens, labels):
     logits = torch.func.vmap(forward, in_dims=(0, None))(params, tokens)  # [S, N, V]
-    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.repeat(len(logits)),
-                                             reduction="sum") / len(labels)
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.repeat(len(logits)), reduction="sum") / len(
+        labels
+    )
 
 
 @torch.no_grad()
@@ -159,8 +175,9 @@ def _grokfast(params, ema, alpha, lamb):
         p.grad.add_(ema[k], alpha=lamb)
 
 
-def train(cfg: ModAddConfig, seeds: list[int], log_every: int = 25, init: list[dict] | None = None,
-          progress: bool = True) -> tuple[list[dict], list[dict]]:
+def train(
+    cfg: ModAddConfig, seeds: list[int], log_every: int = 25, init: list[dict] | None = None, progress: bool = True
+) -> tuple[list[dict], list[dict]]:
     """Train one model per seed at once (vmap over stacked weights; AdamW is elementwise, so this
     equals independent runs). Full batch. ``init``: continue from these weights (fresh optimiser
     state). Returns (params per seed, metrics per seed)."""
@@ -200,9 +217,17 @@ def train(cfg: ModAddConfig, seeds: list[int], log_every: int = 25, init: list[d
     final = {k: v.detach() for k, v in params.items()}
     out_params = [{k: v[i].clone() for k, v in final.items()} for i in range(len(seeds))]
     train_acc, test_acc = accuracy(final, x_tr, y_tr), accuracy(final, x_te, y_te)
-    metrics = [{"seed": s, "epochs": epoch, "stopped_by": stopped, "first_epoch_test_acc_above_stop": grok[i],
-                "train_acc": float(train_acc[i]), "test_acc": float(test_acc[i])}
-               for i, s in enumerate(seeds)]
+    metrics = [
+        {
+            "seed": s,
+            "epochs": epoch,
+            "stopped_by": stopped,
+            "first_epoch_test_acc_above_stop": grok[i],
+            "train_acc": float(train_acc[i]),
+            "test_acc": float(test_acc[i]),
+        }
+        for i, s in enumerate(seeds)
+    ]
     return out_params, metrics
 
 

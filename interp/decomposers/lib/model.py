@@ -104,17 +104,17 @@ class LIB(Decomposer):
         return 1 if self.cfg.center else 0  # the constant feature is not a direction
 
     def encode(self, x: Float[torch.Tensor, "B D"]) -> Float[torch.Tensor, "B F"]:
-        return self.to_lib(self.cfg.direction_layer, x)[..., self._skip():].to(x.dtype)
+        return self.to_lib(self.cfg.direction_layer, x)[..., self._skip() :].to(x.dtype)
 
     def decode(self, codes: Float[torch.Tensor, "B F"]) -> Float[torch.Tensor, "B D"]:
         l = self.cfg.direction_layer
-        const = self.basis(l)[-1, :self._skip()].expand(*codes.shape[:-1], self._skip())
+        const = self.basis(l)[-1, : self._skip()].expand(*codes.shape[:-1], self._skip())
         return self.from_lib(l, torch.cat([const, codes.to(const.dtype)], -1)).to(codes.dtype)
 
     def directions(self) -> Float[torch.Tensor, "F D"]:
         """Each LIB feature's direction at ``cfg.site``: rows of ``C^+`` (a unit of feature j adds
         ``C^+[j]`` to the activation), constant feature and coordinate dropped, unit-normalised."""
-        rows = self.basis_pinv(self.cfg.direction_layer)[self._skip():, :-1]
+        rows = self.basis_pinv(self.cfg.direction_layer)[self._skip() :, :-1]
         return (rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-30)).float()
 
     # ------------------------------------------------------------------------------ fitting
@@ -127,8 +127,9 @@ class LIB(Decomposer):
         return cls.fit(modules, inputs, cfg)
 
     @classmethod
-    def fit(cls, modules: Sequence, inputs: Float[torch.Tensor, "N P d"], cfg: LIBConfig | dict | None = None,
-            **overrides) -> "LIB":
+    def fit(
+        cls, modules: Sequence, inputs: Float[torch.Tensor, "N P d"], cfg: LIBConfig | dict | None = None, **overrides
+    ) -> "LIB":
         """Fit on node-layer-0 activations ``inputs`` (``[N, P, d]`` or ``[N, d]``); module l maps
         node layer l to l+1 (``[B, P_l, d_l] -> [B, P_{l+1}, d_{l+1}]``; see ``ops.fold``).
         Everything runs in float64: ``nn.Module``s of another precision are run as float64 copies,
@@ -153,8 +154,13 @@ class LIB(Decomposer):
             if cfg.compute_edges:
                 edges[l] = _edges(cfg, fns[l], acts[l], bases[l], bases[l + 1][0])
         dims = tuple(a.shape[-1] for a in acts)
-        cfg = dataclasses.replace(cfg, node_layers=names, dims=dims, ranks=tuple(b[0].shape[1] for b in bases),
-                                  site=cfg.site or (cfg.sites[cfg.direction_layer] if cfg.sites else ""))
+        cfg = dataclasses.replace(
+            cfg,
+            node_layers=names,
+            dims=dims,
+            ranks=tuple(b[0].shape[1] for b in bases),
+            site=cfg.site or (cfg.sites[cfg.direction_layer] if cfg.sites else ""),
+        )
         lib = cls(cfg)
         for l, (C, C_pinv, lam) in enumerate(bases):
             lib.basis(l).copy_(C), lib.basis_pinv(l).copy_(C_pinv), lib.eigenvalues(l).copy_(lam)
@@ -167,7 +173,7 @@ class LIB(Decomposer):
 def _forward_all(fns, f0, batch):
     acts = [f0]
     for fn in fns:
-        acts.append(torch.cat([fn(acts[-1][i:i + batch]) for i in range(0, len(f0), batch)]).double())
+        acts.append(torch.cat([fn(acts[-1][i : i + batch]) for i in range(0, len(f0), batch)]).double())
     return acts
 
 
@@ -211,12 +217,12 @@ def _jacobian_pass(cfg: LIBConfig, fn, acts, C_next, n_pos, n_hidden, consume, s
     with torch.no_grad():
         P_out = fn(acts[:1]).shape[1]
     for i in range(0, len(acts), cfg.batch_size):
-        f = acts[i:i + cfg.batch_size]
+        f = acts[i : i + cfg.batch_size]
         cot, mask = ops.cotangents(len(f), P_out, C_next.shape[1], n_pos, n_hidden, gen)
         chunk = ops.vjp_chunk(len(f), f.shape[1], f.shape[2])
         for k0 in range(0, cot.shape[0], chunk):
-            grads = ops.integrated_vjps(out_fn, f, cot[k0:k0 + chunk], alphas, weights, chunk)
-            consume(grads, slice(i, i + len(f)), mask[k0:k0 + chunk])
+            grads = ops.integrated_vjps(out_fn, f, cot[k0 : k0 + chunk], alphas, weights, chunk)
+            consume(grads, slice(i, i + len(f)), mask[k0 : k0 + chunk])
 
 
 def _interaction_matrix(cfg, fn, acts, C_next, R_pinv):
@@ -242,8 +248,9 @@ def _edges(cfg, fn, acts, basis, C_next):
     return E / (acts.shape[0] * acts.shape[1] * (cfg.edge_sources_pos or 1))
 
 
-def pca_basis(acts: Float[torch.Tensor, "N D"], center: bool = True, threshold: float = 1e-15
-              ) -> tuple[Float[torch.Tensor, "D r"], Float[torch.Tensor, "r"]]:
+def pca_basis(
+    acts: Float[torch.Tensor, "N D"], center: bool = True, threshold: float = 1e-15
+) -> tuple[Float[torch.Tensor, "D r"], Float[torch.Tensor, "r"]]:
     """PCA baseline in raw coordinates: orthonormal eigenvectors of the (centred) second-moment
     matrix, descending, eigenvalues > ``threshold`` (float64)."""
     x = acts.double().reshape(-1, acts.shape[-1])

@@ -65,7 +65,7 @@ def fold(fn: Module, mode: str = "passthrough") -> Module:
     def folded(f):
         x, c = f[..., :-1], f[..., -1:]
         y = fn(x) if mode == "passthrough" else fn(x / c)
-        c_out = c[:, c.shape[1] - y.shape[1]:]
+        c_out = c[:, c.shape[1] - y.shape[1] :]
         return torch.cat([y if mode == "passthrough" else y * c_out, c_out], -1)
 
     folded.folded = True
@@ -102,7 +102,7 @@ def masked_eigh(
     U = torch.zeros(n, len(isolate) + int(keep.sum()), dtype=torch.float64)
     for k, i in enumerate(isolate):
         U[i, k] = 1.0
-    U[rest, len(isolate):] = vecs[:, keep]
+    U[rest, len(isolate) :] = vecs[:, keep]
     lam = torch.cat([A.double().diagonal()[isolate].abs(), vals[keep]])
     return U, lam
 
@@ -134,7 +134,12 @@ def integration_rule(method: str, n_intervals: int) -> tuple[list[float], list[f
 
 
 def cotangents(
-    B: int, P: int, r: int, n_pos: int | None, n_hidden: int | None, gen: torch.Generator,
+    B: int,
+    P: int,
+    r: int,
+    n_pos: int | None,
+    n_hidden: int | None,
+    gen: torch.Generator,
     dtype=torch.float64,
 ) -> tuple[Float[torch.Tensor, "K B P r"], Float[torch.Tensor, "K r"]]:
     """The output cotangents whose VJPs LIB contracts, and each one's output-feature mask.
@@ -144,6 +149,7 @@ def cotangents(
     (pos source, hidden source), ``phi[b, t] psi[b, i]``. Cross terms vanish in expectation, so
     ``sum_k vjp_k (x) vjp_k / n_sources`` is an unbiased estimate of the exact sum.
     """
+
     def rad(*shape):
         return (torch.randint(0, 2, shape, generator=gen) * 2 - 1).to(dtype)
 
@@ -164,8 +170,12 @@ def cotangents(
 
 
 def integrated_vjps(
-    fn: Module, x: Float[torch.Tensor, "B P d"], cot: Float[torch.Tensor, "K B Q r"],
-    alphas: list[float], weights: list[float], chunk: int,
+    fn: Module,
+    x: Float[torch.Tensor, "B P d"],
+    cot: Float[torch.Tensor, "K B Q r"],
+    alphas: list[float],
+    weights: list[float],
+    chunk: int,
 ) -> Float[torch.Tensor, "K B P d"]:
     """``sum_a w_a * cot_k . dfn(a x)/d(a x)`` for every cotangent k, ``chunk`` VJPs per backward."""
     out = torch.zeros(cot.shape[0], *x.shape, dtype=x.dtype)
@@ -174,9 +184,9 @@ def integrated_vjps(
         with torch.enable_grad():
             y = fn(xa)
             for k0 in range(0, cot.shape[0], chunk):
-                c = cot[k0:k0 + chunk].to(y.dtype)
+                c = cot[k0 : k0 + chunk].to(y.dtype)
                 (g,) = torch.autograd.grad(y, xa, c, retain_graph=True, is_grads_batched=True)
-                out[k0:k0 + chunk] += w * g
+                out[k0 : k0 + chunk] += w * g
     return out
 
 
@@ -193,8 +203,10 @@ def accumulate_M(grads: Float[torch.Tensor, "K B P d"], R_pinv: Float[torch.Tens
 
 
 def accumulate_edges(
-    grads: Float[torch.Tensor, "K B P d"], C_pinv: Float[torch.Tensor, "r d"],
-    f_hat: Float[torch.Tensor, "B P r"], out_mask: Float[torch.Tensor, "K o"],
+    grads: Float[torch.Tensor, "K B P d"],
+    C_pinv: Float[torch.Tensor, "r d"],
+    f_hat: Float[torch.Tensor, "B P r"],
+    out_mask: Float[torch.Tensor, "K o"],
 ) -> Float[torch.Tensor, "o r"]:
     """``sum_k sum_b (sum_s dF_k/df_hat_{s,j} f_hat_{s,j})^2`` assigned to output feature of k."""
     attr = torch.einsum("kbsj,bsj->kbj", grads @ C_pinv.T, f_hat)
@@ -209,7 +221,7 @@ def gram(acts: Float[torch.Tensor, "N P d1"], Y: torch.Tensor, batch: int = 4096
     """``(1/(N P)) sum (f Y)^T (f Y)`` in float64, batched over N."""
     G = torch.zeros(acts.shape[-1], acts.shape[-1], dtype=torch.float64)
     for i in range(0, len(acts), batch):
-        fy = acts[i:i + batch].double() @ Y
+        fy = acts[i : i + batch].double() @ Y
         G += torch.einsum("bpi,bpj->ij", fy, fy)
     return G / (acts.shape[0] * acts.shape[1])
 
@@ -224,7 +236,18 @@ def safe_sqrt(lam: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 __all__ = [
-    "append_const", "fold", "centering", "masked_eigh", "integration_rule", "cotangents",
-    "integrated_vjps", "vjp_chunk", "accumulate_M", "accumulate_edges", "data_mean", "gram",
-    "n_sources_scale", "safe_sqrt",
+    "append_const",
+    "fold",
+    "centering",
+    "masked_eigh",
+    "integration_rule",
+    "cotangents",
+    "integrated_vjps",
+    "vjp_chunk",
+    "accumulate_M",
+    "accumulate_edges",
+    "data_mean",
+    "gram",
+    "n_sources_scale",
+    "safe_sqrt",
 ]

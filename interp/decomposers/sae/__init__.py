@@ -22,8 +22,24 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
-    "SAE", "SAEConfig", "StepOutput", "TrainConfig", "train", "load_saelens",
-    "TopKConfig", "TopKSAE", "BatchTopKConfig", "BatchTopKSAE", "ReLUConfig", "ReLUSAE",
-    "JumpReLUConfig", "JumpReLUSAE", "TopAFAConfig", "TopAFASAE",
-    "BAConfig", "BiasAdaptationSAE", "GBAConfig", "GroupBiasAdaptationSAE",
+    "SAE",
+    "SAEConfig",
+    "StepOutput",
+    "TrainConfig",
+    "train",
+    "load_saelens",
+    "TopKConfig",
+    "TopKSAE",
+    "BatchTopKConfig",
+    "BatchTopKSAE",
+    "ReLUConfig",
+    "ReLUSAE",
+    "JumpReLUConfig",
+    "JumpReLUSAE",
+    "TopAFAConfig",
+    "TopAFASAE",
+    "BAConfig",
+    "BiasAdaptationSAE",
+    "GBAConfig",
+    "GroupBiasAdaptationSAE",
 ]

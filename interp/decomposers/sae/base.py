@@ -38,8 +38,9 @@ class SAEConfig:
     site: str | None = doc_field(None, "hook site (picks the site of a multi-site cache)")
     normalize: bool = doc_field(True, "scale inputs to mean squared norm d_in (factor kept in the weights)")
     exclude_special: bool = doc_field(True, "BOS/separator/pad tokens are left out of training and use")
-    extra: dict = doc_field({}, "free-form provenance kept with the artifact (e.g. where it was imported from)",
-                            runtime=True)
+    extra: dict = doc_field(
+        {}, "free-form provenance kept with the artifact (e.g. where it was imported from)", runtime=True
+    )
 
     def __post_init__(self) -> None:
         """Types and ranges are checked at construction, before any compute (``ConfigError``)."""

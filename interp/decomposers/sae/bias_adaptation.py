@@ -171,8 +171,9 @@ class BiasAdaptationSAE(SAE):
         vals = self._code(y, act.per_latent(self.b_enc), act.per_latent(self.scale))
         x_hat = act.decode(vals, self.W_dec) + self.b_dec
         fvu = normalized_mse(x_hat, xn)
-        return StepOutput(loss=fvu, terms={"fvu": fvu, "l0": count.sum() / len(xn)}, x_hat=x_hat.detach(),
-                          fired=count > 0)
+        return StepOutput(
+            loss=fvu, terms={"fvu": fvu, "l0": count.sum() / len(xn)}, x_hat=x_hat.detach(), fired=count > 0
+        )
 
     # -- bias adaptation ------------------------------------------------------------------------
     @torch.no_grad()
@@ -217,8 +218,11 @@ class BiasAdaptationSAE(SAE):
         """Scale |a_m| folded into the encoder column (and threshold), sign(a_m) into the decoder
         row; biases divided by norm_scale: SAELens codes are ours / norm_scale."""
         c, a = self.norm_scale, self.scale
-        state = {"W_enc": self._W() * a.abs(), "W_dec": self.W_dec * torch.where(a < 0, -1.0, 1.0)[:, None],
-                 "b_dec": self.b_dec / c}
+        state = {
+            "W_enc": self._W() * a.abs(),
+            "W_dec": self.W_dec * torch.where(a < 0, -1.0, 1.0)[:, None],
+            "b_dec": self.b_dec / c,
+        }
         if self.cfg.activation == "relu":
             return state | {"b_enc": self.b_enc * a.abs() / c}
         return state | {"b_enc": torch.zeros_like(self.b_enc), "threshold": -self.b_enc * a.abs() / c}

@@ -21,8 +21,18 @@ LEARNED = 0.95  # a final loss above this fraction of the first: the run did not
 def check_ranges(cfg: Any) -> None:
     """Ranges of an SAE's config (``SAEConfig``: widths, k) or of its run (``TrainConfig``: lr,
     budget, batch), whichever fields ``cfg`` has; ``ConfigError`` if one is out of range."""
-    positive = ["expansion_factor", "batch_size", "n_tokens", "norm_scale_tokens", "log_every",
-                "checkpoint_every", "d_in", "d_sae", "k", "dead_tokens"]
+    positive = [
+        "expansion_factor",
+        "batch_size",
+        "n_tokens",
+        "norm_scale_tokens",
+        "log_every",
+        "checkpoint_every",
+        "d_in",
+        "d_sae",
+        "k",
+        "dead_tokens",
+    ]
     for name in positive:
         value = getattr(cfg, name, None)
         if value is not None and value <= 0:
@@ -32,8 +42,9 @@ def check_ranges(cfg: Any) -> None:
         raise ConfigError(f"lr must be a positive finite number (or None for the default), got {lr}")
     n_tokens, batch = getattr(cfg, "n_tokens", None), getattr(cfg, "batch_size", None)
     if n_tokens is not None and batch is not None and n_tokens < batch:
-        raise ConfigError(f"n_tokens {n_tokens} is less than one batch ({batch} tokens): "
-                          f"raise n_tokens or lower batch_size")
+        raise ConfigError(
+            f"n_tokens {n_tokens} is less than one batch ({batch} tokens): raise n_tokens or lower batch_size"
+        )
     decay = getattr(cfg, "decay_frac", None)
     if decay is not None and not 0 <= decay <= 1:
         raise ConfigError(f"decay_frac must be in [0, 1], got {decay}")
@@ -45,8 +56,10 @@ def check_k(cfg: Any, d_sae: int | None) -> None:
     """``k`` (when the variant has one) must not exceed the number of latents."""
     k = getattr(cfg, "k", None)
     if k is not None and d_sae and k > d_sae:
-        raise ConfigError(f"k={k} is larger than d_sae={d_sae}: a token cannot use more latents than "
-                          f"exist; lower k or raise d_sae / expansion_factor")
+        raise ConfigError(
+            f"k={k} is larger than d_sae={d_sae}: a token cannot use more latents than "
+            f"exist; lower k or raise d_sae / expansion_factor"
+        )
 
 
 def check_budget(n_tokens: int, data_tokens: int | None, where: str) -> None:
@@ -55,18 +68,25 @@ def check_budget(n_tokens: int, data_tokens: int | None, where: str) -> None:
         return
     passes = n_tokens / data_tokens
     if passes > MAX_PASSES:
-        raise ConfigError(f"n_tokens {n_tokens:,} is {passes:.0f} passes over the {data_tokens:,} tokens of "
-                          f"{where}; lower n_tokens or cache more tokens")
+        raise ConfigError(
+            f"n_tokens {n_tokens:,} is {passes:.0f} passes over the {data_tokens:,} tokens of "
+            f"{where}; lower n_tokens or cache more tokens"
+        )
     if passes > 1:
-        warnings.warn(f"n_tokens {n_tokens:,} is {passes:.1f} passes over the {data_tokens:,} tokens of {where}: "
-                      f"the SAE sees each token about {math.ceil(passes)} times", stacklevel=3)
+        warnings.warn(
+            f"n_tokens {n_tokens:,} is {passes:.1f} passes over the {data_tokens:,} tokens of {where}: "
+            f"the SAE sees each token about {math.ceil(passes)} times",
+            stacklevel=3,
+        )
 
 
 def check_same_data(saved: str | None, current: str | None, where: Any) -> None:
     """Refuse to resume or reuse a run made on other data than ``current``."""
     if saved and current and saved != current:
-        raise DataError(f"{where} was trained on other data (fingerprint {saved}) than the data given now "
-                        f"({current}); use another output folder, or give the data it was trained on")
+        raise DataError(
+            f"{where} was trained on other data (fingerprint {saved}) than the data given now "
+            f"({current}); use another output folder, or give the data it was trained on"
+        )
 
 
 class LossWatch:
@@ -82,15 +102,18 @@ class LossWatch:
         elif self.first > 0 and loss > DIVERGED * self.first:
             raise TrainingError(
                 f"SAE loss diverged: {loss:.3g} at step {step}, {loss / self.first:.0f}x its first value "
-                f"{self.first:.3g} (lr {self.lr:.3g}). Lower lr; the last checkpoint (if any) is intact.")
+                f"{self.first:.3g} (lr {self.lr:.3g}). Lower lr; the last checkpoint (if any) is intact."
+            )
 
     def verdict(self, last: float | None, steps: int, warmup_steps: int) -> str | None:
         """A warning when the loss barely moved (None if it fell, if nothing was logged, or if the
         run was too short to judge: under twice the warm-up, and under 50 steps)."""
         if self.first is None or last is None or last < LEARNED * self.first or steps < max(50, 2 * warmup_steps):
             return None
-        return (f"the run did not learn: loss {last:.3g} at the end vs {self.first:.3g} at the start "
-                f"(lr {self.lr:.3g}); check lr and the data")
+        return (
+            f"the run did not learn: loss {last:.3g} at the end vs {self.first:.3g} at the start "
+            f"(lr {self.lr:.3g}); check lr and the data"
+        )
 
 
 def recon_loss(values: dict[str, float]) -> float:

@@ -138,8 +138,12 @@ class JumpReLUSAE(SAE):
         coeff = self.cfg.l0_coeff * ramp(self.steps_done, self.cfg.l0_warmup_frac, self.run)
         with torch.no_grad():
             fvu = normalized_mse(x_hat, xn)
-        return StepOutput(loss=recon + coeff * l0, terms={"recon": recon, "l0": l0, "fvu": fvu},
-                          x_hat=x_hat.detach(), fired=act.fired(f))
+        return StepOutput(
+            loss=recon + coeff * l0,
+            terms={"recon": recon, "l0": l0, "fvu": fvu},
+            x_hat=x_hat.detach(),
+            fired=act.fired(f),
+        )
 
     @torch.no_grad()
     def init_from_data(self, xn: Float[torch.Tensor, "B D"]) -> None:
@@ -163,8 +167,12 @@ class JumpReLUSAE(SAE):
     def from_saelens(cls, fields: dict, cfg: dict, state: dict[str, torch.Tensor]) -> "JumpReLUSAE":
         """Fold non-unit decoder rows into the encoder and thresholds (an exact rewrite)."""
         n = state["W_dec"].norm(dim=1).clamp_min(1e-12)
-        state = {**state, "W_enc": state["W_enc"] * n, "b_enc": state["b_enc"] * n,
-                 "W_dec": state["W_dec"] / n[:, None]}
+        state = {
+            **state,
+            "W_enc": state["W_enc"] * n,
+            "b_enc": state["b_enc"] * n,
+            "W_dec": state["W_dec"] / n[:, None],
+        }
         threshold = state.get("threshold", torch.zeros(cfg["d_sae"])) * n
         sae = super().from_saelens(fields, cfg, state)
         with torch.no_grad():  # theta <= 0 acts as 0 after SAELens' ReLU

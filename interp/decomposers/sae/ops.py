@@ -83,8 +83,7 @@ class Pattern:
         """out[b] = sum over b's entries of vals * weight[latent] (an embedding bag)."""
         if self.idx is not None:
             return F.embedding_bag(self.idx, weight, per_sample_weights=vals.to(weight.dtype), mode="sum")
-        return F.embedding_bag(self.lat, weight, self.crow[:-1], per_sample_weights=vals.to(weight.dtype),
-                               mode="sum")
+        return F.embedding_bag(self.lat, weight, self.crow[:-1], per_sample_weights=vals.to(weight.dtype), mode="sum")
 
     def by_feature(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """CSR row pointers over latents, the token of each entry, and the sorting order."""
@@ -165,8 +164,12 @@ class _SparseDecode(torch.autograd.Function):
 
 
 def gather_encode(
-    x: Float[torch.Tensor, "B D"], b_dec: Float[torch.Tensor, "D"], W_enc: Float[torch.Tensor, "D F"],
-    b_enc: Float[torch.Tensor, "F"], pre: Float[torch.Tensor, "B F"], idx: Int[torch.Tensor, "B K"] | Pattern,
+    x: Float[torch.Tensor, "B D"],
+    b_dec: Float[torch.Tensor, "D"],
+    W_enc: Float[torch.Tensor, "D F"],
+    b_enc: Float[torch.Tensor, "F"],
+    pre: Float[torch.Tensor, "B F"],
+    idx: Int[torch.Tensor, "B K"] | Pattern,
 ) -> Float[torch.Tensor, "B K"]:
     """Differentiable gather of the pre-activations ``pre`` (computed without grad) at ``idx``."""
     pattern = idx if isinstance(idx, Pattern) else Pattern(idx, W_enc.shape[1])
@@ -174,7 +177,9 @@ def gather_encode(
 
 
 def sparse_decode(
-    vals: Float[torch.Tensor, "B K"], idx: Int[torch.Tensor, "B K"] | Pattern, W_dec: Float[torch.Tensor, "F D"],
+    vals: Float[torch.Tensor, "B K"],
+    idx: Int[torch.Tensor, "B K"] | Pattern,
+    W_dec: Float[torch.Tensor, "F D"],
 ) -> Float[torch.Tensor, "B D"]:
     """sum_j vals[b, j] * W_dec[idx[b, j]] without materialising the gathered rows."""
     pattern = idx if isinstance(idx, Pattern) else Pattern(idx, W_dec.shape[0])
@@ -195,8 +200,7 @@ class Active:
     values ``[B, F]`` masked by ``mask``) and callers use plain matmuls.
     """
 
-    def __init__(self, pre: Float[torch.Tensor, "B F"], lower: torch.Tensor | float,
-                 max_density: float | None = None):
+    def __init__(self, pre: Float[torch.Tensor, "B F"], lower: torch.Tensor | float, max_density: float | None = None):
         margin = pre if isinstance(lower, (int, float)) and lower == 0 else pre - lower  # no copy for ReLU
         mask = margin > 0
         flat = mask.reshape(-1).nonzero().squeeze(1)  # row-major: grouped by token
@@ -205,8 +209,9 @@ class Active:
         self.mask = mask if self.dense else None
 
     @classmethod
-    def from_candidates(cls, idx: Int[torch.Tensor, "B K"], valid: torch.Tensor, n_feat: int,
-                        max_density: float | None = None) -> "Active":
+    def from_candidates(
+        cls, idx: Int[torch.Tensor, "B K"], valid: torch.Tensor, n_feat: int, max_density: float | None = None
+    ) -> "Active":
         """The ``valid`` entries of per-token candidate ids (distinct per row, e.g. a top-k
         shortlist); held dense above ``max_density``, as in ``__init__``."""
         act = cls.__new__(cls)

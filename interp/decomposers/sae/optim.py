@@ -124,8 +124,7 @@ class Optimizers:
 
     def group_state(self) -> dict[str, float]:
         """Per-group scalars beyond the learning rate, keyed ``"<group index>.<name>"``."""
-        return {f"{i}.{k}": float(g[k]) for i, g in enumerate(self.param_groups)
-                for k in self._GROUP_KEYS if k in g}
+        return {f"{i}.{k}": float(g[k]) for i, g in enumerate(self.param_groups) for k in self._GROUP_KEYS if k in g}
 
     def load_group_state(self, saved: dict[str, float]) -> None:
         for key, value in saved.items():
@@ -133,8 +132,7 @@ class Optimizers:
             self.param_groups[int(i)][name] = int(value) if name == "k" else value
 
 
-def make_optimizers(sae: torch.nn.Module, name: str, lr: float, betas: tuple[float, float],
-                    eps: float) -> Optimizers:
+def make_optimizers(sae: torch.nn.Module, name: str, lr: float, betas: tuple[float, float], eps: float) -> Optimizers:
     """The optimiser ``name`` (one of ``OPTIMIZERS``) over ``sae``'s parameters at rate ``lr``."""
     params = list(sae.parameters())
     if name == "adam":
@@ -142,8 +140,7 @@ def make_optimizers(sae: torch.nn.Module, name: str, lr: float, betas: tuple[flo
     if name == "signum":
         from schedulefree import ScheduleFreeWrapper
 
-        return Optimizers([ScheduleFreeWrapper(_SignSGD(params, lr), momentum=SF_MOMENTUM)], [lr],
-                          averaged=True)
+        return Optimizers([ScheduleFreeWrapper(_SignSGD(params, lr), momentum=SF_MOMENTUM)], [lr], averaged=True)
     if name == "muon":
         if not hasattr(torch.optim, "Muon"):
             raise ValueError(f"optimizer 'muon' needs torch >= 2.9 (this is {torch.__version__})")

@@ -88,8 +88,9 @@ class ReLUSAE(SAE):
         coeff = self.cfg.l1_coeff * ramp(self.steps_done, self.cfg.l1_warmup_frac, self.run)
         with torch.no_grad():
             extra = {"fvu": normalized_mse(x_hat, xn), "l0": (f > 0).sum() / n}
-        return StepOutput(loss=mse + coeff * l1, terms={"mse": mse, "l1": l1, **extra},
-                          x_hat=x_hat.detach(), fired=act.fired(f))
+        return StepOutput(
+            loss=mse + coeff * l1, terms={"mse": mse, "l1": l1, **extra}, x_hat=x_hat.detach(), fired=act.fired(f)
+        )
 
     @torch.no_grad()
     def after_step(self, xn, out: StepOutput, step: int) -> None:
@@ -109,5 +110,9 @@ class ReLUSAE(SAE):
     @torch.no_grad()
     def saelens_state(self) -> dict[str, torch.Tensor]:
         c, n = self.norm_scale, self.decoder_norms().clamp_min(1e-12)
-        return {"W_enc": self.W_enc * n, "b_enc": self.b_enc * n / c, "W_dec": self.W_dec / n[:, None],
-                "b_dec": self.b_dec / c}
+        return {
+            "W_enc": self.W_enc * n,
+            "b_enc": self.b_enc * n / c,
+            "W_dec": self.W_dec / n[:, None],
+            "b_dec": self.b_dec / c,
+        }

@@ -30,27 +30,53 @@ from interp.decomposers.base import REGISTRY
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"
 SAELENS_VERSION = "6.0.0"  # the format version written (v6 layout: ``metadata`` block)
 ARCHITECTURES: dict[str, str] = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
-_METADATA = ("model_name", "hook_name", "hook_layer", "hook_head_index", "model_class_name",
-             "model_from_pretrained_kwargs", "prepend_bos", "exclude_special_tokens", "context_size",
-             "dataset_path", "neuronpedia_id", "seqpos_slice", "sae_lens_training_version")
+_METADATA = (
+    "model_name",
+    "hook_name",
+    "hook_layer",
+    "hook_head_index",
+    "model_class_name",
+    "model_from_pretrained_kwargs",
+    "prepend_bos",
+    "exclude_special_tokens",
+    "context_size",
+    "dataset_path",
+    "neuronpedia_id",
+    "seqpos_slice",
+    "sae_lens_training_version",
+)
 
 
 def write_saelens(sae: Any, path: str | Path) -> Path:
     """Write ``cfg.json`` + ``sae_weights.safetensors`` for ``sae`` into the directory ``path``."""
     if sae.saelens_architecture is None:
-        raise NotImplementedError(f"{type(sae).__name__} ({sae.method}) has no SAELens equivalent that "
-                                  f"runs it exactly, so it cannot be exported in SAELens format")
+        raise NotImplementedError(
+            f"{type(sae).__name__} ({sae.method}) has no SAELens equivalent that "
+            f"runs it exactly, so it cannot be exported in SAELens format"
+        )
     path = Path(path)
     cfg = sae.cfg
     layer = _layer(cfg.site)
     config = {
-        "architecture": sae.saelens_architecture, "d_in": cfg.d_in, "d_sae": cfg.d_sae,
-        "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
-        "normalize_activations": "none", "reshape_activations": "none", **sae.saelens_fields(),
-        "metadata": {"sae_lens_version": SAELENS_VERSION, "sae_lens_training_version": None,
-                     "model_name": cfg.model, "hook_name": cfg.site, "hook_layer": layer,
-                     "hook_head_index": None, "prepend_bos": True,
-                     "exclude_special_tokens": cfg.exclude_special},
+        "architecture": sae.saelens_architecture,
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        **sae.saelens_fields(),
+        "metadata": {
+            "sae_lens_version": SAELENS_VERSION,
+            "sae_lens_training_version": None,
+            "model_name": cfg.model,
+            "hook_name": cfg.site,
+            "hook_layer": layer,
+            "hook_head_index": None,
+            "prepend_bos": True,
+            "exclude_special_tokens": cfg.exclude_special,
+        },
     }
     state = {k: v.detach().float().cpu().contiguous() for k, v in sae.saelens_state().items()}
     write_atomic(path / WEIGHTS_FILE, lambda f: f.write(save(state)), binary=True)
@@ -69,8 +95,11 @@ def _v6_config(raw: dict) -> dict:
     version = str(meta.get("sae_lens_version") or raw.get("sae_lens_version") or "0")
     if "metadata" in raw and version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 6:
         return dict(raw)
-    renames = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index",
-               "activation_fn_str": "activation_fn"}
+    renames = {
+        "hook_point": "hook_name",
+        "hook_point_head_index": "hook_head_index",
+        "activation_fn_str": "activation_fn",
+    }
     cfg = {renames.get(k, k): v for k, v in raw.items()}
     cfg.setdefault("architecture", "standard")
     if cfg["architecture"] == "standard" and cfg.get("activation_fn") == "topk":
@@ -90,12 +119,16 @@ def _check_supported(cfg: dict, path: Path, norm_scaling_factor: float | None) -
         raise ValueError(f"{path}: SAELens architecture {arch!r} is not supported; supported: {known}")
     norm = cfg.get("normalize_activations", "none")
     if norm == "expected_average_only_in" and norm_scaling_factor is None:
-        raise ValueError(f"{path}: this SAE expects inputs scaled by a dataset-wide factor that is not "
-                         f"stored in its files; pass norm_scaling_factor=... (SAELens keeps it in its "
-                         f"pretrained directory) to fold it in")
+        raise ValueError(
+            f"{path}: this SAE expects inputs scaled by a dataset-wide factor that is not "
+            f"stored in its files; pass norm_scaling_factor=... (SAELens keeps it in its "
+            f"pretrained directory) to fold it in"
+        )
     if norm not in ("none", "expected_average_only_in"):
-        raise ValueError(f"{path}: per-token input normalisation {norm!r} cannot be folded into the "
-                         f"weights; only 'none' and 'expected_average_only_in' are supported")
+        raise ValueError(
+            f"{path}: per-token input normalisation {norm!r} cannot be folded into the "
+            f"weights; only 'none' and 'expected_average_only_in' are supported"
+        )
     if cfg.get("reshape_activations", "none") not in ("none", "hook_z"):
         raise ValueError(f"{path}: unknown reshape_activations {cfg['reshape_activations']!r}")
     return ARCHITECTURES[arch]
@@ -111,8 +144,13 @@ def _read_state(path: Path, cfg: dict, norm_scaling_factor: float | None) -> dic
     if missing:
         raise ValueError(f"{weights}: missing tensors {sorted(missing)}; found {sorted(state)}")
     d_in, d_sae = cfg["d_in"], cfg["d_sae"]
-    expect = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,),
-              "threshold": (d_sae,)}
+    expect = {
+        "W_enc": (d_in, d_sae),
+        "W_dec": (d_sae, d_in),
+        "b_enc": (d_sae,),
+        "b_dec": (d_in,),
+        "threshold": (d_sae,),
+    }
     for key, shape in expect.items():
         if key in state and tuple(state[key].shape) != shape:
             raise ValueError(f"{weights}: {key} has shape {tuple(state[key].shape)}, cfg.json implies {shape}")
@@ -139,10 +177,21 @@ def load_saelens(path: str | Path, norm_scaling_factor: float | None = None, dev
     method = _check_supported(cfg, path, norm_scaling_factor)
     state = _read_state(path, cfg, norm_scaling_factor)
     meta = cfg.get("metadata") or {}
-    fields = {"method": method, "d_in": cfg["d_in"], "d_sae": cfg["d_sae"], "normalize": False,
-              "model": meta.get("model_name"), "site": meta.get("hook_name"),
-              "extra": {"saelens": {"path": str(path), "architecture": cfg["architecture"],
-                                    "sae_lens_version": meta.get("sae_lens_version")}}}
+    fields = {
+        "method": method,
+        "d_in": cfg["d_in"],
+        "d_sae": cfg["d_sae"],
+        "normalize": False,
+        "model": meta.get("model_name"),
+        "site": meta.get("hook_name"),
+        "extra": {
+            "saelens": {
+                "path": str(path),
+                "architecture": cfg["architecture"],
+                "sae_lens_version": meta.get("sae_lens_version"),
+            }
+        },
+    }
     sae = REGISTRY[method].from_saelens(fields, cfg, state)
     sae.meta = {"source": "saelens", "path": str(path)}
     return sae.to(device).eval()

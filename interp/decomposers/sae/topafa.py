@@ -62,8 +62,9 @@ class TopAFAConfig(SAEConfig):
     sparse_frac: float = doc_field(0.125, "sparse kernels while the batch's mean k is below this * d_sae")
 
 
-def select_k(acts: Float[torch.Tensor, "B F"], target: Float[torch.Tensor, "B"], k_max: int, start: int = 64
-             ) -> tuple[Int[torch.Tensor, "B K"], Int[torch.Tensor, "B"]]:
+def select_k(
+    acts: Float[torch.Tensor, "B F"], target: Float[torch.Tensor, "B"], k_max: int, start: int = 64
+) -> tuple[Int[torch.Tensor, "B K"], Int[torch.Tensor, "B"]]:
     """Latents sorted by activation (the first ``max k`` of the batch) and each token's k.
 
     The cumulative norms C_j only grow, so |C_j - target| is smallest at or before the first j with
@@ -79,7 +80,7 @@ def select_k(acts: Float[torch.Tensor, "B F"], target: Float[torch.Tensor, "B"],
             break
         m = min(k_max, 4 * m)
     k = (norms - target[:, None]).abs().argmin(1) + 1
-    return idx[:, :int(k.max())], k
+    return idx[:, : int(k.max())], k
 
 
 @register("topafa")
@@ -90,8 +91,11 @@ class TopAFASAE(SAE):
 
     def __init__(self, cfg: TopAFAConfig, run: TrainConfig | None = None):
         super().__init__(cfg, run)
-        for name, options in (("k_target", ("centred", "uncentred")), ("afa_target", ("centred", "uncentred")),
-                              ("b_dec_init", ("zero", "mean"))):
+        for name, options in (
+            ("k_target", ("centred", "uncentred")),
+            ("afa_target", ("centred", "uncentred")),
+            ("b_dec_init", ("zero", "mean")),
+        ):
             if getattr(cfg, name) not in options:
                 raise ConfigError(f"{name} must be one of {options}, got {getattr(cfg, name)!r}")
         self.b_enc.requires_grad_(cfg.use_b_enc)
@@ -147,8 +151,10 @@ class TopAFASAE(SAE):
         if not self.cfg.standardize:
             return x_hat / self.norm_scale
         if self._ln is None or self._ln[0].shape[0] != len(codes):
-            raise ValueError("top-AFA decodes with the per-token mean/std of the batch last passed to "
-                             "encode(); call encode() on this batch first, or use reconstruct(x)")
+            raise ValueError(
+                "top-AFA decodes with the per-token mean/std of the batch last passed to "
+                "encode(); call encode() on this batch first, or use reconstruct(x)"
+            )
         mu, sd = self._ln
         return x_hat * sd + mu
 
@@ -178,8 +184,7 @@ class TopAFASAE(SAE):
         mse = (x_hat - xs).pow(2).mean()
         afa = (act.row_norm(vals) - self._target(xs, self.cfg.afa_target)).pow(2).mean()
         loss = mse + self.cfg.lambda_afa * afa
-        terms = {"mse": mse, "afa": afa, "l0": (vals > 0).sum() / len(xs),
-                 "k_capped": (k >= self.k_max).float().mean()}
+        terms = {"mse": mse, "afa": afa, "l0": (vals > 0).sum() / len(xs), "k_capped": (k >= self.k_max).float().mean()}
         if dead is not None and dead.any() and self.cfg.aux_alpha > 0:
             terms["aux"] = TopKSAE._aux_loss(self, xs, pre, dead, (xs - x_hat).detach())  # type: ignore[arg-type]
             loss = loss + self.cfg.aux_alpha * terms["aux"]

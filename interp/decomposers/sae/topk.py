@@ -49,8 +49,12 @@ class TopKSAE(SAE):
         ``pre * ||W_dec[i]||`` and decodes with unit rows, which folding the norms reproduces."""
         if cfg.get("rescale_acts_by_decoder_norm"):
             n = state["W_dec"].norm(dim=1).clamp_min(1e-12)
-            state = {**state, "W_enc": state["W_enc"] * n, "b_enc": state["b_enc"] * n,
-                     "W_dec": state["W_dec"] / n[:, None]}
+            state = {
+                **state,
+                "W_enc": state["W_enc"] * n,
+                "b_enc": state["b_enc"] * n,
+                "W_dec": state["W_dec"] / n[:, None],
+            }
         return super().from_saelens({**fields, "k": int(cfg["k"])}, cfg, state)
 
     def select(self, pre):

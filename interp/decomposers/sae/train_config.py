@@ -84,7 +84,6 @@ class TrainConfig:
         return dataclasses.replace(self, lr=lr, dead_tokens=dead, betas=betas)
 
 
-
 def result_fields(cfg: object) -> dict:
     """A config's fields that decide the trained weights (those marked ``runtime`` left out)."""
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if not f.metadata.get("runtime")}

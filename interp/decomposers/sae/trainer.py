@@ -32,7 +32,15 @@ from tqdm.auto import tqdm
 
 from interp import distributed as _dist
 from interp._io import (
-    LOCK_FILE, check_same_request, file_digest, folder_lock, load_safetensors, read_json, recover_dir, remove_dir, replace_dir,
+    LOCK_FILE,
+    check_same_request,
+    file_digest,
+    folder_lock,
+    load_safetensors,
+    read_json,
+    recover_dir,
+    remove_dir,
+    replace_dir,
     write_json_atomic,
 )
 from interp.activations import ActivationCache, ActivationStore, fingerprint, norm_scale, prefetch, stream
@@ -50,14 +58,21 @@ def _make_config(config: Any, train_config: Any = None) -> tuple[SAEConfig, Trai
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     model_fields, train_fields = split_config(fields)
     if train_config is not None:
-        train_fields |= dataclasses.asdict(train_config) if dataclasses.is_dataclass(train_config) else dict(train_config)
+        train_fields |= (
+            dataclasses.asdict(train_config) if dataclasses.is_dataclass(train_config) else dict(train_config)
+        )
     method = model_fields.get("method", "topk")
     if method not in REGISTRY or not issubclass(REGISTRY[method], SAE):
         sae_methods = sorted(m for m, c in REGISTRY.items() if issubclass(c, SAE))
         raise ConfigError(f"unknown SAE method {method!r}; choose one of {sae_methods}")
     cls = REGISTRY[method]
-    run = config_from(TrainConfig, {**cls.train_defaults, **{k: v for k, v in train_fields.items()
-                                                             if v is not None or k not in cls.train_defaults}})
+    run = config_from(
+        TrainConfig,
+        {
+            **cls.train_defaults,
+            **{k: v for k, v in train_fields.items() if v is not None or k not in cls.train_defaults},
+        },
+    )
     return config_from(cls.config_cls, model_fields), run
 
 
@@ -106,8 +121,13 @@ class _Checkpoint:
             for key, val in opt.state.get(p, {}).items():
                 tensors[f"adam.{name}.{key}"] = val.detach().cpu().reshape(val.shape).contiguous()
         tensors["since_fired"] = since_fired.cpu()
-        state = {"step": step, "config": _run_record(sae), "optim": opt.group_state(), "data": self.data_id,
-                 "first_loss": self.watch.first}
+        state = {
+            "step": step,
+            "config": _run_record(sae),
+            "optim": opt.group_state(),
+            "data": self.data_id,
+            "first_loss": self.watch.first,
+        }
 
         def fill(tmp: Path) -> None:
             save_file(tensors, str(tmp / "state.safetensors"))
@@ -122,16 +142,18 @@ class _Checkpoint:
         opt.load_group_state(state.get("optim", {}))
         step, self.watch.first = state["step"], state.get("first_loss")
         try:
-            tensors = load_safetensors(self.dir / "state.safetensors", "SAE checkpoint", str(sae.W_enc.device),
-                                       digest=state.get("xxh3"))
+            tensors = load_safetensors(
+                self.dir / "state.safetensors", "SAE checkpoint", str(sae.W_enc.device), digest=state.get("xxh3")
+            )
         except DataError as e:
             raise DataError(f"{e}; delete {self.dir} to train again from step 0") from e
         try:
             sae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             since_fired = tensors["since_fired"]
         except (RuntimeError, KeyError) as e:
-            raise DataError(f"the checkpoint {self.dir} is damaged ({e}); delete that folder to train "
-                            f"again from step 0") from e
+            raise DataError(
+                f"the checkpoint {self.dir} is damaged ({e}); delete that folder to train again from step 0"
+            ) from e
         for name, p in sae.named_parameters():
             state = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"adam.{name}.")}
             if state:
@@ -143,16 +165,14 @@ class _Checkpoint:
 
 def _setup(cfg: SAEConfig, run: TrainConfig, data: Any, device: torch.device) -> SAE:
     """Resolve both configs from the data and build a freshly initialised SAE."""
-    probe = stream(data, run.batch_size, site=cfg.site, seed=run.seed + 1,
-                   exclude_special=cfg.exclude_special)
+    probe = stream(data, run.batch_size, site=cfg.site, seed=run.seed + 1, exclude_special=cfg.exclude_special)
     first = next(iter(probe), None)
     if first is None or first.ndim != 2:
         raise ValueError("the training data yielded no [B, D] batch")
     cfg = cfg.resolved(first.shape[1])
     sae = REGISTRY[cfg.method](cfg, run.resolved(cfg.d_sae)).to(device)
     if cfg.normalize:
-        sample = stream(data, run.batch_size, site=cfg.site, seed=run.seed + 1,
-                        exclude_special=cfg.exclude_special)
+        sample = stream(data, run.batch_size, site=cfg.site, seed=run.seed + 1, exclude_special=cfg.exclude_special)
         sae.norm_scale.fill_(norm_scale(sample, run.norm_scale_tokens))
     sae.init_from_data(first.to(device) * sae.norm_scale)
     return sae
@@ -185,8 +205,13 @@ def _saved_settings(out: Path) -> dict:
     return saved
 
 
-def train(config: Any, data: Any, out: str | Path | None = None, progress: bool = True,
-          train_config: TrainConfig | dict | None = None) -> SAE:
+def train(
+    config: Any,
+    data: Any,
+    out: str | Path | None = None,
+    progress: bool = True,
+    train_config: TrainConfig | dict | None = None,
+) -> SAE:
     """Train an SAE on ``data`` (a cache, cache path, live store, tensor or iterable of [B, D]).
 
     ``config`` is one flat dict of the SAE's and the run's fields (split by name), or an SAE
@@ -207,8 +232,9 @@ def train(config: Any, data: Any, out: str | Path | None = None, progress: bool 
         return _train(cfg, run_cfg, data, out, fingerprint(data), progress)
 
 
-def _train(cfg: SAEConfig, run_cfg: TrainConfig, data: Any, out: Path | None, data_id: str | None,
-           progress: bool) -> SAE:
+def _train(
+    cfg: SAEConfig, run_cfg: TrainConfig, data: Any, out: Path | None, data_id: str | None, progress: bool
+) -> SAE:
     device = _dist.local_device(run_cfg.device)
     ckpt = _Checkpoint(out, data_id)
     if out and _dist.is_main():
@@ -220,11 +246,14 @@ def _train(cfg: SAEConfig, run_cfg: TrainConfig, data: Any, out: Path | None, da
         print(f"interp: {out} already holds a trained SAE with these settings; loading it")
         return load(out, device=device)
     if out and _dist.is_main() and not ckpt.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
-        print(f"interp: {out} holds no checkpoint (the last run stopped before its first one); "
-              f"training starts at step 0")
+        print(
+            f"interp: {out} holds no checkpoint (the last run stopped before its first one); training starts at step 0"
+        )
     if run_cfg.batch_size % _dist.world()[1]:
-        raise ConfigError(f"batch_size {run_cfg.batch_size} must be divisible by the number of processes "
-                          f"({_dist.world()[1]}) for data-parallel training")
+        raise ConfigError(
+            f"batch_size {run_cfg.batch_size} must be divisible by the number of processes "
+            f"({_dist.world()[1]}) for data-parallel training"
+        )
     torch.manual_seed(run_cfg.seed)
     sae = _setup(cfg, run_cfg, data, device)
     cfg, run_cfg = sae.cfg, sae.run
@@ -235,8 +264,13 @@ def _train(cfg: SAEConfig, run_cfg: TrainConfig, data: Any, out: Path | None, da
     if ckpt.exists():
         step, since_fired = ckpt.restore(sae, opt)
     since_fired = since_fired.to(device)
-    batches = prefetch(stream(data, run_cfg.batch_size, site=cfg.site, seed=run_cfg.seed, skip=step,
-                              exclude_special=cfg.exclude_special), device, run_cfg.prefetch)
+    batches = prefetch(
+        stream(
+            data, run_cfg.batch_size, site=cfg.site, seed=run_cfg.seed, skip=step, exclude_special=cfg.exclude_special
+        ),
+        device,
+        run_cfg.prefetch,
+    )
     run = _wandb(sae, out) if _dist.is_main() else None
     try:
         step, logged = _loop(sae, opt, batches, since_fired, step, ckpt, run, progress)
@@ -244,8 +278,13 @@ def _train(cfg: SAEConfig, run_cfg: TrainConfig, data: Any, out: Path | None, da
         if run:
             run.finish()
     _final_weights(sae, opt)
-    meta = {"steps": step, "tokens_seen": step * run_cfg.batch_size, "final": logged,
-            "dead_frac": logged.get("dead_frac", 0.0), "data": data_id}
+    meta = {
+        "steps": step,
+        "tokens_seen": step * run_cfg.batch_size,
+        "final": logged,
+        "dead_frac": logged.get("dead_frac", 0.0),
+        "data": data_id,
+    }
     if (warning := ckpt.watch.verdict(recon_loss(logged) if logged else None, step, run_cfg.warmup())) is not None:
         meta["warning"] = warning
         warnings.warn(warning, stacklevel=3)
@@ -269,15 +308,27 @@ def _data_tokens(data: Any) -> int | None:
     return None
 
 
-def _loop(sae: SAE, opt: Optimizers, batches: Any, since_fired: torch.Tensor, step: int,
-          ckpt: _Checkpoint, run: Any, progress: bool) -> tuple[int, dict[str, float]]:
+def _loop(
+    sae: SAE,
+    opt: Optimizers,
+    batches: Any,
+    since_fired: torch.Tensor,
+    step: int,
+    ckpt: _Checkpoint,
+    run: Any,
+    progress: bool,
+) -> tuple[int, dict[str, float]]:
     """Train from ``step`` to the budget; log, checkpoint, and checkpoint on Ctrl-C."""
     cfg = sae.run
     n_steps = cfg.n_steps
     device = sae.W_enc.device
-    bar = tqdm(total=n_steps, initial=step, disable=not (progress and _dist.is_main()),
-               desc=f"training {sae.cfg.method} SAE",
-               unit="step")
+    bar = tqdm(
+        total=n_steps,
+        initial=step,
+        disable=not (progress and _dist.is_main()),
+        desc=f"training {sae.cfg.method} SAE",
+        unit="step",
+    )
     terms: dict[str, torch.Tensor] = {}
     logged: dict[str, float] = {}
     stop = _InterruptFlag()
@@ -286,8 +337,9 @@ def _loop(sae: SAE, opt: Optimizers, batches: Any, since_fired: torch.Tensor, st
             x = next(batches, None)
             if x is None or len(x) % _dist.world()[1]:  # data-parallel: equal shards only
                 break
-            terms, stopping = _train_step(sae, opt, _dist.shard(x).to(device, non_blocking=True),
-                                          len(x), since_fired, step, stop.raised)
+            terms, stopping = _train_step(
+                sae, opt, _dist.shard(x).to(device, non_blocking=True), len(x), since_fired, step, stop.raised
+            )
             step += 1
             bar.update(1)
             if stopping:  # every rank sees the same flag, so all stop after the same step
@@ -339,8 +391,9 @@ class _InterruptFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
-def _scalars(terms: dict[str, torch.Tensor], step: int, cfg: TrainConfig,
-             since_fired: torch.Tensor) -> dict[str, float]:
+def _scalars(
+    terms: dict[str, torch.Tensor], step: int, cfg: TrainConfig, since_fired: torch.Tensor
+) -> dict[str, float]:
     """Loss terms as floats (one device sync), refusing to go on from a non-finite loss."""
     names = sorted(terms)
     stacked = _dist.all_reduce(torch.stack([terms[k].float() for k in names]), "mean").tolist()
@@ -348,12 +401,14 @@ def _scalars(terms: dict[str, torch.Tensor], step: int, cfg: TrainConfig,
     if not all(math.isfinite(v) for v in values.values()):
         raise TrainingError(
             f"SAE loss became {values} by step {step} (lr {cfg.lr:.3g}): NaN or inf. Lower lr or check "
-            f"the data for inf/NaN; the last checkpoint (if any) is intact and resumable.")
+            f"the data for inf/NaN; the last checkpoint (if any) is intact and resumable."
+        )
     return values | {"dead_frac": (since_fired >= cfg.dead_tokens).float().mean().item()}
 
 
-def _train_step(sae: SAE, opt: Optimizers, x: torch.Tensor, n_global: int,
-                since_fired: torch.Tensor, step: int, stop: bool) -> tuple[dict[str, torch.Tensor], bool]:
+def _train_step(
+    sae: SAE, opt: Optimizers, x: torch.Tensor, n_global: int, since_fired: torch.Tensor, step: int, stop: bool
+) -> tuple[dict[str, torch.Tensor], bool]:
     """One optimiser step on this rank's slice ``x`` of a global batch of ``n_global`` tokens.
 
     Returns the loss terms and whether any rank asked to stop (Ctrl-C).
@@ -427,5 +482,10 @@ def _wandb(sae: SAE, out: Path | None) -> Any:
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
-    return wandb.init(project=cfg.wandb_project, mode=cfg.wandb, config=_run_record(sae),
-                      dir=str(out) if out else None, reinit="finish_previous")
+    return wandb.init(
+        project=cfg.wandb_project,
+        mode=cfg.wandb,
+        config=_run_record(sae),
+        dir=str(out) if out else None,
+        reinit="finish_previous",
+    )

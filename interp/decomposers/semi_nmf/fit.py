@@ -114,7 +114,7 @@ def _first_pass(rows: Rows, F: Tensor, G: Tensor, chunk: int, device):
     x_sq = torch.zeros((), dtype=torch.float64, device=device)
     cross = torch.zeros((), dtype=torch.float64, device=device)
     for a, X in rows.chunks(chunk, device):
-        g = G[a:a + len(X)]
+        g = G[a : a + len(X)]
         x_sq += X.pow(2).sum(dtype=torch.float64)
         cross += (g * (X @ F)).sum(dtype=torch.float64)
         XtG += X.T @ g
@@ -123,8 +123,19 @@ def _first_pass(rows: Rows, F: Tensor, G: Tensor, chunk: int, device):
     return XtG, GtG, x_sq, x_sq + rows_loss(cross, GtG, F.T @ F)
 
 
-def iterate(rows: Rows, F: Tensor, G: Tensor, XtG: Tensor, GtG: Tensor, *, keep: int, ridge: float,
-            eps: float, chunk: int, device) -> tuple[Tensor, float]:
+def iterate(
+    rows: Rows,
+    F: Tensor,
+    G: Tensor,
+    XtG: Tensor,
+    GtG: Tensor,
+    *,
+    keep: int,
+    ridge: float,
+    eps: float,
+    chunk: int,
+    device,
+) -> tuple[Tensor, float]:
     """One iteration; updates G, XtG and GtG in place and returns (F, loss of (F, G))."""
     F, support = ops.wta(ops.f_step(XtG, GtG, ridge), keep)
     c = GtG.diagonal().clamp(min=0).sqrt().clamp(min=1e-8).to(F.dtype)  # scale transfer: G/c, F*c
@@ -135,8 +146,8 @@ def iterate(rows: Rows, F: Tensor, G: Tensor, XtG: Tensor, GtG: Tensor, *, keep:
     cross = torch.zeros((), dtype=torch.float64, device=device)
     for a, X in rows.chunks(chunk, device):
         P = ops.x_times_f(X, F, support)
-        g = ops.g_step(G[a:a + len(X)] / c, P, Q, eps)
-        G[a:a + len(X)] = g
+        g = ops.g_step(G[a : a + len(X)] / c, P, Q, eps)
+        G[a : a + len(X)] = g
         cross += (g * P).sum(dtype=torch.float64)
         XtG += X.T @ g
         GtG += (g.T @ g).double()
@@ -164,8 +175,9 @@ def fit_full(rows: Rows, cfg, device, progress: bool = True) -> FitResult:
     keep, wait = ops.keep_count(cfg.sparsity, rows.d), 0
     bar = tqdm(range(cfg.max_iter), desc=f"SNMF k={cfg.rank}", disable=not progress, mininterval=1.0)
     for it in bar:
-        F, part = iterate(rows, F, G, XtG, GtG, keep=keep, ridge=cfg.ridge, eps=cfg.eps,
-                          chunk=cfg.chunk_tokens, device=device)
+        F, part = iterate(
+            rows, F, G, XtG, GtG, keep=keep, ridge=cfg.ridge, eps=cfg.eps, chunk=cfg.chunk_tokens, device=device
+        )
         loss = x_sq + part
         if not math.isfinite(loss):
             raise FloatingPointError(f"SNMF loss became {loss} at iteration {it}; check the inputs' scale")

@@ -36,13 +36,15 @@ class Hierarchy:
         return g
 
 
-def neuron_overlap(Wa: Float[torch.Tensor, "A d"], Wb: Float[torch.Tensor, "B d"],
-                   keep: int | None = None) -> Float[torch.Tensor, "A B"]:
+def neuron_overlap(
+    Wa: Float[torch.Tensor, "A d"], Wb: Float[torch.Tensor, "B d"], keep: int | None = None
+) -> Float[torch.Tensor, "A B"]:
     """Shared-neuron counts ``M = Z̄_a Z̄_bᵀ`` of binarised features (rows of ``W_dec``).
 
     A neuron belongs to a feature where its weight is non-zero, or, with ``keep``, where it is among
     the feature's ``keep`` largest |weights| (use it for dense, fine-tuned features).
     """
+
     def binary(W: torch.Tensor) -> torch.Tensor:
         if keep is None:
             return (W != 0).float()
@@ -51,10 +53,19 @@ def neuron_overlap(Wa: Float[torch.Tensor, "A d"], Wb: Float[torch.Tensor, "B d"
     return binary(Wa) @ binary(Wb).T
 
 
-def fit_hierarchy(acts: Any, ranks: Sequence[int] = (400, 200, 100, 50), sparsity: float = 0.01,
-                  init: str = "random", *, finetune_steps: int = 500, lr: float = 1e-3,
-                  project: bool = False, site: str | None = None, progress: bool = True,
-                  **fields: Any) -> Hierarchy:
+def fit_hierarchy(
+    acts: Any,
+    ranks: Sequence[int] = (400, 200, 100, 50),
+    sparsity: float = 0.01,
+    init: str = "random",
+    *,
+    finetune_steps: int = 500,
+    lr: float = 1e-3,
+    project: bool = False,
+    site: str | None = None,
+    progress: bool = True,
+    **fields: Any,
+) -> Hierarchy:
     """Fit the levels one after another, then fine-tune end to end (``finetune_steps=0``: skip)."""
     if list(ranks) != sorted(ranks, reverse=True) or len(ranks) < 1:
         raise ValueError(f"hierarchy ranks must be decreasing, e.g. (400, 200, 100, 50); got {list(ranks)}")
@@ -65,8 +76,14 @@ def fit_hierarchy(acts: Any, ranks: Sequence[int] = (400, 200, 100, 50), sparsit
     mixing = []
     for k in ranks[1:]:
         prev = levels[-1]
-        nxt = SNMF.fit(prev.W_dec.detach(), k, sparsity, init, progress=progress,
-                       **{**fields, "exclude_special": False, "n_tokens": None})
+        nxt = SNMF.fit(
+            prev.W_dec.detach(),
+            k,
+            sparsity,
+            init,
+            progress=progress,
+            **{**fields, "exclude_special": False, "n_tokens": None},
+        )
         nxt.cfg = dataclasses.replace(nxt.cfg, model=prev.cfg.model, site=prev.cfg.site)
         levels.append(nxt)
         mixing.append(nxt.fit_codes)
@@ -95,7 +112,7 @@ def finetune(h: Hierarchy, rows: Rows, steps: int, lr: float, project: bool, pro
             for m in reversed(mix):
                 dec = m @ dec  # [k₁, d]: the level-1 features as products
             for a, X in rows.chunks(top.cfg.chunk_tokens, device):
-                loss = ((G1[a:a + len(X)] @ dec - X) ** 2).sum() / denom
+                loss = ((G1[a : a + len(X)] @ dec - X) ** 2).sum() / denom
                 loss.backward(retain_graph=True)
                 total += loss.item()
         opt.step()

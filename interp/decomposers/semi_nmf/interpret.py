@@ -80,7 +80,7 @@ def code_blocks(snmf, rows, device=None) -> Iterator[tuple[int, torch.Tensor]]:
     codes = snmf.fit_codes
     if codes is not None and len(codes) == rows.n:
         for a in range(0, rows.n, snmf.cfg.chunk_tokens):
-            yield a, codes[a:a + snmf.cfg.chunk_tokens]
+            yield a, codes[a : a + snmf.cfg.chunk_tokens]
         return
     for a, X in rows.chunks(snmf.cfg.chunk_tokens, device or snmf.W_dec.device):
         yield a, snmf.encode(X)
@@ -93,8 +93,16 @@ def top_activations(snmf, rows, grid: TokenGrid, k: int = 25, window: int = 15) 
     return TopActivations(values, idx, ctx, groups, window)
 
 
-def describe(snmf, model: LoadedModel, rows, grid: TokenGrid, k: int = 25, window: int = 15,
-             vocab_k: int = 25, layer: int | None = None) -> list[dict]:
+def describe(
+    snmf,
+    model: LoadedModel,
+    rows,
+    grid: TokenGrid,
+    k: int = 25,
+    window: int = 15,
+    vocab_k: int = 25,
+    layer: int | None = None,
+) -> list[dict]:
     """Per feature: neuron support, top/bottom vocabulary tokens of ±ẑ W_out, top contexts (text)."""
     ids, weights = snmf.support()
     vp = vocab_projection(model, snmf.residual_directions(model, layer), k=vocab_k)
@@ -102,12 +110,27 @@ def describe(snmf, model: LoadedModel, rows, grid: TokenGrid, k: int = 25, windo
     dec = model.tokenizer.convert_ids_to_tokens
     out = []
     for f in range(snmf.cfg.rank):
-        ctx = [dict(value=float(v), row=int(r), left=_text(model, c[:window]), token=_text(model, c[window:window + 1]),
-                    right=_text(model, c[window + 1:]))
-               for v, r, c in zip(top.values[f], top.rows[f], top.context[f].tolist()) if v > 0]
-        out.append(dict(feature=f, neurons=ids[f].tolist(), weights=weights[f].tolist(),
-                        top_tokens=dec(vp.top_ids[f].tolist()), bottom_tokens=dec(vp.bottom_ids[f].tolist()),
-                        contexts=ctx))
+        ctx = [
+            dict(
+                value=float(v),
+                row=int(r),
+                left=_text(model, c[:window]),
+                token=_text(model, c[window : window + 1]),
+                right=_text(model, c[window + 1 :]),
+            )
+            for v, r, c in zip(top.values[f], top.rows[f], top.context[f].tolist())
+            if v > 0
+        ]
+        out.append(
+            dict(
+                feature=f,
+                neurons=ids[f].tolist(),
+                weights=weights[f].tolist(),
+                top_tokens=dec(vp.top_ids[f].tolist()),
+                bottom_tokens=dec(vp.bottom_ids[f].tolist()),
+                contexts=ctx,
+            )
+        )
     return out
 
 
@@ -115,10 +138,12 @@ def _text(model: LoadedModel, ids: list[int]) -> str:
     return model.tokenizer.decode([i for i in ids if i >= 0])
 
 
-def concentration(top_labels: Int[torch.Tensor, "F K"], all_labels: Int[torch.Tensor, "n"],
-                  draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+def concentration(
+    top_labels: Int[torch.Tensor, "F K"], all_labels: Int[torch.Tensor, "n"], draws: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """Mean over features of the share of its top tokens that carry its most common label, and the
     same statistic for ``K`` tokens drawn uniformly at random from the corpus (chance)."""
+
     def purity(lab: torch.Tensor) -> torch.Tensor:
         n_lab = int(all_labels.max()) + 1
         counts = torch.zeros(len(lab), n_lab).scatter_add_(1, lab, torch.ones_like(lab, dtype=torch.float))

@@ -106,8 +106,17 @@ class SNMF(Decomposer):
 
     # -- fitting ------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, acts: Any, rank: int = 100, sparsity: float = 0.01, init: str = "random", *,
-            site: str | None = None, progress: bool = True, **fields: Any) -> "SNMF":
+    def fit(
+        cls,
+        acts: Any,
+        rank: int = 100,
+        sparsity: float = 0.01,
+        init: str = "random",
+        *,
+        site: str | None = None,
+        progress: bool = True,
+        **fields: Any,
+    ) -> "SNMF":
         """Fit on ``acts``: a ``[N, d_mlp]`` tensor, an ``ActivationCache`` or a cache path.
 
         ``fields`` are any other ``SNMFConfig`` fields (max_iter, patience, mode, seed, ...).
@@ -153,8 +162,9 @@ class SNMF(Decomposer):
         W = self.W_dec.detach()
         return W / W.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
-    def residual_directions(self, model, layer: int | None = None, normalize: bool = False,
-                            post_norm: bool = True) -> Float[torch.Tensor, "F d_model"]:
+    def residual_directions(
+        self, model, layer: int | None = None, normalize: bool = False, post_norm: bool = True
+    ) -> Float[torch.Tensor, "F d_model"]:
         """Each unit feature mapped to the residual stream through ``W_out`` (``ẑ W_out``; then the
         post-MLP norm for Gemma-style blocks when ``post_norm``). ``layer`` defaults to the
         artifact's site; ``normalize`` returns unit rows."""
@@ -185,7 +195,14 @@ class SNMF(Decomposer):
 
 
 def _fit_meta(res: FitResult, n: int) -> dict:
-    return {"tokens": n, "iterations": res.n_iter, "best_iter": res.best_iter,
-            "restarts": res.restarts, "initial_loss": res.initial_loss, "loss": res.best_loss, "x_sq": res.x_sq,
-            "fvu": res.best_loss / res.x_sq if res.x_sq > 0 else None,
-            "history": res.history[-1000:]}
+    return {
+        "tokens": n,
+        "iterations": res.n_iter,
+        "best_iter": res.best_iter,
+        "restarts": res.restarts,
+        "initial_loss": res.initial_loss,
+        "loss": res.best_loss,
+        "x_sq": res.x_sq,
+        "fvu": res.best_loss / res.x_sq if res.x_sq > 0 else None,
+        "history": res.history[-1000:],
+    }

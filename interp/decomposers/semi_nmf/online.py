@@ -64,5 +64,13 @@ def _final_pass(rows: Rows, F, support, cfg, device, history) -> FitResult:
         loss += (X - g @ F.T).pow(2).sum(dtype=torch.float64).item()
         sq += g.pow(2).sum(0, dtype=torch.float64)
     c = sq.sqrt().clamp(min=1e-8).float()
-    return FitResult(F=F * c, G=None, history=history, initial_loss=float("nan"), best_loss=loss,
-                     best_iter=len(history) - 1, n_iter=len(history), x_sq=x_sq)
+    return FitResult(
+        F=F * c,
+        G=None,
+        history=history,
+        initial_loss=float("nan"),
+        best_loss=loss,
+        best_iter=len(history) - 1,
+        n_iter=len(history),
+        x_sq=x_sq,
+    )

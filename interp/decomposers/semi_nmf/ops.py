@@ -44,7 +44,9 @@ def wta(F: Float[Tensor, "d k"], keep: int) -> tuple[Float[Tensor, "d k"], Int[T
     return out, idx.T.contiguous()
 
 
-def x_times_f(X: Float[Tensor, "n d"], F: Float[Tensor, "d k"], support: Int[Tensor, "k s"] | None) -> Float[Tensor, "n k"]:
+def x_times_f(
+    X: Float[Tensor, "n d"], F: Float[Tensor, "d k"], support: Int[Tensor, "k s"] | None
+) -> Float[Tensor, "n k"]:
     """``X F``. When all features together use under a quarter of the neurons (``k·s ≤ d/4``), only
     those are gathered; otherwise a dense matmul, which measured faster than the gather at
     d=1536, k=100, s=16 on CPU (the gather writes a [n, k, s] array as large as X)."""
@@ -59,7 +61,9 @@ def split(M: Tensor) -> tuple[Tensor, Tensor]:
     return M.clamp(min=0), (-M).clamp(min=0)
 
 
-def g_step(G: Float[Tensor, "n k"], P: Float[Tensor, "n k"], Q: Float[Tensor, "k k"], eps: float) -> Float[Tensor, "n k"]:
+def g_step(
+    G: Float[Tensor, "n k"], P: Float[Tensor, "n k"], Q: Float[Tensor, "k k"], eps: float
+) -> Float[Tensor, "n k"]:
     """Multiplicative G update ``G ⊙ sqrt((P⁺ + G Q⁻) / (P⁻ + G Q⁺ + eps))`` with ``P = X F``, ``Q = FᵀF``.
 
     Keeps G non-negative; rows are independent, so it runs on any row block of X and G.
@@ -69,8 +73,9 @@ def g_step(G: Float[Tensor, "n k"], P: Float[Tensor, "n k"], Q: Float[Tensor, "k
     return G * ((Pp + G @ Qn) / (Pn + G @ Qp + eps)).sqrt()
 
 
-def loss_terms(G: Float[Tensor, "n k"], P: Float[Tensor, "n k"], GtG: Float[Tensor, "k k"],
-               Q: Float[Tensor, "k k"]) -> tuple[float, float]:
+def loss_terms(
+    G: Float[Tensor, "n k"], P: Float[Tensor, "n k"], GtG: Float[Tensor, "k k"], Q: Float[Tensor, "k k"]
+) -> tuple[float, float]:
     """The two G-dependent terms of ``||X - G Fᵀ||² = ||X||² - 2⟨G, XF⟩ + ⟨GᵀG, FᵀF⟩`` (float64 sums).
 
     ``P = X F``; summed over row blocks (and added to ``||X||²``) they give the exact loss without
@@ -101,8 +106,9 @@ def _polish(g: Tensor, XF: Tensor, Q: Tensor, rounds: int) -> Tensor:
     return g
 
 
-def nnls(XF: Float[Tensor, "n k"], Q: Float[Tensor, "k k"], iters: int = 300, tol: float = 1e-6,
-         polish: int = 2) -> Float[Tensor, "n k"]:
+def nnls(
+    XF: Float[Tensor, "n k"], Q: Float[Tensor, "k k"], iters: int = 300, tol: float = 1e-6, polish: int = 2
+) -> Float[Tensor, "n k"]:
     """Solve ``min_{g >= 0} ½ g Q gᵀ - g·xF`` for every row at once (``Q = FᵀF``, ``XF = X F``).
 
     Accelerated projected gradient (FISTA with adaptive restart, step ``1/λ_max(Q)``) started from
@@ -130,5 +136,5 @@ def nnls(XF: Float[Tensor, "n k"], Q: Float[Tensor, "k k"], iters: int = 300, to
             break
     if polish:
         chunk = max(1, (1 << 24) // Q.shape[0] ** 2)  # rows per batched k×k solve (~64 MB)
-        g = torch.cat([_polish(g[a:a + chunk], XF[a:a + chunk], Q, polish) for a in range(0, len(g), chunk)])
+        g = torch.cat([_polish(g[a : a + chunk], XF[a : a + chunk], Q, polish) for a in range(0, len(g), chunk)])
     return g

@@ -21,8 +21,9 @@ def _ids(model: LoadedModel, text: str) -> list[int]:
 
 
 @torch.inference_mode()
-def sentence_activations(model: LoadedModel, texts: Sequence[str], site: str, batch_size: int = 32,
-                         skip_first: int = 0) -> tuple[Float[torch.Tensor, "T D"], TokenGrid]:
+def sentence_activations(
+    model: LoadedModel, texts: Sequence[str], site: str, batch_size: int = 32, skip_first: int = 0
+) -> tuple[Float[torch.Tensor, "T D"], TokenGrid]:
     """Activations at ``site`` of every non-BOS token of every text ``[T, D]``, and their grid
     (group id = the text's index). ``skip_first`` also leaves out each text's first tokens after
     BOS (the paper keeps them; in SmolLM2 the first position carries outsized MLP activations
@@ -35,12 +36,12 @@ def sentence_activations(model: LoadedModel, texts: Sequence[str], site: str, ba
     tokens = np.zeros((len(ids), s), dtype=np.int64)
     groups = np.full((len(ids), s), -1, dtype=np.int64)
     for r, i in enumerate(ids):
-        tokens[r, :len(i)] = i
-        groups[r, 1 + skip_first:len(i)] = r
+        tokens[r, : len(i)] = i
+        groups[r, 1 + skip_first : len(i)] = r
     parts = []
     order = np.argsort([len(i) for i in ids], kind="stable")  # similar lengths share a batch
     for a in range(0, len(ids), batch_size):
-        b = order[a:a + batch_size]
+        b = order[a : a + batch_size]
         width = max(len(ids[r]) for r in b)
         act = run_to_sites(model, torch.from_numpy(tokens[b, :width]), [site])[site].float().cpu()
         keep = torch.from_numpy(groups[b, :width] >= 0)

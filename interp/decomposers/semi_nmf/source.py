@@ -65,8 +65,11 @@ class CacheRows(Rows):
             site = cache.sites[0]
         self.cache, self.site, self.model = cache, site, cache.manifest["model"]
         self.d = cache.width(site)
-        keep = ~cache.special_mask() if exclude_special else np.ones(
-            (cache.manifest["n_seqs"], cache.manifest["seq_len"]), dtype=bool)
+        keep = (
+            ~cache.special_mask()
+            if exclude_special
+            else np.ones((cache.manifest["n_seqs"], cache.manifest["seq_len"]), dtype=bool)
+        )
         self.token_index = np.flatnonzero(keep.reshape(-1))[:n_tokens]
         self.n = len(self.token_index)
         if self.n == 0:
@@ -92,8 +95,7 @@ class CacheRows(Rows):
         return out[torch.from_numpy(inv)].to(device=device, dtype=torch.float32)
 
 
-def as_rows(data: Any, site: str | None = None, n_tokens: int | None = None,
-            exclude_special: bool = True) -> Rows:
+def as_rows(data: Any, site: str | None = None, n_tokens: int | None = None, exclude_special: bool = True) -> Rows:
     """Wrap a tensor, an ``ActivationCache`` or a cache path as a ``Rows`` source."""
     if isinstance(data, Rows):
         return data
@@ -105,5 +107,6 @@ def as_rows(data: Any, site: str | None = None, n_tokens: int | None = None,
         return TensorRows(data, n_tokens)
     if isinstance(data, np.ndarray):
         return TensorRows(torch.from_numpy(data), n_tokens)
-    raise TypeError(f"cannot fit SNMF on {type(data).__name__}: give a [N, d_mlp] tensor, an "
-                    f"ActivationCache or a cache directory")
+    raise TypeError(
+        f"cannot fit SNMF on {type(data).__name__}: give a [N, d_mlp] tensor, an ActivationCache or a cache directory"
+    )

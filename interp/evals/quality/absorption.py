@@ -93,11 +93,14 @@ def _l1() -> dict:
     """An L1 penalty in this scikit-learn's spelling (``penalty`` is deprecated from 1.8)."""
     import sklearn
 
-    return {"l1_ratio": 1.0} if tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8) else {"penalty": "l1"}
+    return (
+        {"l1_ratio": 1.0} if tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8) else {"penalty": "l1"}
+    )
 
 
-def main_features(codes: np.ndarray, pos: np.ndarray, train: np.ndarray, cfg: AbsorptionConfig,
-                  seed: int = 0) -> list[int]:
+def main_features(
+    codes: np.ndarray, pos: np.ndarray, train: np.ndarray, cfg: AbsorptionConfig, seed: int = 0
+) -> list[int]:
     """SAEBench's split features of one letter: top positive L1-probe weights, k grown while F1 jumps."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
@@ -120,8 +123,14 @@ def main_features(codes: np.ndarray, pos: np.ndarray, train: np.ndarray, cfg: Ab
     return feats
 
 
-def word_absorption(act: Float[torch.Tensor, "D"], codes: Float[torch.Tensor, "F"], cos: Float[torch.Tensor, "F"],
-                    probe: Float[torch.Tensor, "D"], main: list[int], cfg: AbsorptionConfig) -> tuple[float, bool]:
+def word_absorption(
+    act: Float[torch.Tensor, "D"],
+    codes: Float[torch.Tensor, "F"],
+    cos: Float[torch.Tensor, "F"],
+    probe: Float[torch.Tensor, "D"],
+    main: list[int],
+    cfg: AbsorptionConfig,
+) -> tuple[float, bool]:
     """(absorption fraction, full absorption) of one word, SAEBench's formulas."""
     act_proj = float(act @ probe)
     proj = codes * cos
@@ -138,17 +147,29 @@ def word_absorption(act: Float[torch.Tensor, "D"], codes: Float[torch.Tensor, "F
         absorbed = min(top, act_proj - main_proj)
         frac = float(np.clip(absorbed / (absorbed + main_proj), 0, 1))
     best = int(proj.argmax())
-    full = (all(float(codes[m]) < 1e-8 for m in main) and float(cos[best]) >= cfg.full_cos and act_proj >= 0
-            and float(proj[best]) / act_proj >= cfg.proj_share)
+    full = (
+        all(float(codes[m]) < 1e-8 for m in main)
+        and float(cos[best]) >= cfg.full_cos
+        and act_proj >= 0
+        and float(proj[best]) / act_proj >= cfg.proj_share
+    )
     return frac, bool(full)
 
 
-def absorption(acts: Float[torch.Tensor, "N D"], codes: Float[torch.Tensor, "N F"], directions: Float[torch.Tensor, "F D"],
-               letters: Int[np.ndarray, "N"], train: np.ndarray, cfg: AbsorptionConfig = AbsorptionConfig(),
-               seed: int = 0) -> dict[str, float | dict]:
+def absorption(
+    acts: Float[torch.Tensor, "N D"],
+    codes: Float[torch.Tensor, "N F"],
+    directions: Float[torch.Tensor, "F D"],
+    letters: Int[np.ndarray, "N"],
+    train: np.ndarray,
+    cfg: AbsorptionConfig = AbsorptionConfig(),
+    seed: int = 0,
+) -> dict[str, float | dict]:
     """Absorption scores from word activations, their codes and the feature directions."""
     if len(acts) != len(codes) or len(acts) != len(letters):
-        raise DataError(f"acts, codes and letters must have one row per word: {len(acts)}, {len(codes)}, {len(letters)}")
+        raise DataError(
+            f"acts, codes and letters must have one row per word: {len(acts)}, {len(codes)}, {len(letters)}"
+        )
     X, C = acts.double().cpu().numpy(), codes.double().cpu().numpy()
     dirs, f1 = letter_probe(X, letters, train, seed)
     unit = torch.nn.functional.normalize(directions.double().cpu(), dim=-1)
@@ -160,15 +181,24 @@ def absorption(acts: Float[torch.Tensor, "N D"], codes: Float[torch.Tensor, "N F
         if not main or not len(words):
             continue
         cos = unit @ probe
-        scores = [word_absorption(acts[w].double().cpu(), codes[w].double().cpu(), cos, probe, main, cfg) for w in words]
-        per_letter[LETTERS[li]] = {"absorption_fraction": float(np.mean([s[0] for s in scores])),
-                                   "full_absorption": float(np.mean([s[1] for s in scores])),
-                                   "num_split_features": len(main) - 1, "main_features": main,
-                                   "n_words": len(words), "probe_f1": float(f1[li])}
+        scores = [
+            word_absorption(acts[w].double().cpu(), codes[w].double().cpu(), cos, probe, main, cfg) for w in words
+        ]
+        per_letter[LETTERS[li]] = {
+            "absorption_fraction": float(np.mean([s[0] for s in scores])),
+            "full_absorption": float(np.mean([s[1] for s in scores])),
+            "num_split_features": len(main) - 1,
+            "main_features": main,
+            "n_words": len(words),
+            "probe_f1": float(f1[li]),
+        }
     if not per_letter:
         raise DataError("no letter passed the probe-F1 and main-feature checks: use more words")
     vals = list(per_letter.values())
-    return {"mean_absorption_fraction_score": float(np.mean([v["absorption_fraction"] for v in vals])),
-            "mean_full_absorption_score": float(np.mean([v["full_absorption"] for v in vals])),
-            "mean_num_split_features": float(np.mean([v["num_split_features"] for v in vals])),
-            "n_letters": len(vals), "per_letter": per_letter}
+    return {
+        "mean_absorption_fraction_score": float(np.mean([v["absorption_fraction"] for v in vals])),
+        "mean_full_absorption_score": float(np.mean([v["full_absorption"] for v in vals])),
+        "mean_num_split_features": float(np.mean([v["num_split_features"] for v in vals])),
+        "n_letters": len(vals),
+        "per_letter": per_letter,
+    }

@@ -29,15 +29,21 @@ from jaxtyping import Float, Int
 from interp.errors import DataError
 
 OFFLINE_SCORER = "offline: all-MiniLM-L6-v2 embedding similarity (not an LLM reader)"
-EXPLAIN_PROMPT = ("You are looking at text where one hidden feature of a language model fires. "
-                  "The tokens where it fires are marked <<like this>>. Examples:\n{examples}\n"
-                  "In one short phrase, what do the marked tokens have in common?")
-DETECT_PROMPT = ("A feature of a language model is described as: {explanation}\n"
-                 "Does the feature fire somewhere in this text? Answer 1 for yes or 0 for no, nothing else.\n"
-                 "Text: {text}")
-FUZZ_PROMPT = ("A feature of a language model is described as: {explanation}\n"
-               "In the text below, some tokens are marked <<like this>>. Are the marked tokens ones where "
-               "this feature fires? Answer 1 for yes or 0 for no, nothing else.\nText: {text}")
+EXPLAIN_PROMPT = (
+    "You are looking at text where one hidden feature of a language model fires. "
+    "The tokens where it fires are marked <<like this>>. Examples:\n{examples}\n"
+    "In one short phrase, what do the marked tokens have in common?"
+)
+DETECT_PROMPT = (
+    "A feature of a language model is described as: {explanation}\n"
+    "Does the feature fire somewhere in this text? Answer 1 for yes or 0 for no, nothing else.\n"
+    "Text: {text}"
+)
+FUZZ_PROMPT = (
+    "A feature of a language model is described as: {explanation}\n"
+    "In the text below, some tokens are marked <<like this>>. Are the marked tokens ones where "
+    "this feature fires? Answer 1 for yes or 0 for no, nothing else.\nText: {text}"
+)
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,16 @@ def _window(pieces: list[list[str]], acts: np.ndarray, s: int, p: int, half: int
     return Example(tuple(pieces[s][a:b]), tuple(float(v) for v in acts[s, a:b]))
 
 
-def collect_examples(pieces: list[list[str]], acts: Float[np.ndarray, "B S"], n_top: int = 10,
-                     n_quantiles: int = 5, per_quantile: int = 4, n_negative: int = 20, half_window: int = 12,
-                     seed: int = 0) -> FeatureExamples:
+def collect_examples(
+    pieces: list[list[str]],
+    acts: Float[np.ndarray, "B S"],
+    n_top: int = 10,
+    n_quantiles: int = 5,
+    per_quantile: int = 4,
+    n_negative: int = 20,
+    half_window: int = 12,
+    seed: int = 0,
+) -> FeatureExamples:
     """Examples of one feature from per-token activations ``acts`` over sequences of text ``pieces``;
     each sequence gives at most one example, centred on its largest activation."""
     rng = np.random.default_rng(seed)
@@ -88,8 +101,10 @@ def collect_examples(pieces: list[list[str]], acts: Float[np.ndarray, "B S"], n_
         for s in rng.choice(part, min(per_quantile, len(part)), replace=False) if len(part) else []:
             quantile.append(_window(pieces, acts, s, int(acts[s].argmax()), half_window))
     silent = np.flatnonzero(peak <= 0)
-    negative = [_window(pieces, acts, s, int(rng.integers(acts.shape[1])), half_window)
-                for s in rng.choice(silent, min(n_negative, len(silent)), replace=False)]
+    negative = [
+        _window(pieces, acts, s, int(rng.integers(acts.shape[1])), half_window)
+        for s in rng.choice(silent, min(n_negative, len(silent)), replace=False)
+    ]
     return FeatureExamples(tuple(top), tuple(quantile), tuple(negative))
 
 
@@ -124,8 +139,11 @@ class LocalExplainer:
 
         msg = [{"role": "user", "content": explain_prompt(examples)}]
         tok = self.model.tokenizer
-        prompt = (tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True)
-                  if getattr(tok, "chat_template", None) else msg[0]["content"] + "\nAnswer:")
+        prompt = (
+            tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True)
+            if getattr(tok, "chat_template", None)
+            else msg[0]["content"] + "\nAnswer:"
+        )
         out = generate(self.model, [prompt], max_new_tokens=self.max_new_tokens, temperature=0, add_bos=False)[0]
         return clean_explanation(out)
 
@@ -191,8 +209,10 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def score_feature(explanation: str, ex: FeatureExamples, scorer: Scorer, seed: int = 0) -> dict[str, float]:
     """Detection and fuzzing AUROC of ``explanation`` on held-out (quantile / negative) examples."""
-    det = auroc(scorer.detection(explanation, [e.plain for e in ex.quantile]),
-                scorer.detection(explanation, [e.plain for e in ex.negative]))
+    det = auroc(
+        scorer.detection(explanation, [e.plain for e in ex.quantile]),
+        scorer.detection(explanation, [e.plain for e in ex.negative]),
+    )
     rng = np.random.default_rng(seed)
     right, wrong, right_tok, wrong_tok = [], [], [], []
     for e in ex.quantile:
@@ -204,13 +224,24 @@ def score_feature(explanation: str, ex: FeatureExamples, scorer: Scorer, seed: i
         right.append(e.text(on)), wrong.append(e.text(fake))
         right_tok.append(" ".join(e.tokens[i].strip() for i in on))
         wrong_tok.append(" ".join(e.tokens[i].strip() for i in fake))
-    fuzz = auroc(scorer.fuzzing(explanation, right, right_tok), scorer.fuzzing(explanation, wrong, wrong_tok)) \
-        if right else float("nan")
+    fuzz = (
+        auroc(scorer.fuzzing(explanation, right, right_tok), scorer.fuzzing(explanation, wrong, wrong_tok))
+        if right
+        else float("nan")
+    )
     return {"detection": det, "fuzzing": fuzz, "n_activating": len(ex.quantile), "n_negative": len(ex.negative)}
 
 
-def interpret(tokens: Int[np.ndarray, "B S"], acts: Float[np.ndarray, "B S K"], features: Sequence[int], tokenizer: Any,
-              explainer: Explainer, scorer: Scorer, seed: int = 0, **examples_kw: Any) -> list[dict[str, Any]]:
+def interpret(
+    tokens: Int[np.ndarray, "B S"],
+    acts: Float[np.ndarray, "B S K"],
+    features: Sequence[int],
+    tokenizer: Any,
+    explainer: Explainer,
+    scorer: Scorer,
+    seed: int = 0,
+    **examples_kw: Any,
+) -> list[dict[str, Any]]:
     """One row per feature: its explanation, detection and fuzzing scores, and who made them.
     ``acts[..., j]`` are the activations of feature ``features[j]`` on ``tokens``."""
     pieces = [[tokenizer.decode([int(t)]) for t in row] for row in tokens]
@@ -218,9 +249,16 @@ def interpret(tokens: Int[np.ndarray, "B S"], acts: Float[np.ndarray, "B S K"], 
     for j, f in enumerate(features):
         ex = collect_examples(pieces, acts[..., j], seed=seed + j, **examples_kw)
         explanation = explainer.explain(ex)
-        rows.append({"feature": int(f), "explanation": explanation, **score_feature(explanation, ex, scorer, seed),
-                     "explainer": explainer.name, "scorer": scorer.name,
-                     "top_examples": [e.text() for e in ex.top[:5]]})
+        rows.append(
+            {
+                "feature": int(f),
+                "explanation": explanation,
+                **score_feature(explanation, ex, scorer, seed),
+                "explainer": explainer.name,
+                "scorer": scorer.name,
+                "top_examples": [e.text() for e in ex.top[:5]],
+            }
+        )
     return rows
 
 

@@ -123,12 +123,21 @@ def _core(cfg, model, decs, names, sites, res) -> tuple[np.ndarray, list]:
         else:
             ok.append(i)
     g = torch.Generator().manual_seed(cfg.seed)
-    sampled = [torch.randperm(decs[i].directions().shape[0], generator=g)[:cfg.autointerp_candidates] for i in ok]
-    totals, acts = token_pass(model, [decs[i] for i in ok], [sites[i] for i in ok], text.tokens,
-                              text.special_mask(), cfg.batch_size, sampled)
+    sampled = [torch.randperm(decs[i].directions().shape[0], generator=g)[: cfg.autointerp_candidates] for i in ok]
+    totals, acts = token_pass(
+        model, [decs[i] for i in ok], [sites[i] for i in ok], text.tokens, text.special_mask(), cfg.batch_size, sampled
+    )
     for i, tot in zip(ok, totals):
-        out = core_output(tot, decs[i], model=model.name, site=sites[i], dataset=cfg.text,
-                          context_size=cfg.seq_len, batch_size=cfg.batch_size, name=names[i])
+        out = core_output(
+            tot,
+            decs[i],
+            model=model.name,
+            site=sites[i],
+            dataset=cfg.text,
+            context_size=cfg.seq_len,
+            batch_size=cfg.batch_size,
+            name=names[i],
+        )
         res[names[i]]["core_file"] = str(write_core(out, Path(cfg.out) / "core"))
         res[names[i]]["core"] = {k: v for c in out["eval_result_metrics"].values() for k, v in c.items()}
     return text.tokens, [(i, s, a) for i, s, a in zip(ok, sampled, acts)]
@@ -142,7 +151,8 @@ def _probing(cfg, model, decs, names, sites, res) -> None:
             raw = probing.mean_pool(acts[sites[i]])
             codes = probing.mean_pool([codes_of(dec, a) for a in acts[sites[i]]])
             res[names[i]].setdefault("probing", {})[set_name] = probing.sparse_probe(
-                codes.numpy(), raw.numpy(), data.labels, len(data.classes), cfg.ks, cfg.seed)
+                codes.numpy(), raw.numpy(), data.labels, len(data.classes), cfg.ks, cfg.seed
+            )
 
 
 def _absorption(cfg, model, decs, names, sites, res) -> None:
@@ -160,8 +170,9 @@ def _absorption(cfg, model, decs, names, sites, res) -> None:
     for i, dec in enumerate(decs):
         x = torch.stack([acts[sites[i]][j][absn.WORD_POS] for j in good])
         try:
-            res[names[i]]["absorption"] = absn.absorption(x, codes_of(dec, x), dec.directions().detach(), letters,
-                                                          train, seed=cfg.seed)
+            res[names[i]]["absorption"] = absn.absorption(
+                x, codes_of(dec, x), dec.directions().detach(), letters, train, seed=cfg.seed
+            )
         except InterpError as e:
             res[names[i]]["na"]["absorption"] = str(e)
 
@@ -187,12 +198,23 @@ def _autointerp(cfg, model, tokens, kept, names, res) -> list[dict]:
         if not cols:
             res[names[i]]["na"]["autointerp"] = "no sampled feature fired in 8 or more evaluation sequences"
             continue
-        got = ai.interpret(tokens, acts[..., cols].numpy(), [int(sampled[c]) for c in cols], model.tokenizer,
-                           explainer, scorer, cfg.seed)
+        got = ai.interpret(
+            tokens,
+            acts[..., cols].numpy(),
+            [int(sampled[c]) for c in cols],
+            model.tokenizer,
+            explainer,
+            scorer,
+            cfg.seed,
+        )
         rows += [{"artifact": names[i], **r} for r in got]
-        res[names[i]]["autointerp"] = {"detection": float(np.nanmean([r["detection"] for r in got])),
-                                       "fuzzing": float(np.nanmean([r["fuzzing"] for r in got])),
-                                       "n_features": len(got), "explainer": explainer.name, "scorer": scorer.name}
+        res[names[i]]["autointerp"] = {
+            "detection": float(np.nanmean([r["detection"] for r in got])),
+            "fuzzing": float(np.nanmean([r["fuzzing"] for r in got])),
+            "n_features": len(got),
+            "explainer": explainer.name,
+            "scorer": scorer.name,
+        }
     return rows
 
 
@@ -200,8 +222,10 @@ def compare(cfg: QualityConfig, progress: bool = True) -> dict[str, Any]:
     """Run the configured metrics on every artifact; write the files; return ``results.json``'s dict."""
     t0 = time.perf_counter()
     model, decs, names, sites = _load(cfg)
-    res: dict[str, dict] = {n: {"method": d.method, "site": s, "n_features": int(d.directions().shape[0]), "na": {}}
-                            for n, d, s in zip(names, decs, sites)}
+    res: dict[str, dict] = {
+        n: {"method": d.method, "site": s, "n_features": int(d.directions().shape[0]), "na": {}}
+        for n, d, s in zip(names, decs, sites)
+    }
     times: dict[str, float] = {"load": time.perf_counter() - t0}
     kept, tokens, rows = [], None, []
     for stage in ("core", "probing", "absorption", "autointerp"):

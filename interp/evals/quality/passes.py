@@ -34,20 +34,30 @@ def _kl(logp: torch.Tensor, logp_clean: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _batch(model: LoadedModel, decs: Sequence[Any], sites: Sequence[str], tokens: torch.Tensor,
-           special: torch.Tensor, seq0: int, totals: Sequence[CoreTotals],
-           samples: Sequence[list[torch.Tensor]], sampled: Sequence[torch.Tensor]) -> None:
+def _batch(
+    model: LoadedModel,
+    decs: Sequence[Any],
+    sites: Sequence[str],
+    tokens: torch.Tensor,
+    special: torch.Tensor,
+    seq0: int,
+    totals: Sequence[CoreTotals],
+    samples: Sequence[list[torch.Tensor]],
+    sampled: Sequence[torch.Tensor],
+) -> None:
     tokens, special = tokens.to(model.device), special.to(model.device)
     got: dict[str, torch.Tensor] = {}
 
     def grab(site: str):
         def hook_fn(act, hook):
             got[site] = act
+
         return hook_fn
 
     def run(site: str, replacement: torch.Tensor) -> torch.Tensor:
         return model.bridge.run_with_hooks(
-            tokens, fwd_hooks=[(site, lambda a, hook: replacement.reshape(a.shape).to(a.dtype))])
+            tokens, fwd_hooks=[(site, lambda a, hook: replacement.reshape(a.shape).to(a.dtype))]
+        )
 
     clean = model.bridge.run_with_hooks(tokens, fwd_hooks=[(s, grab(s)) for s in sorted(set(sites))])
     keep, scored = ~special, ~special[:, 1:]
@@ -73,9 +83,16 @@ def _batch(model: LoadedModel, decs: Sequence[Any], sites: Sequence[str], tokens
         totals[i].add_loss(ce_clean, ce, ablated[site][0], _kl(logp, logp_clean), ablated[site][1], int(scored.sum()))
 
 
-def token_pass(model: LoadedModel, decs: Sequence[Any], sites: Sequence[str], tokens: Int[np.ndarray, "B S"],
-               special: np.ndarray, batch_size: int = 8, sampled: Sequence[torch.Tensor | None] = (),
-               progress: bool = True) -> tuple[list[CoreTotals], list[torch.Tensor | None]]:
+def token_pass(
+    model: LoadedModel,
+    decs: Sequence[Any],
+    sites: Sequence[str],
+    tokens: Int[np.ndarray, "B S"],
+    special: np.ndarray,
+    batch_size: int = 8,
+    sampled: Sequence[torch.Tensor | None] = (),
+    progress: bool = True,
+) -> tuple[list[CoreTotals], list[torch.Tensor | None]]:
     """Core totals per decomposer, and the activations ``[B, S, K]`` of its ``sampled`` feature ids
     (None where a decomposer's reconstruction does not apply: it raises NotImplementedError)."""
     totals = [CoreTotals(int(dec.directions().shape[0])) for dec in decs]
@@ -83,26 +100,32 @@ def token_pass(model: LoadedModel, decs: Sequence[Any], sites: Sequence[str], to
     samples: list[list | None] = [[] if s is not None else None for s in sampled]
     toks, spec = torch.from_numpy(tokens), torch.from_numpy(special)
     for a in tqdm(range(0, len(toks), batch_size), disable=not progress, desc="quality: token pass"):
-        _batch(model, decs, sites, toks[a:a + batch_size], spec[a:a + batch_size], a, totals, samples, sampled)
+        _batch(model, decs, sites, toks[a : a + batch_size], spec[a : a + batch_size], a, totals, samples, sampled)
     return totals, [torch.cat(s) if s is not None else None for s in samples]
 
 
 @torch.no_grad()
-def capture_texts(model: LoadedModel, texts: Sequence[str], sites: Sequence[str], max_tokens: int = 128,
-                  batch_size: int = 16, desc: str = "quality: texts") -> dict[str, list[torch.Tensor]]:
+def capture_texts(
+    model: LoadedModel,
+    texts: Sequence[str],
+    sites: Sequence[str],
+    max_tokens: int = 128,
+    batch_size: int = 16,
+    desc: str = "quality: texts",
+) -> dict[str, list[torch.Tensor]]:
     """Per site, each text's activations ``[T, D]`` over its first ``max_tokens`` tokens after BOS.
     Right-padded batches without a mask: in a causal model the pads after a text cannot change it."""
-    seqs = [s[:max_tokens + 1] for s in encode_prompts(model, texts)]
+    seqs = [s[: max_tokens + 1] for s in encode_prompts(model, texts)]
     sites = sorted(set(sites))
     out: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
     for a in tqdm(range(0, len(seqs), batch_size), desc=desc, leave=False):
-        part = seqs[a:a + batch_size]
+        part = seqs[a : a + batch_size]
         width = max(len(s) for s in part)
         ids = torch.full((len(part), width), pad_id(model.tokenizer), dtype=torch.long)
         for r, s in enumerate(part):
-            ids[r, :len(s)] = torch.tensor(s)
+            ids[r, : len(s)] = torch.tensor(s)
         acts = run_to_sites(model, ids, sites)
         for site in sites:
             act = acts[site].float().cpu()
-            out[site] += [act[r, 1:len(s)] for r, s in enumerate(part)]
+            out[site] += [act[r, 1 : len(s)] for r, s in enumerate(part)]
     return out

@@ -81,8 +81,7 @@ def select_features(X: Float[np.ndarray, "N F"], y: Int[np.ndarray, "N"], k: int
     return np.argsort(-diff, kind="stable")[:k]
 
 
-def fit_probe(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-              seed: int = 0) -> float:
+def fit_probe(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, seed: int = 0) -> float:
     """Held-out accuracy of a standardised logistic regression (scikit-learn liblinear, L2, C=1)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -93,8 +92,9 @@ def fit_probe(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_te
     return float(probe.score(X_test, y_test))
 
 
-def binary_tasks(labels: Sequence[int], n_classes: int, test_frac: float = 0.3, seed: int = 0
-                 ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+def binary_tasks(
+    labels: Sequence[int], n_classes: int, test_frac: float = 0.3, seed: int = 0
+) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Per class: (class, row ids, 0/1 labels, is-test mask) of a balanced one-vs-rest task."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -116,8 +116,14 @@ def binary_tasks(labels: Sequence[int], n_classes: int, test_frac: float = 0.3, 
     return tasks
 
 
-def sparse_probe(codes: Float[np.ndarray, "N F"], raw: Float[np.ndarray, "N D"], labels: Sequence[int],
-                 n_classes: int, ks: Sequence[int] = KS, seed: int = 0) -> dict[str, float]:
+def sparse_probe(
+    codes: Float[np.ndarray, "N F"],
+    raw: Float[np.ndarray, "N D"],
+    labels: Sequence[int],
+    n_classes: int,
+    ks: Sequence[int] = KS,
+    seed: int = 0,
+) -> dict[str, float]:
     """Mean held-out accuracy over one-vs-rest tasks: ``top_{k}`` on the k selected code features
     (selection on the training split only), ``raw`` on all raw activation dimensions."""
     acc: dict[str, list[float]] = {f"top_{k}": [] for k in ks} | {"raw": []}

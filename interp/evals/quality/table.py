@@ -11,10 +11,20 @@ from pathlib import Path
 from typing import Any
 
 # (column, where in a row's results, format)
-CORE_COLS = (("L0", "l0"), ("EV", "explained_variance"), ("cos", "cossim"), ("CE score", "ce_loss_score"),
-             ("KL score", "kl_div_score"), ("alive", "frac_alive"), ("L2 ratio", "l2_ratio"))
-ABS_COLS = (("absorb frac", "mean_absorption_fraction_score"), ("full absorb", "mean_full_absorption_score"),
-            ("split feats", "mean_num_split_features"))
+CORE_COLS = (
+    ("L0", "l0"),
+    ("EV", "explained_variance"),
+    ("cos", "cossim"),
+    ("CE score", "ce_loss_score"),
+    ("KL score", "kl_div_score"),
+    ("alive", "frac_alive"),
+    ("L2 ratio", "l2_ratio"),
+)
+ABS_COLS = (
+    ("absorb frac", "mean_absorption_fraction_score"),
+    ("full absorb", "mean_full_absorption_score"),
+    ("split feats", "mean_num_split_features"),
+)
 
 
 def _columns(results: dict[str, Any]) -> list[tuple[str, str, tuple]]:
@@ -22,10 +32,14 @@ def _columns(results: dict[str, Any]) -> list[tuple[str, str, tuple]]:
     rows = results["results"].values()
     cols = [(h, "core", (k,)) for h, k in CORE_COLS]
     sets = sorted({s for r in rows for s in r.get("probing", {})})
-    ks = sorted({k for r in rows for s in r.get("probing", {}).values() for k in s if k != "raw"},
-                key=lambda k: int(k.split("_")[1]))
+    ks = sorted(
+        {k for r in rows for s in r.get("probing", {}).values() for k in s if k != "raw"},
+        key=lambda k: int(k.split("_")[1]),
+    )
     for s in sets:
-        cols += [(f"{s} {k.replace('top_', 'k=')}", "probing", (s, k)) for k in ks] + [(f"{s} raw", "probing", (s, "raw"))]
+        cols += [(f"{s} {k.replace('top_', 'k=')}", "probing", (s, k)) for k in ks] + [
+            (f"{s} raw", "probing", (s, "raw"))
+        ]
     cols += [(h, "absorption", (k,)) for h, k in ABS_COLS]
     cols += [("detection", "autointerp", ("detection",)), ("fuzzing", "autointerp", ("fuzzing",))]
     return cols
@@ -45,8 +59,10 @@ def _cell(row: dict[str, Any], group: str, path: tuple) -> str:
 def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     cols = _columns(results)
     header = ["artifact", "method", "site", "F"] + [c[0] for c in cols]
-    rows = [[name, r["method"], r["site"], str(r["n_features"])] + [_cell(r, g, p) for _, g, p in cols]
-            for name, r in results["results"].items()]
+    rows = [
+        [name, r["method"], r["site"], str(r["n_features"])] + [_cell(r, g, p) for _, g, p in cols]
+        for name, r in results["results"].items()
+    ]
     return header, rows
 
 
@@ -57,11 +73,17 @@ def write_tables(results: dict[str, Any], out: Path) -> None:
         csv.writer(f).writerows([header] + rows)
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
-    notes = [f"- {name}, {metric}: {why}" for name, r in results["results"].items()
-             for metric, why in r.get("na", {}).items()]
+    notes = [
+        f"- {name}, {metric}: {why}"
+        for name, r in results["results"].items()
+        for metric, why in r.get("na", {}).items()
+    ]
     readers = {(a["explainer"], a["scorer"]) for r in results["results"].values() if (a := r.get("autointerp"))}
-    md += ["", f"Model {results['model']}; total {results['seconds']['total']:.0f} s "
-           f"({', '.join(f'{k} {v:.0f} s' for k, v in results['seconds'].items() if k != 'total')})."]
+    md += [
+        "",
+        f"Model {results['model']}; total {results['seconds']['total']:.0f} s "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in results['seconds'].items() if k != 'total')}).",
+    ]
     md += [f"Autointerp explainer: {e}; scorer: {s} (AUROC, 0.5 = chance)." for e, s in sorted(readers)]
     if notes:
         md += ["", "Not applicable:"] + notes
@@ -88,7 +110,7 @@ def write_figure(results: dict[str, Any], path: Path) -> None:
         ax.bar(range(len(names)), vals, color="C0")
         ax.set_title(h, fontsize=10)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    for ax in list(axes.flat)[len(want):]:
+    for ax in list(axes.flat)[len(want) :]:
         ax.axis("off")
     fig.suptitle(f"feature quality, {results['model']}")
     fig.tight_layout()

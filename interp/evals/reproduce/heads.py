@@ -19,15 +19,27 @@ def heads(quick: bool) -> Report:
     from interp.decomposers.heads.svd import HeadSVD, all_composition_scores, outlier_zscores
 
     name, n_prompts = ("tiny-llama", 2) if quick else ("smollm2-135m", 250)
-    rep = Report("Merullo et al. 2024, Talking Heads (composition outliers, Laundry List)", quick,
-                 {"model": name, "prompts_per_length": n_prompts, "lengths": [3]}, [0])
+    rep = Report(
+        "Merullo et al. 2024, Talking Heads (composition outliers, Laundry List)",
+        quick,
+        {"model": name, "prompts_per_length": n_prompts, "lengths": [3]},
+        [0],
+    )
     model = interp.models.load(name, device="cpu", attn_implementation="eager")
     z = outlier_zscores(all_composition_scores(HeadSVD.fit(model), "q")).nan_to_num(nan=float("-inf"))
-    rep.add("largest within-head z-score of a Q-composition score", "~5 sigma (GPT-2 small)", f"{z.max().item():.2f}",
-            f"{name}, not GPT-2")
+    rep.add(
+        "largest within-head z-score of a Q-composition score",
+        "~5 sigma (GPT-2 small)",
+        f"{z.max().item():.2f}",
+        f"{name}, not GPT-2",
+    )
     acc3 = evaluate(model, make_prompts(3, n_prompts, 0), batch_size=8, progress=False).accuracy()[3]
-    rep.add("Laundry List accuracy, N = 3 (before intervention)", "64% (GPT-2 small)", f"{100 * acc3:.1f}%",
-            f"{name}, not GPT-2")
+    rep.add(
+        "Laundry List accuracy, N = 3 (before intervention)",
+        "64% (GPT-2 small)",
+        f"{100 * acc3:.1f}%",
+        f"{name}, not GPT-2",
+    )
     rep.add("after the intervention, N = 3", "86% (GPT-2 small)", "not run", "needs GPT-2's channel")
     rep.reading = "GPT-2 / Pythia weights are not available, so no published number is checked here"
     return rep

@@ -22,10 +22,32 @@ TOLERANCE = 0.001
 
 def _model_cfg(quick: bool) -> modadd.ModAddConfig:
     if quick:
-        return modadd.ModAddConfig(p=23, d_model=32, n_heads=4, d_head=8, d_mlp=64, frac_train=0.5, lr=0.01,
-                                   weight_decay=1.0, max_epochs=400, stop_patience=25, grokfast_alpha=0.98)
-    return modadd.ModAddConfig(p=113, d_model=64, n_heads=4, d_head=16, d_mlp=256, frac_train=0.3, lr=0.005,
-                               weight_decay=2.0, max_epochs=20000, stop_patience=100, grokfast_alpha=0.98)
+        return modadd.ModAddConfig(
+            p=23,
+            d_model=32,
+            n_heads=4,
+            d_head=8,
+            d_mlp=64,
+            frac_train=0.5,
+            lr=0.01,
+            weight_decay=1.0,
+            max_epochs=400,
+            stop_patience=25,
+            grokfast_alpha=0.98,
+        )
+    return modadd.ModAddConfig(
+        p=113,
+        d_model=64,
+        n_heads=4,
+        d_head=16,
+        d_mlp=256,
+        frac_train=0.3,
+        lr=0.005,
+        weight_decay=2.0,
+        max_epochs=20000,
+        stop_patience=100,
+        grokfast_alpha=0.98,
+    )
 
 
 def _needed(lib, fns, acts, labels) -> tuple[dict, dict, float]:
@@ -47,8 +69,15 @@ def _seed(params, mcfg, n_basis: int) -> dict:
     acts = graph.layer_acts(fns, modadd.embed({k: v.float() for k, v in params.items()}, tokens))  # full grid
     out = {}
     for basis, tag in (("jacobian", "lib"), ("pca", "pca")):
-        lib = LIB.fit(modadd.modules(p64), modadd.embed(p64, tr), basis=basis, node_layers=modadd.NODE_LAYERS,
-                      integration="gradient", center=True, rotate_final=False)
+        lib = LIB.fit(
+            modadd.modules(p64),
+            modadd.embed(p64, tr),
+            basis=basis,
+            node_layers=modadd.NODE_LAYERS,
+            integration="gradient",
+            center=True,
+            rotate_final=False,
+        )
         out[tag] = _needed(lib, fns, acts, labels)
     return out
 
@@ -56,12 +85,20 @@ def _seed(params, mcfg, n_basis: int) -> dict:
 def lib(quick: bool) -> Report:
     mcfg, seeds = _model_cfg(quick), [0] if quick else [0, 1, 2]
     n_basis = 200 if quick else 600
-    rep = Report("Bushnaq et al. 2024, LIB on modular addition (features and edges needed, full p^2 grid)", quick,
-                 {"model": mcfg.__dict__, "n_basis": n_basis, "tolerance": TOLERANCE}, seeds)
+    rep = Report(
+        "Bushnaq et al. 2024, LIB on modular addition (features and edges needed, full p^2 grid)",
+        quick,
+        {"model": mcfg.__dict__, "n_basis": n_basis, "tolerance": TOLERANCE},
+        seeds,
+    )
     params, metrics = modadd.train(mcfg, seeds, log_every=25, progress=not quick)
     grokked = [i for i, m in enumerate(metrics) if m["test_acc"] >= 0.999]
-    rep.add("seeds grokked (test acc >= 0.999)", "all (60k epochs)", f"{len(grokked)} of {len(seeds)}",
-            ", ".join(f"seed {m['seed']}: {m['test_acc']:.4f} after {m['epochs']} epochs" for m in metrics))
+    rep.add(
+        "seeds grokked (test acc >= 0.999)",
+        "all (60k epochs)",
+        f"{len(grokked)} of {len(seeds)}",
+        ", ".join(f"seed {m['seed']}: {m['test_acc']:.4f} after {m['epochs']} epochs" for m in metrics),
+    )
     analysed = grokked or (list(range(len(seeds))) if quick else [])  # quick: exercise the analysis anyway
     res = [_seed(params[i], mcfg, n_basis) for i in analysed]
     if analysed != grokked:
@@ -70,15 +107,23 @@ def lib(quick: bool) -> Report:
         for l, name in enumerate(modadd.NODE_LAYERS[:-1]):
             f = [r[tag][0][name] for r in res]
             e = [r[tag][1][name] for r in res]
-            rep.add(f"{tag.upper()} {name}: features / edges needed",
-                    f"{PUBLISHED_FEATURES[name]} / -", f"{f} / {e}" if res else "no grokked seed")
+            rep.add(
+                f"{tag.upper()} {name}: features / edges needed",
+                f"{PUBLISHED_FEATURES[name]} / -",
+                f"{f} / {e}" if res else "no grokked seed",
+            )
         tot = [sum(r[tag][1].values()) for r in res]
-        rep.add(f"{tag.upper()} total edges needed", str(PUBLISHED_EDGES[tag]),
-                f"mean {sum(tot) / len(tot):.0f}, per seed {tot}" if tot else "no grokked seed")
+        rep.add(
+            f"{tag.upper()} total edges needed",
+            str(PUBLISHED_EDGES[tag]),
+            f"mean {sum(tot) / len(tot):.0f}, per seed {tot}" if tot else "no grokked seed",
+        )
     if res:
         lib_e, pca_e = (sum(sum(r[t][1].values()) for r in res) for t in ("lib", "pca"))
-        rep.reading = (f"LIB needs {'fewer' if lib_e < pca_e else 'no fewer'} edges than PCA "
-                       f"({lib_e / len(res):.0f} vs {pca_e / len(res):.0f}; paper 795 vs 865)")
+        rep.reading = (
+            f"LIB needs {'fewer' if lib_e < pca_e else 'no fewer'} edges than PCA "
+            f"({lib_e / len(res):.0f} vs {pca_e / len(res):.0f}; paper 795 vs 865)"
+        )
     else:
         rep.reading = "no seed grokked within the epoch cap: nothing to compare"
     return rep

@@ -26,10 +26,17 @@ class Report:
 
     def markdown(self) -> str:
         seconds = time.perf_counter() - self.started
-        lines = [f"# Reproduction: {self.paper}", "",
-                 f"Variant: {'quick (a smoke test: small sizes, numbers not comparable)' if self.quick else 'full'}; "
-                 f"seeds {self.seeds}; {seconds:.0f} s wall.", "", f"**Reading:** {self.reading}", "",
-                 "| quantity | published | ours | note |", "|---|---|---|---|"]
+        lines = [
+            f"# Reproduction: {self.paper}",
+            "",
+            f"Variant: {'quick (a smoke test: small sizes, numbers not comparable)' if self.quick else 'full'}; "
+            f"seeds {self.seeds}; {seconds:.0f} s wall.",
+            "",
+            f"**Reading:** {self.reading}",
+            "",
+            "| quantity | published | ours | note |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| {r['quantity']} | {r['published']} | {r['ours']} | {r['note']} |" for r in self.rows]
         for t in self.tables:
             lines += ["", t]

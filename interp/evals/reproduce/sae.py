@@ -15,16 +15,27 @@ from interp.evals.reproduce.report import Report
 from interp.evals.synthetic import benchmark
 
 PAPER_DATA = {"n_features": 128, "d": 42, "sparsity": ((0.5, 3), (0.5, 20))}
-GBA_PUBLISHED = {"TopK K=20": (1.0, 0.984), "TopK K=30": (0.984, 0.242), "TopK K=50": (0.945, 0.234),
-                 "GBA": (1.0, 1.0), "GBA (wrong range 0.01-1e-4)": (0.383, 0.039)}
+GBA_PUBLISHED = {
+    "TopK K=20": (1.0, 0.984),
+    "TopK K=30": (0.984, 0.242),
+    "TopK K=50": (0.945, 0.234),
+    "GBA": (1.0, 1.0),
+    "GBA (wrong range 0.01-1e-4)": (0.383, 0.039),
+}
 
 
 def _sizes(quick: bool) -> tuple[dict, dict, list[int]]:
     if quick:
-        return {**PAPER_DATA, "n_samples": 2000}, {"d_sae": 128, "batch_size": 256, "n_tokens": 5_000,
-                                                    "wandb": "disabled", "device": "cpu"}, [0]
-    return {**PAPER_DATA, "n_samples": 100_000}, {"d_sae": 1024, "batch_size": 512, "n_tokens": 3_000_000,
-                                                   "wandb": "disabled", "device": "cpu"}, [0, 1, 2]
+        return (
+            {**PAPER_DATA, "n_samples": 2000},
+            {"d_sae": 128, "batch_size": 256, "n_tokens": 5_000, "wandb": "disabled", "device": "cpu"},
+            [0],
+        )
+    return (
+        {**PAPER_DATA, "n_samples": 100_000},
+        {"d_sae": 1024, "batch_size": 512, "n_tokens": 3_000_000, "wandb": "disabled", "device": "cpu"},
+        [0, 1, 2],
+    )
 
 
 def _pct(x: float) -> str:
@@ -34,24 +45,44 @@ def _pct(x: float) -> str:
 def gba(quick: bool) -> Report:
     data, train, seeds = _sizes(quick)
     methods = [{"label": f"TopK K={k}", "method": "topk", "k": k, "lr": 1e-3} for k in (20, 30, 50)]
-    methods += [{"label": "GBA", "method": "gba", "update_every": 2, "lr": 0.05},
-                {"label": "GBA (wrong range 0.01-1e-4)", "method": "gba", "update_every": 2, "htf": 0.01,
-                 "ltf": 1e-4, "lr": 0.05}]
-    rep = Report("Chen et al. 2025, Taming Polysemanticity (GBA): synthetic feature recovery", quick,
-                 {"data": data, "train": train, "methods": methods}, seeds)
+    methods += [
+        {"label": "GBA", "method": "gba", "update_every": 2, "lr": 0.05},
+        {
+            "label": "GBA (wrong range 0.01-1e-4)",
+            "method": "gba",
+            "update_every": 2,
+            "htf": 0.01,
+            "ltf": 1e-4,
+            "lr": 0.05,
+        },
+    ]
+    rep = Report(
+        "Chen et al. 2025, Taming Polysemanticity (GBA): synthetic feature recovery",
+        quick,
+        {"data": data, "train": train, "methods": methods},
+        seeds,
+    )
     rows = benchmark(methods, seeds, data, train, progress=False)
     off = []
     for r in rows:
         pub = GBA_PUBLISHED[r["label"]]
         for tau, p in zip((0.8, 0.9), pub):
             ours = r[f"frr@{tau}"]
-            rep.add(f"{r['label']} FRR at tau {tau}", _pct(p), f"{_pct(ours)} (worst seed {_pct(r[f'frr@{tau}_min'])})",
-                    f"L0 {r['l0']:.1f}, FVU {r['fvu']:.3f}")
+            rep.add(
+                f"{r['label']} FRR at tau {tau}",
+                _pct(p),
+                f"{_pct(ours)} (worst seed {_pct(r[f'frr@{tau}_min'])})",
+                f"L0 {r['l0']:.1f}, FVU {r['fvu']:.3f}",
+            )
             if abs(ours - p) > 0.1:
                 off.append(f"{r['label']} at {tau}")
-    rep.reading = ("every published FRR is matched within 10 points" if not off else
-                   "not reproduced within 10 points: " + ", ".join(off) +
-                   " (the paper's data model is only partly known: see interp/evals/synthetic.py)")
+    rep.reading = (
+        "every published FRR is matched within 10 points"
+        if not off
+        else "not reproduced within 10 points: "
+        + ", ".join(off)
+        + " (the paper's data model is only partly known: see interp/evals/synthetic.py)"
+    )
     return rep
 
 
@@ -71,8 +102,12 @@ def topafa(quick: bool) -> Report:
     lams = (1 / 128, 1 / 32, 1 / 16) if not quick else (1 / 32,)
     methods = [{"label": f"TopK k={k}", "method": "topk", "k": k} for k in ks]
     methods += [{"label": f"top-AFA lambda={lam:.4g}", "method": "topafa", "lambda_afa": lam} for lam in lams]
-    rep = Report("Lee et al. 2025, top-AFA (FVU-L0 frontier against TopK at the same budget)", quick,
-                 {"data": data, "train": train, "methods": methods}, seeds)
+    rep = Report(
+        "Lee et al. 2025, top-AFA (FVU-L0 frontier against TopK at the same budget)",
+        quick,
+        {"data": data, "train": train, "methods": methods},
+        seeds,
+    )
     rows = benchmark(methods, seeds, data, train, progress=False)
     topk = [(r["l0"], r["fvu"]) for r in rows if r["label"].startswith("TopK")]
     gaps = []
@@ -82,11 +117,22 @@ def topafa(quick: bool) -> Report:
             gap = _frontier_gap(topk, r["l0"], r["fvu"])
             note = "outside TopK's L0 range" if gap is None else f"FVU - TopK's at this L0: {gap:+.4f}"
             gaps.append(gap)
-        rep.add(f"{r['label']}: L0 / FVU", "GPT-2 L6: top-AFA 2037 / 1.64e-4 (lambda 1/32); TopK k=1024 1023 / 1.74e-4",
-                f"{r['l0']:.1f} / {r['fvu']:.4f}", note)
+        rep.add(
+            f"{r['label']}: L0 / FVU",
+            "GPT-2 L6: top-AFA 2037 / 1.64e-4 (lambda 1/32); TopK k=1024 1023 / 1.74e-4",
+            f"{r['l0']:.1f} / {r['fvu']:.4f}",
+            note,
+        )
     known = [g for g in gaps if g is not None]
-    rep.reading = ("published numbers are on GPT-2 small (not available here); on planted data top-AFA is "
-                   + ("below TopK's frontier" if known and max(known) < 0 else
-                      "on or above TopK's frontier" if known else "outside TopK's L0 range")
-                   + " at the L0 it picks itself")
+    rep.reading = (
+        "published numbers are on GPT-2 small (not available here); on planted data top-AFA is "
+        + (
+            "below TopK's frontier"
+            if known and max(known) < 0
+            else "on or above TopK's frontier"
+            if known
+            else "outside TopK's L0 range"
+        )
+        + " at the L0 it picks itself"
+    )
     return rep

@@ -36,22 +36,52 @@ def _min_cos(F_true, F_hat) -> float:
 def snmf(quick: bool) -> Report:
     n, d, k, keep = (300, 24, 3, 4) if quick else (3000, 80, 8, 8)
     seeds = list(range(1 if quick else 20))
-    starts = [("random", 1), ("random", 3)] if quick else [("random", 1), ("random", 3), ("kmeans", 1),
-                                                           ("kmeans", 3), ("svd", 1)]
-    rep = Report("Shafran et al. 2025, semi-NMF of MLP activations (planted-factorisation recovery)", quick,
-                 {"tokens": n, "neurons": d, "features": k, "neurons_per_feature": keep, "density": 0.3,
-                  "starts": starts}, seeds)
-    rep.add("concept detection (> 75% of features S_CD > 0), steering 0.45 (Llama-3.1-8B L23)",
-            "as stated", "not run", "needs the paper's models and an LLM judge")
+    starts = (
+        [("random", 1), ("random", 3)]
+        if quick
+        else [("random", 1), ("random", 3), ("kmeans", 1), ("kmeans", 3), ("svd", 1)]
+    )
+    rep = Report(
+        "Shafran et al. 2025, semi-NMF of MLP activations (planted-factorisation recovery)",
+        quick,
+        {"tokens": n, "neurons": d, "features": k, "neurons_per_feature": keep, "density": 0.3, "starts": starts},
+        seeds,
+    )
+    rep.add(
+        "concept detection (> 75% of features S_CD > 0), steering 0.45 (Llama-3.1-8B L23)",
+        "as stated",
+        "not run",
+        "needs the paper's models and an LLM judge",
+    )
     fails = {}
     for init, n_init in starts:
-        worst = [_min_cos(F, SNMF.fit(X, rank=k, sparsity=keep / d, init=init, n_init=n_init, progress=False,
-                                      device="cpu", **({"max_iter": 300, "patience": 50} if quick else {})).F) for X, F in (_planted(n, d, k, keep, 0.3, s) for s in seeds)]
+        worst = [
+            _min_cos(
+                F,
+                SNMF.fit(
+                    X,
+                    rank=k,
+                    sparsity=keep / d,
+                    init=init,
+                    n_init=n_init,
+                    progress=False,
+                    device="cpu",
+                    **({"max_iter": 300, "patience": 50} if quick else {}),
+                ).F,
+            )
+            for X, F in (_planted(n, d, k, keep, 0.3, s) for s in seeds)
+        ]
         ok = sum(w >= 0.95 for w in worst)
         fails[(init, n_init)] = len(seeds) - ok
-        rep.add(f"{init} start, n_init {n_init}: seeds with min |cos| >= 0.95", "-", f"{ok} of {len(seeds)}",
-                "per-seed min |cos|: " + ", ".join(f"{w:.2f}" for w in worst))
+        rep.add(
+            f"{init} start, n_init {n_init}: seeds with min |cos| >= 0.95",
+            "-",
+            f"{ok} of {len(seeds)}",
+            "per-seed min |cos|: " + ", ".join(f"{w:.2f}" for w in worst),
+        )
     default = fails.get(("random", 3))
-    rep.reading = (f"the default (random start, best of 3) misses {default} of {len(seeds)} planted "
-                   f"factorisations; one random start misses {fails[('random', 1)]}")
+    rep.reading = (
+        f"the default (random start, best of 3) misses {default} of {len(seeds)} planted "
+        f"factorisations; one random start misses {fails[('random', 1)]}"
+    )
     return rep

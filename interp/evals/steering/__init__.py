@@ -25,13 +25,42 @@ from interp.evals.steering.interventions import MODES, POSITIONS, active_interve
 from interp.evals.steering.judge import LLMJudge, parse_rating
 from interp.models.prompts import encode_prompts
 from interp.evals.steering.fluency import continuation_nll, fluency_parts
-from interp.evals.steering.scores import (EmbeddingJudge, GenerationScores, bootstrap_ci, embedding_judge,
-                                          harmonic, output_score, score_generations)
+from interp.evals.steering.scores import (
+    EmbeddingJudge,
+    GenerationScores,
+    bootstrap_ci,
+    embedding_judge,
+    harmonic,
+    output_score,
+    score_generations,
+)
 
 __all__ = [
-    "DEFAULT_KL_TARGETS", "MODES", "POSITIONS", "AlphaPoint", "Calibration", "EmbeddingJudge",
-    "GenerationScores", "LLMJudge", "NextTokenKL", "active_interventions", "bootstrap_ci",
-    "calibrate_alpha", "continuation_nll", "decomposer_direction", "diff_in_means", "embedding_judge",
-    "encode_prompts", "fluency_parts", "generate", "harmonic", "output_score", "parse_rating", "prompt_length",
-    "residual_directions", "score_generations", "site_activations", "steer",
+    "DEFAULT_KL_TARGETS",
+    "MODES",
+    "POSITIONS",
+    "AlphaPoint",
+    "Calibration",
+    "EmbeddingJudge",
+    "GenerationScores",
+    "LLMJudge",
+    "NextTokenKL",
+    "active_interventions",
+    "bootstrap_ci",
+    "calibrate_alpha",
+    "continuation_nll",
+    "decomposer_direction",
+    "diff_in_means",
+    "embedding_judge",
+    "encode_prompts",
+    "fluency_parts",
+    "generate",
+    "harmonic",
+    "output_score",
+    "parse_rating",
+    "prompt_length",
+    "residual_directions",
+    "score_generations",
+    "site_activations",
+    "steer",
 ]

@@ -67,19 +67,23 @@ class Calibration:
 class NextTokenKL:
     """Mean KL(p_base ‖ p_steered) at the last position of each prompt, for any α."""
 
-    def __init__(self, model: LoadedModel, prompts: Sequence[str], batch_size: int = 32,
-                 add_bos: bool = True):
+    def __init__(self, model: LoadedModel, prompts: Sequence[str], batch_size: int = 32, add_bos: bool = True):
         self.model, self.prompts = model, list(prompts)
         seqs = encode_prompts(model, prompts, add_bos)
-        self.batches = [left_pad(seqs[s], pad_id(model.tokenizer), model.device)
-                        for s in batches(len(seqs), batch_size)]
+        self.batches = [
+            left_pad(seqs[s], pad_id(model.tokenizer), model.device) for s in batches(len(seqs), batch_size)
+        ]
         self.base = self.logprobs()
 
     @torch.no_grad()
     def logprobs(self) -> Float[torch.Tensor, "P V"]:
         """Next-token log-probabilities at the last position of every prompt (current hooks apply)."""
-        return torch.cat([F.log_softmax(forward(self.model, ids, mask, last_only=True)[:, -1].float(), -1)
-                          for ids, mask in self.batches])
+        return torch.cat(
+            [
+                F.log_softmax(forward(self.model, ids, mask, last_only=True)[:, -1].float(), -1)
+                for ids, mask in self.batches
+            ]
+        )
 
     def __call__(self, direction: torch.Tensor, site: str, alpha: float, **steer_kw: Any) -> float:
         with steer(self.model, direction, site, alpha, **steer_kw):
@@ -101,9 +105,11 @@ def _next_alpha(lo: float, k_lo: float, hi: float, k_hi: float, target: float) -
     return math.exp(min(max(x, a + 0.1 * (b - a)), b - 0.1 * (b - a)))
 
 
-def _search(kl_of, target: float, evals: dict[float, float], start: float, alpha_max: float,
-            tol: float, max_iter: int) -> tuple[float, float, bool, str]:
+def _search(
+    kl_of, target: float, evals: dict[float, float], start: float, alpha_max: float, tol: float, max_iter: int
+) -> tuple[float, float, bool, str]:
     """Find |α| with KL within tol·target of ``target``; ``evals`` caches |α| -> KL."""
+
     def f(a: float) -> float:
         if a not in evals:
             evals[a] = kl_of(a)
@@ -119,8 +125,12 @@ def _search(kl_of, target: float, evals: dict[float, float], start: float, alpha
     while hi is None:  # expand the bracket: at least x2, more when the KL is far below the target
         if a > alpha_max:
             best = max(evals, key=lambda x: evals[x])
-            return best, evals[best], False, (f"unreachable: KL reached at most {evals[best]:.4g} "
-                                              f"for |alpha| <= {alpha_max:.4g}")
+            return (
+                best,
+                evals[best],
+                False,
+                (f"unreachable: KL reached at most {evals[best]:.4g} for |alpha| <= {alpha_max:.4g}"),
+            )
         k = f(a)
         if k >= target:
             hi = a
@@ -180,8 +190,9 @@ def calibrate_alpha(
     for sign in signs:
         evals: dict[float, float] = {0.0: 0.0}
         for t in targets:
-            a, k, hit, note = _search(lambda a: kl(direction, site, sign * a, **steer_kw), t, evals,
-                                      alpha_start, alpha_max, tol, max_iter)
+            a, k, hit, note = _search(
+                lambda a: kl(direction, site, sign * a, **steer_kw), t, evals, alpha_start, alpha_max, tol, max_iter
+            )
             points.append(AlphaPoint(t, sign, sign * a, k, hit, note))
         n += len(evals) - 1
         all_evals[sign] = sorted(evals.items())

@@ -14,8 +14,14 @@ from interp.models import LoadedModel, run_to_sites, site_layer, to_residual
 
 
 @torch.no_grad()
-def site_activations(model: LoadedModel, site: str, prompts: Sequence[str], batch_size: int = 16,
-                     add_bos: bool = True, exclude_bos: bool = True) -> list[Float[torch.Tensor, "T D"]]:
+def site_activations(
+    model: LoadedModel,
+    site: str,
+    prompts: Sequence[str],
+    batch_size: int = 16,
+    add_bos: bool = True,
+    exclude_bos: bool = True,
+) -> list[Float[torch.Tensor, "T D"]]:
     """Activations at ``site`` of every real token of each prompt (pads, and BOS unless asked,
     left out); the forward pass stops after the site's block."""
     model.validate_site(site)
@@ -26,12 +32,13 @@ def site_activations(model: LoadedModel, site: str, prompts: Sequence[str], batc
         ids, mask = left_pad(seqs[part], pad_id(model.tokenizer), model.device)
         x = run_to_sites(model, ids, [site], mask)[site]
         width = ids.shape[1]
-        out += [x[r, width - len(s) + skip:].float().cpu() for r, s in enumerate(seqs[part])]
+        out += [x[r, width - len(s) + skip :].float().cpu() for r, s in enumerate(seqs[part])]
     return out
 
 
-def diff_in_means(model: LoadedModel, site: str, positive_prompts: Sequence[str],
-                  negative_prompts: Sequence[str], **kw: Any) -> Float[torch.Tensor, "D"]:
+def diff_in_means(
+    model: LoadedModel, site: str, positive_prompts: Sequence[str], negative_prompts: Sequence[str], **kw: Any
+) -> Float[torch.Tensor, "D"]:
     """mean(activation over every token of the positive prompts) − the same over the negative ones
     (the SNMF paper's DiffMeans baseline; BOS and pads excluded). Not normalised: ``steer``
     normalises by default."""
@@ -44,16 +51,18 @@ def diff_in_means(model: LoadedModel, site: str, positive_prompts: Sequence[str]
     return pos.mean(0) - neg.mean(0)
 
 
-def residual_directions(model: LoadedModel, directions: Float[torch.Tensor, "F N"], layer: int
-                        ) -> Float[torch.Tensor, "F D"]:
+def residual_directions(
+    model: LoadedModel, directions: Float[torch.Tensor, "F N"], layer: int
+) -> Float[torch.Tensor, "F D"]:
     """MLP-neuron-space directions of block ``layer`` (``mlp.hook_post``) as their exact effect at
     ``blocks.{layer}.hook_mlp_out``: ``directions @ W_out`` (``interp.models.readout.to_residual``
     without the post-MLP norm; W_out's bias cancels), whatever the decomposer."""
     return to_residual(model, layer, directions, post_norm=False)
 
 
-def decomposer_direction(decomposer: Any, feature: int, model: LoadedModel, site: str | None = None
-                         ) -> tuple[Float[torch.Tensor, "D"], str]:
+def decomposer_direction(
+    decomposer: Any, feature: int, model: LoadedModel, site: str | None = None
+) -> tuple[Float[torch.Tensor, "D"], str]:
     """Feature ``feature``'s direction at ``site`` (default: the artifact's own site). A neuron-space
     feature (``mlp.hook_post``) is mapped through W_out when ``site`` is the same block's
     ``hook_mlp_out``; any other change of site is refused."""
@@ -66,6 +75,8 @@ def decomposer_direction(decomposer: Any, feature: int, model: LoadedModel, site
         return dirs[feature].detach().float().cpu(), site
     layer = site_layer(own or "")
     if own and own.endswith("mlp.hook_post") and site == f"blocks.{layer}.hook_mlp_out":
-        return residual_directions(model, dirs[feature:feature + 1], layer)[0].cpu(), site
-    raise ValueError(f"cannot map a feature at {own!r} to {site!r}: steer at {own!r}"
-                     + (f" or blocks.{layer}.hook_mlp_out" if own and own.endswith("mlp.hook_post") else ""))
+        return residual_directions(model, dirs[feature : feature + 1], layer)[0].cpu(), site
+    raise ValueError(
+        f"cannot map a feature at {own!r} to {site!r}: steer at {own!r}"
+        + (f" or blocks.{layer}.hook_mlp_out" if own and own.endswith("mlp.hook_post") else "")
+    )

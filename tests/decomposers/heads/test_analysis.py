@@ -16,8 +16,9 @@ def test_mover_and_inhibition_scores_on_synthetic_attention():
     a1[:, 1, :] = 0.2  # head 1 spreads evenly
     a2[:, 1, :] = 0.3  # head 1 attends to the re-listed objects
     a2[np.arange(P), 1, miss] = np.nan
-    res = LaundryResult(np.full(P, 3), miss, np.ones(P, bool), np.ones(P, bool), np.full(P, 2), 0,
-                        ((5, 0), (3, 1)), a1, a2)
+    res = LaundryResult(
+        np.full(P, 3), miss, np.ones(P, bool), np.ones(P, bool), np.full(P, 2), 0, ((5, 0), (3, 1)), a1, a2
+    )
     assert np.allclose(H.mover_scores(res), [0.6, 0.0])
     assert np.allclose(H.inhibition_scores(res), [0.0, 0.6])
     assert H.top_heads(H.mover_scores(res), list(res.heads), 1) == [(5, 0)]

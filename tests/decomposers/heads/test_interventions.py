@@ -56,7 +56,9 @@ def test_set_and_replace_put_the_coefficient_on_the_write_vector(tiny_model, svd
     assert torch.allclose(o2 @ v[3], torch.full((2, 10), 2.5), atol=1e-4)
     others = [i for i in range(16) if i != 3]
     assert torch.allclose(o2 @ v[others].T, o @ v[others].T, atol=1e-5)
-    _, c = run(tiny_model, component_hooks(svd, [ComponentEdit(0, 2, 3, -4.0)], mode="replace", positions="last"), names)
+    _, c = run(
+        tiny_model, component_hooks(svd, [ComponentEdit(0, 2, 3, -4.0)], mode="replace", positions="last"), names
+    )
     o3 = head_out(tiny_model, svd, c, 0, 2)
     assert torch.allclose(o3[:, -1], -4.0 * v[3].expand(2, -1), atol=1e-4)
     assert torch.allclose(o3[:, :-1], o[:, :-1], atol=1e-6)  # other positions untouched

@@ -7,7 +7,11 @@ import torch
 import interp.models
 from interp.decomposers import load
 from interp.decomposers.heads.svd import (
-    HeadSVD, all_composition_scores, composition_scores, head_composition_scores, head_weights,
+    HeadSVD,
+    all_composition_scores,
+    composition_scores,
+    head_composition_scores,
+    head_weights,
     outlier_zscores,
 )
 
@@ -33,10 +37,10 @@ def dense(model, l, h, circuit, fold=True):
     att, dh = model.hf_model.get_decoder().layers[l].self_attn, model.d_head
     g = h // (model.n_heads // model.n_kv_heads)
     ln = model.hf_model.get_decoder().layers[l].input_layernorm.weight.double() if fold else 1.0
-    q = att.q_proj.weight.double()[h * dh:(h + 1) * dh].T * (ln[:, None] if fold else 1)
-    k = att.k_proj.weight.double()[g * dh:(g + 1) * dh].T * (ln[:, None] if fold else 1)
-    v = att.v_proj.weight.double()[g * dh:(g + 1) * dh].T * (ln[:, None] if fold else 1)
-    o = att.o_proj.weight.double()[:, h * dh:(h + 1) * dh].T
+    q = att.q_proj.weight.double()[h * dh : (h + 1) * dh].T * (ln[:, None] if fold else 1)
+    k = att.k_proj.weight.double()[g * dh : (g + 1) * dh].T * (ln[:, None] if fold else 1)
+    v = att.v_proj.weight.double()[g * dh : (g + 1) * dh].T * (ln[:, None] if fold else 1)
+    o = att.o_proj.weight.double()[:, h * dh : (h + 1) * dh].T
     return v @ o if circuit == "ov" else q @ k.T
 
 
@@ -70,8 +74,10 @@ def test_attention_output_recomputed_from_factors(model, svd):
     the attention scores (offset 0, where rotary cancels) equals x/rms @ QK @ x/rms / sqrt(dh)."""
     toks = torch.randint(3, 250, (2, 9), generator=torch.Generator().manual_seed(0))
     for l in range(model.n_layers):
-        names = [f"blocks.{l}.{n}" for n in ("ln1.hook_normalized", "attn.hook_pattern", "hook_attn_out",
-                                               "attn.hook_attn_scores")]
+        names = [
+            f"blocks.{l}.{n}"
+            for n in ("ln1.hook_normalized", "attn.hook_pattern", "hook_attn_out", "attn.hook_attn_scores")
+        ]
         _, cache = model.bridge.run_with_cache(toks, names_filter=names)
         xn, pat, out, scores = (cache[n] for n in names)
         recon, diag = 0, []
@@ -79,7 +85,7 @@ def test_attention_output_recomputed_from_factors(model, svd):
             U, S, Vt = svd.components(l, h, "ov")
             recon = recon + pat[:, h] @ (xn @ (U * S) @ Vt)
             Uq, Sq, Vq = svd.components(l, h, "qk")
-            diag.append(((xn @ (Uq * Sq)) * (xn @ Vq.T)).sum(-1) / model.d_head ** 0.5)
+            diag.append(((xn @ (Uq * Sq)) * (xn @ Vq.T)).sum(-1) / model.d_head**0.5)
         assert torch.allclose(recon, out, atol=1e-5)
         assert torch.allclose(torch.stack(diag, 1), scores.diagonal(dim1=-2, dim2=-1), atol=1e-4)
 
@@ -105,7 +111,8 @@ def test_composition_scores_match_frobenius_formula(model, svd, kind):
     hcs = head_composition_scores(svd, kind)
     W2 = dense(model, 1, 2, "qk" if kind in "qk" else "ov")
     assert hcs[0, 1, 1, 2].item() == pytest.approx(
-        naive_cs(dense(model, 0, 1, "ov"), W2.T if kind == "k" else W2).item(), rel=1e-4)
+        naive_cs(dense(model, 0, 1, "ov"), W2.T if kind == "k" else W2).item(), rel=1e-4
+    )
 
 
 def test_separate_rotary_scores_and_outliers(model, svd):
@@ -150,8 +157,12 @@ def test_rotation_average_is_exact_for_a_fixed_offset(model, svd):
     from interp.decomposers.heads.rotary import rotary_qk, rotation_average
 
     toks = torch.randint(3, 250, (2, 8), generator=torch.Generator().manual_seed(3))
-    names = ["blocks.1.ln1.hook_normalized", "blocks.1.attn.hook_attn_scores", "blocks.1.attn.hook_cos",
-             "blocks.1.attn.hook_sin"]
+    names = [
+        "blocks.1.ln1.hook_normalized",
+        "blocks.1.attn.hook_attn_scores",
+        "blocks.1.attn.hook_cos",
+        "blocks.1.attn.hook_sin",
+    ]
     _, cache = model.bridge.run_with_cache(toks, names_filter=names)
     xn, scores, cos, sin = (cache[n] for n in names)
     p = torch.zeros(2, 4, 8, 8)
@@ -161,7 +172,7 @@ def test_rotation_average_is_exact_for_a_fixed_offset(model, svd):
     for h in range(4):
         g = svd.kv_group(h)
         W = (svd.W_Q[1, h].double() @ M[h] @ svd.W_K[1, g].double().T).float()
-        want = scores[:, h, i, i - 2] * model.d_head ** 0.5
+        want = scores[:, h, i, i - 2] * model.d_head**0.5
         got = ((xn[:, i] @ W) * xn[:, i - 2]).sum(-1)
         assert torch.allclose(got, want, atol=1e-4)
     rq = rotary_qk(model, svd, toks)

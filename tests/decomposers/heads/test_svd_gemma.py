@@ -17,10 +17,21 @@ def gemma(tmp_path_factory):
 
     tok = byte_tokenizer()
     cfg = Gemma3TextConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=256,
-        sliding_window=4, layer_types=["sliding_attention", "full_attention"], query_pre_attn_scalar=16,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=256,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"],
+        query_pre_attn_scalar=16,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         hf = Gemma3ForCausalLM(cfg)
@@ -39,20 +50,24 @@ def test_folded_gemma_circuits_match_the_model(gemma):
     svd = HeadSVD.fit(gemma)
     toks = torch.randint(3, 250, (2, 9), generator=torch.Generator().manual_seed(0))
     for l in range(2):
-        names = [f"blocks.{l}.{n}" for n in ("ln1.hook_normalized", "attn.hook_pattern", "ln1_post.hook_in",
-                                               "attn.hook_attn_scores")]
+        names = [
+            f"blocks.{l}.{n}"
+            for n in ("ln1.hook_normalized", "attn.hook_pattern", "ln1_post.hook_in", "attn.hook_attn_scores")
+        ]
         _, cache = gemma.bridge.run_with_cache(toks, names_filter=names)
         xn, pat, o_raw, scores = (cache[n] for n in names)
         layer = gemma.hf_model.get_decoder().layers[l]
-        recon = sum(pat[:, h] @ (xn @ (svd.components(l, h)[0] * svd.components(l, h)[1]) @ svd.components(l, h)[2])
-                    for h in range(4))
+        recon = sum(
+            pat[:, h] @ (xn @ (svd.components(l, h)[0] * svd.components(l, h)[1]) @ svd.components(l, h)[2])
+            for h in range(4)
+        )
         assert torch.allclose(recon, o_raw * (1 + layer.post_attention_layernorm.weight), atol=1e-4)
         att, g_in = layer.self_attn, 1 + layer.input_layernorm.weight
         q = (xn * g_in) @ att.q_proj.weight.T  # [b, s, 4*16]
         k = (xn * g_in) @ att.k_proj.weight.T  # [b, s, 16]
         rms = lambda t: t.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()  # noqa: E731
         for h in range(4):
-            qh = q[..., h * 16:(h + 1) * 16]
+            qh = q[..., h * 16 : (h + 1) * 16]
             U, S, Vt = svd.components(l, h, "qk")
             bil = ((xn @ (U * S)) * (xn @ Vt.T)).sum(-1) / (rms(qh) * rms(k)).squeeze(-1) / 4.0
             assert torch.allclose(bil, scores[:, h].diagonal(dim1=-2, dim2=-1), atol=1e-3)

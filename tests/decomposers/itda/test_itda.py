@@ -76,23 +76,28 @@ def _planted(n=3000, d=16, n_atoms=48, k=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     atoms = _unit(n_atoms, d, seed + 100)
     idx = torch.rand(n, n_atoms, generator=g).argsort(1)[:, :k]
-    x = torch.zeros(n, n_atoms, dtype=torch.float64).scatter_(1, idx, torch.randn(n, k, generator=g, dtype=torch.float64)) @ atoms
+    x = (
+        torch.zeros(n, n_atoms, dtype=torch.float64).scatter_(
+            1, idx, torch.randn(n, k, generator=g, dtype=torch.float64)
+        )
+        @ atoms
+    )
     labels = torch.stack([torch.arange(n) // 50, torch.arange(n) % 50], 1)
     return x, labels
 
 
 def _fit(x, labels, batch, **kw):
-    pairs = [(x[a:a + batch], labels[a:a + batch]) for a in range(0, len(x), batch)]
-    return ITDA.fit(pairs, **{"k": 6, "cos_threshold": 0.9, "progress": False, "device": "cpu",
-                              "dtype": "float64", **kw})
+    pairs = [(x[a : a + batch], labels[a : a + batch]) for a in range(0, len(x), batch)]
+    return ITDA.fit(
+        pairs, **{"k": 6, "cos_threshold": 0.9, "progress": False, "device": "cpu", "dtype": "float64", **kw}
+    )
 
 
 def _label_set(itda):
     return {tuple(r) for r in itda.atom_labels.tolist()}
 
 
-@pytest.mark.parametrize("opts", [{}, {"encoder": "omp"}, {"dedup": False}, {"priority": "stream"},
-                                  {"center": True}])
+@pytest.mark.parametrize("opts", [{}, {"encoder": "omp"}, {"dedup": False}, {"priority": "stream"}, {"center": True}])
 def test_every_poorly_reconstructed_token_is_an_atom(opts):
     x, labels = _planted()
     x = x + 3 * _unit(1, 16, 11) if opts.get("center") else x  # a direction shared by every token
@@ -180,8 +185,9 @@ def test_fit_from_tiny_cache(tiny_model, tiny_corpus, tmp_path):
     labels = cache_labels(cache)
     special = cache.special_mask().reshape(-1)
     assert (labels[special, 1] == -1).all() and (labels[~special, 1] >= 0).all()
-    a, b = (ITDA.fit(cache, k=8, cos_threshold=0.8, site=s, batch_size=256, progress=False, device="cpu")
-            for s in sites)
+    a, b = (
+        ITDA.fit(cache, k=8, cos_threshold=0.8, site=s, batch_size=256, progress=False, device="cpu") for s in sites
+    )
     assert a.cfg.model == tiny_model.spec and a.cfg.site == sites[0]
     flat = cache.tokens().reshape(-1)
     rows = [int(np.flatnonzero((labels[:, 0] == d) & (labels[:, 1] == p))[0]) for d, p in a.atom_labels.tolist()]

@@ -99,7 +99,9 @@ def _attention_like(seed=0):
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(4, 5, generator=g).double() / 2
     A = torch.softmax(torch.randn(3, 3, generator=g), -1).double()
-    return lambda x: torch.tanh(torch.einsum("ts,bsd->btd", A, x) @ W + 0.3), torch.randn(16, 3, 4, generator=g).double()
+    return lambda x: torch.tanh(torch.einsum("ts,bsd->btd", A, x) @ W + 0.3), torch.randn(
+        16, 3, 4, generator=g
+    ).double()
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,12 @@ def quadrature_case():
     xs, ws = ops.integration_rule("gauss-legendre", 20)  # dense reference: high-order quadrature
     ref = sum(w * _dense_jac(folded, a * f) for a, w in zip(xs, ws))  # [N, Q, o, P, d]
     at_one = _dense_jac(folded, f)
-    return folded, f, ref.permute(1, 2, 0, 3, 4).reshape(18, *f.shape), at_one.permute(1, 2, 0, 3, 4).reshape(18, *f.shape)
+    return (
+        folded,
+        f,
+        ref.permute(1, 2, 0, 3, 4).reshape(18, *f.shape),
+        at_one.permute(1, 2, 0, 3, 4).reshape(18, *f.shape),
+    )
 
 
 @pytest.mark.parametrize("method,n", [("trapezoidal", 60), ("gauss-legendre", 6)])
@@ -128,9 +135,14 @@ def test_integrated_gradients_match_dense_quadrature(quadrature_case, method, n)
     assert torch.allclose(g1, at_one)
 
 
-@pytest.mark.parametrize("sources", [dict(n_sources_pos=None, n_sources_hidden=True),
-                                     dict(n_sources_pos=True, n_sources_hidden=None),
-                                     dict(n_sources_pos=True, n_sources_hidden=True)])
+@pytest.mark.parametrize(
+    "sources",
+    [
+        dict(n_sources_pos=None, n_sources_hidden=True),
+        dict(n_sources_pos=True, n_sources_hidden=None),
+        dict(n_sources_pos=True, n_sources_hidden=True),
+    ],
+)
 def test_stochastic_sources_converge_to_exact(sources):
     fn, X = _attention_like(2)
     folded = ops.fold(fn, "perspective")
@@ -142,7 +154,7 @@ def test_stochastic_sources_converge_to_exact(sources):
     exact = lib_mod._interaction_matrix(cfg, folded, f, C_next, R_pinv)
     errs = []
     both = all(sources.values())
-    for n in ((2, 8, 40) if both else (2, 32, 512)):
+    for n in (2, 8, 40) if both else (2, 32, 512):
         kw = {k: (n if v else None) for k, v in sources.items()}
         M = lib_mod._interaction_matrix(LIBConfig(batch_size=1000, seed=3, **kw), folded, f, C_next, R_pinv)
         errs.append(float((M - exact).norm() / exact.norm()))
@@ -163,8 +175,7 @@ def test_pca_basis_against_numpy():
 
 def test_artifact_roundtrip_directions_and_encode(tmp_path):
     mods, X = _mlp()
-    lib = LIB.fit(mods, X, fold="perspective", model="tiny-mlp", sites=("in", "h1", "h2", "out"),
-                  direction_layer=1)
+    lib = LIB.fit(mods, X, fold="perspective", model="tiny-mlp", sites=("in", "h1", "h2", "out"), direction_layer=1)
     lib.save(tmp_path / "lib")
     from interp.decomposers import load
 

@@ -12,8 +12,9 @@ def test_sparse_kernels_match_dense_on_cuda():
     B, D, F, k = 64, 48, 256, 8
     dev = "cuda"
     x = torch.randn(B, D, device=dev, dtype=torch.float64)
-    params = [torch.randn(*s, device=dev, dtype=torch.float64, requires_grad=True)
-              for s in ((D,), (D, F), (F,), (F, D))]
+    params = [
+        torch.randn(*s, device=dev, dtype=torch.float64, requires_grad=True) for s in ((D,), (D, F), (F,), (F, D))
+    ]
     b_dec, W_enc, b_enc, W_dec = params
     with torch.no_grad():
         pre = (x - b_dec) @ W_enc + b_enc

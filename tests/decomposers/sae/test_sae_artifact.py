@@ -23,8 +23,18 @@ def _data(n=2048, seed=0):
 
 
 def _cfg(**kw):
-    base = dict(method="topk", d_sae=F, k=K, batch_size=128, n_tokens=128 * 30, lr=3e-3,
-                wandb="disabled", seed=0, norm_scale_tokens=1024, device="cpu")
+    base = dict(
+        method="topk",
+        d_sae=F,
+        k=K,
+        batch_size=128,
+        n_tokens=128 * 30,
+        lr=3e-3,
+        wandb="disabled",
+        seed=0,
+        norm_scale_tokens=1024,
+        device="cpu",
+    )
     return {**base, **kw}
 
 
@@ -46,6 +56,7 @@ def _random_sae(seed=0, scale=1.0):
 
 
 # -- interface -------------------------------------------------------------------------------------
+
 
 def test_encode_is_k_sparse_relu_topk():
     sae = _random_sae(scale=0.7)
@@ -128,7 +139,7 @@ def test_resolved_config_defaults():
     cfg = TopKConfig().resolved(d_in=10)
     assert cfg.d_in == 10 and cfg.d_sae == 16 * 10
     run = TrainConfig(n_tokens=1000, optimizer="adam", batch_size=1000).resolved(cfg.d_sae)
-    assert run.lr == pytest.approx(2e-4 / (160 / 2 ** 14) ** 0.5 * 16)  # one step: the boost's cap
+    assert run.lr == pytest.approx(2e-4 / (160 / 2**14) ** 0.5 * 16)  # one step: the boost's cap
     assert run.dead_tokens == 100
     with pytest.raises(ValueError, match="d_in"):
         TopKConfig(d_in=8).resolved(d_in=10)
@@ -136,10 +147,10 @@ def test_resolved_config_defaults():
 
 # -- artifact ----------------------------------------------------------------------------------------
 
+
 def test_artifact_files(trained):
     sae, out = trained
-    assert {p.name for p in out.iterdir()} >= {"config.json", "weights.safetensors", "meta.json",
-                                                "train_config.json"}
+    assert {p.name for p in out.iterdir()} >= {"config.json", "weights.safetensors", "meta.json", "train_config.json"}
     assert not (out / "checkpoint").exists()
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "topk"
@@ -149,7 +160,7 @@ def test_artifact_files(trained):
     # safetensors (no pickle): 8-byte little-endian header length, then a JSON header
     raw = (out / "weights.safetensors").read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     assert header["W_enc"]["shape"] == [D, F] and header["W_dec"]["shape"] == [F, D]
     assert header["b_enc"]["shape"] == [F] and header["b_dec"]["shape"] == [D]
     weights = load_file(str(out / "weights.safetensors"))
@@ -249,8 +260,11 @@ def test_save_keeps_other_files_and_is_readable(tmp_path):
     (out / "wandb").mkdir(parents=True)
     (out / "wandb" / "log.txt").write_text("kept")
     torch.manual_seed(0)
-    sae = train(dict(method="topk", d_sae=32, k=4, batch_size=128, n_tokens=256, wandb="disabled",
-                     device="cpu"), torch.randn(512, 16), progress=False)
+    sae = train(
+        dict(method="topk", d_sae=32, k=4, batch_size=128, n_tokens=256, wandb="disabled", device="cpu"),
+        torch.randn(512, 16),
+        progress=False,
+    )
     sae.save(out)
     sae.save(out)  # overwriting an artifact works too
     assert (out / "wandb" / "log.txt").read_text() == "kept"

@@ -9,8 +9,15 @@ import pytest
 import torch
 
 import interp.decomposers.sae.ops as ops
-from interp.decomposers.sae import (BatchTopKConfig, BatchTopKSAE, JumpReLUConfig, JumpReLUSAE, ReLUConfig,
-                                    ReLUSAE, train)
+from interp.decomposers.sae import (
+    BatchTopKConfig,
+    BatchTopKSAE,
+    JumpReLUConfig,
+    JumpReLUSAE,
+    ReLUConfig,
+    ReLUSAE,
+    train,
+)
 from interp.decomposers.sae.batchtopk import batch_threshold
 
 D, F, B = 16, 48, 64
@@ -36,6 +43,7 @@ def _grads(sae, xn):
 
 
 # -- BatchTopK ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n_keep", [1, 7, 64, 500, B * F])
 def test_batch_threshold_is_the_kth_largest(n_keep):
@@ -104,11 +112,25 @@ def test_batchtopk_eval_encode_uses_the_threshold():
 def test_batchtopk_trained_threshold_matches_k_at_inference():
     g = torch.Generator().manual_seed(0)
     atoms = torch.nn.functional.normalize(torch.randn(64, D, generator=g), dim=1)
-    codes = torch.zeros(20_000, 64).scatter_(1, torch.rand(20_000, 64, generator=g).argsort(1)[:, :3],
-                                            torch.rand(20_000, 3, generator=g) + 0.5)
+    codes = torch.zeros(20_000, 64).scatter_(
+        1, torch.rand(20_000, 64, generator=g).argsort(1)[:, :3], torch.rand(20_000, 3, generator=g) + 0.5
+    )
     X = codes @ atoms
-    sae = train(dict(method="batchtopk", d_sae=F, k=3, batch_size=256, n_tokens=256 * 150, lr=3e-3,
-                     threshold_lr=0.05, wandb="disabled", device="cpu"), X, progress=False)
+    sae = train(
+        dict(
+            method="batchtopk",
+            d_sae=F,
+            k=3,
+            batch_size=256,
+            n_tokens=256 * 150,
+            lr=3e-3,
+            threshold_lr=0.05,
+            wandb="disabled",
+            device="cpu",
+        ),
+        X,
+        progress=False,
+    )
     assert sae.threshold.item() > 0
     with torch.no_grad():
         l0 = (sae.encode(X[:4096]) != 0).float().sum(1).mean().item()
@@ -116,6 +138,7 @@ def test_batchtopk_trained_threshold_matches_k_at_inference():
 
 
 # -- JumpReLU ------------------------------------------------------------------------------------------
+
 
 def _jumprelu(**kw):
     sae = _perturb(JumpReLUSAE(JumpReLUConfig(d_in=D, d_sae=F, bandwidth=0.05, l0_coeff=0.02, **kw)))
@@ -173,8 +196,13 @@ def test_jumprelu_init_l0_starts_codes_at_the_requested_sparsity():
 
 # -- ReLU -------------------------------------------------------------------------------------------------
 
+
 def test_relu_loss_is_mse_plus_decoder_norm_weighted_l1():
-    sae = _perturb(ReLUSAE(ReLUConfig(d_in=D, d_sae=F, l1_coeff=2.0, l1_warmup_frac=0.5), TrainConfig(n_tokens=B * 10, batch_size=B)))
+    sae = _perturb(
+        ReLUSAE(
+            ReLUConfig(d_in=D, d_sae=F, l1_coeff=2.0, l1_warmup_frac=0.5), TrainConfig(n_tokens=B * 10, batch_size=B)
+        )
+    )
     with torch.no_grad():
         sae.W_dec.mul_(torch.rand(F, 1, generator=torch.Generator().manual_seed(2)) * 3 + 0.5)
     xn = _x()
@@ -204,22 +232,52 @@ def test_relu_interface_folds_decoder_norms():
 
 def test_relu_decoder_norms_train_freely_or_stay_unit():
     X = _x(4096)
-    free = train(dict(method="relu", d_sae=F, batch_size=256, n_tokens=256 * 20, lr=3e-3, l1_coeff=0.5,
-                      wandb="disabled", device="cpu"), X, progress=False)
+    free = train(
+        dict(
+            method="relu",
+            d_sae=F,
+            batch_size=256,
+            n_tokens=256 * 20,
+            lr=3e-3,
+            l1_coeff=0.5,
+            wandb="disabled",
+            device="cpu",
+        ),
+        X,
+        progress=False,
+    )
     norms = free.W_dec.detach().norm(dim=1)
     assert (norms - 0.1).abs().max() > 0.02 and norms.std() > 1e-3  # moved from the 0.1 init
-    unit = train(dict(method="relu", d_sae=F, batch_size=256, n_tokens=256 * 20, lr=3e-3, l1_coeff=0.5,
-                      unit_decoder=True, wandb="disabled", device="cpu"), X, progress=False)
+    unit = train(
+        dict(
+            method="relu",
+            d_sae=F,
+            batch_size=256,
+            n_tokens=256 * 20,
+            lr=3e-3,
+            l1_coeff=0.5,
+            unit_decoder=True,
+            wandb="disabled",
+            device="cpu",
+        ),
+        X,
+        progress=False,
+    )
     torch.testing.assert_close(unit.W_dec.detach().norm(dim=1), torch.ones(F), atol=1e-5, rtol=0)
 
 
 # -- sparse and dense step paths agree --------------------------------------------------------------------
 
-@pytest.mark.parametrize("make", [
-    lambda: _perturb(ReLUSAE(ReLUConfig(d_in=D, d_sae=F, l1_coeff=0.3))),
-    lambda: _jumprelu(),
-    lambda: _perturb(BatchTopKSAE(BatchTopKConfig(d_in=D, d_sae=F, k=4))),
-], ids=["relu", "jumprelu", "batchtopk"])
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _perturb(ReLUSAE(ReLUConfig(d_in=D, d_sae=F, l1_coeff=0.3))),
+        lambda: _jumprelu(),
+        lambda: _perturb(BatchTopKSAE(BatchTopKConfig(d_in=D, d_sae=F, k=4))),
+    ],
+    ids=["relu", "jumprelu", "batchtopk"],
+)
 def test_sparse_and_dense_steps_agree(make, monkeypatch):
     xn = _x()
     monkeypatch.setattr(ops, "SPARSE_MAX_DENSITY", 1.0)

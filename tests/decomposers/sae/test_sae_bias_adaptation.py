@@ -48,22 +48,36 @@ def test_quantile_bias_init_fires_each_neuron_at_its_target(tied):
 
 
 def test_bias_update_matches_hand_computed_step():
-    sae = GroupBiasAdaptationSAE(GBAConfig(d_in=4, d_sae=6, n_groups=2, htf=0.5, ltf=0.1, update_every=1, buffer_tokens=20, gamma_up=0.1, gamma_down=0.2, bias_min=-1.0), TrainConfig(batch_size=10))
+    sae = GroupBiasAdaptationSAE(
+        GBAConfig(
+            d_in=4,
+            d_sae=6,
+            n_groups=2,
+            htf=0.5,
+            ltf=0.1,
+            update_every=1,
+            buffer_tokens=20,
+            gamma_up=0.1,
+            gamma_down=0.2,
+            bias_min=-1.0,
+        ),
+        TrainConfig(batch_size=10),
+    )
     sae.group.copy_(torch.tensor([0, 0, 0, 1, 1, 1]))  # targets 0.5 (group 0), 0.1 (group 1)
     sae.b_enc.copy_(torch.tensor([-0.3, -0.5, -0.1, -0.2, -0.95, -0.4]))
     # two buffered batches of 10 tokens: firing counts and peaks per neuron
     sae.ring_tokens.copy_(torch.tensor([10.0, 10.0]))
-    sae.ring_fired.copy_(torch.tensor([[7, 0, 3, 2, 1, 0], [5, 0, 2, 1, 0, 0.]]))
+    sae.ring_fired.copy_(torch.tensor([[7, 0, 3, 2, 1, 0], [5, 0, 2, 1, 0, 0.0]]))
     sae.ring_peak.copy_(torch.tensor([[1.0, 0, 0.4, 2.0, 0.6, 0], [2.0, 0, 0.8, 1.0, 0.2, 0]]))
     sae.adapt_biases()
     # p = [0.6, 0, 0.25, 0.15, 0.05, 0]; r = [2, 0, 0.8, 2, 0.6, 0]
     # group means of positive peaks: g0 (2 + 0.8)/2 = 1.4, g1 (2 + 0.6)/2 = 1.3
     expect = [
-        -0.3 - 0.2 * 2.0,            # 0.6 > 0.5: lowered by gamma_down * r
+        -0.3 - 0.2 * 2.0,  # 0.6 > 0.5: lowered by gamma_down * r
         min(-0.5 + 0.1 * 1.4, 0.0),  # dead: raised by gamma_up * group mean peak
-        -0.1,                        # 0 < 0.25 < 0.5: unchanged
+        -0.1,  # 0 < 0.25 < 0.5: unchanged
         max(-0.2 - 0.2 * 2.0, -1.0),  # 0.15 > 0.1: lowered
-        -0.95,                       # 0 < 0.05 < 0.1: unchanged
+        -0.95,  # 0 < 0.05 < 0.1: unchanged
         min(-0.4 + 0.1 * 1.3, 0.0),  # dead
     ]
     assert torch.allclose(sae.b_enc, torch.tensor(expect))
@@ -98,7 +112,10 @@ def test_statistics_from_steps_and_no_bias_gradient(activation, tied):
 
 
 def test_sparse_and_dense_paths_agree():
-    sae = GroupBiasAdaptationSAE(GBAConfig(d_in=8, d_sae=64, activation="jumprelu", train_b_dec=True, sparse_frac=1.0), TrainConfig(batch_size=16, seed=0))
+    sae = GroupBiasAdaptationSAE(
+        GBAConfig(d_in=8, d_sae=64, activation="jumprelu", train_b_dec=True, sparse_frac=1.0),
+        TrainConfig(batch_size=16, seed=0),
+    )
     sae.b_enc.copy_(-torch.rand(64) * 4)
     x = torch.randn(16, 8)
     out_sparse = sae.step(x, None)
@@ -109,7 +126,9 @@ def test_sparse_and_dense_paths_agree():
     # the buffered firing counts and peaks (what the bias update reads) agree too
     for a, b in zip(stats_sparse, sae._pending):
         assert torch.allclose(torch.as_tensor(a).float(), torch.as_tensor(b).float(), atol=1e-5)
-    assert torch.equal(out_sparse.fired, out_dense.fired) and torch.allclose(out_sparse.terms["l0"], out_dense.terms["l0"])
+    assert torch.equal(out_sparse.fired, out_dense.fired) and torch.allclose(
+        out_sparse.terms["l0"], out_dense.terms["l0"]
+    )
     g1 = torch.autograd.grad(out_sparse.loss, [sae.W_dec, sae.b_dec, sae.scale])
     g2 = torch.autograd.grad(out_dense.loss, [sae.W_dec, sae.b_dec, sae.scale])
     for a, b in zip(g1, g2):
@@ -131,9 +150,22 @@ def _fail_on_step(monkeypatch, n):
 def test_adaptation_state_survives_resume(tmp_path, monkeypatch):
     g = torch.Generator().manual_seed(0)
     x = torch.relu(torch.randn(2048, 24, generator=g)) @ torch.randn(24, 12, generator=g)
-    cfg = dict(method="gba", d_sae=48, batch_size=64, n_tokens=64 * 20, lr=3e-3, wandb="disabled", seed=0,
-               device="cpu", warmup_steps=5, checkpoint_every=5, update_every=3, buffer_tokens=64 * 4,
-               tied=False, activation="jumprelu")
+    cfg = dict(
+        method="gba",
+        d_sae=48,
+        batch_size=64,
+        n_tokens=64 * 20,
+        lr=3e-3,
+        wandb="disabled",
+        seed=0,
+        device="cpu",
+        warmup_steps=5,
+        checkpoint_every=5,
+        update_every=3,
+        buffer_tokens=64 * 4,
+        tied=False,
+        activation="jumprelu",
+    )
     ref = train(cfg, x, out=tmp_path / "ref", progress=False)
     assert ref.b_enc.min() < 0  # the adaptation did act
     _fail_on_step(monkeypatch, 12)
@@ -152,8 +184,21 @@ def test_adaptation_state_survives_resume(tmp_path, monkeypatch):
 @pytest.mark.parametrize("activation, arch", [("relu", "standard"), ("jumprelu", "jumprelu")])
 def test_saelens_export_reproduces_forward(tmp_path, activation, arch):
     x = torch.randn(1024, 12) * 6 + 1
-    sae = train(dict(method="ba", d_sae=40, batch_size=128, n_tokens=1024, wandb="disabled", device="cpu",
-                     activation=activation, update_every=2), x, out=tmp_path, progress=False)
+    sae = train(
+        dict(
+            method="ba",
+            d_sae=40,
+            batch_size=128,
+            n_tokens=1024,
+            wandb="disabled",
+            device="cpu",
+            activation=activation,
+            update_every=2,
+        ),
+        x,
+        out=tmp_path,
+        progress=False,
+    )
     with torch.no_grad():
         sae.scale[:5] = -sae.scale[:5]  # negative output scales must map exactly too
         sae.b_enc.copy_(-torch.rand(40) * 3)

@@ -30,7 +30,9 @@ def planted(n=4096, seed=0, n_atoms=64, active=2):
 def build(method: str, scale: float = 0.4, seed: int = 0) -> SAE:
     """An SAE from its config class defaults at a tiny width, with data-set biases and scaling."""
     cls = REGISTRY[method]
-    sae = cls(cls.config_cls(d_in=D, d_sae=F, model="tiny-llama", site="blocks.0.hook_resid_post"), TrainConfig(seed=seed))
+    sae = cls(
+        cls.config_cls(d_in=D, d_sae=F, model="tiny-llama", site="blocks.0.hook_resid_post"), TrainConfig(seed=seed)
+    )
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         sae.norm_scale.fill_(scale)
@@ -45,8 +47,18 @@ TINY_OVERRIDES = {"relu": {"l1_coeff": 1.0}}
 
 
 def train_cfg(method: str, n_steps: int) -> dict:
-    return dict(method=method, d_sae=F, batch_size=256, n_tokens=256 * n_steps, warmup_steps=5,  # lr: the default
-                wandb="disabled", device="cpu", seed=0, norm_scale_tokens=1024, **TINY_OVERRIDES.get(method, {}))
+    return dict(
+        method=method,
+        d_sae=F,
+        batch_size=256,
+        n_tokens=256 * n_steps,
+        warmup_steps=5,  # lr: the default
+        wandb="disabled",
+        device="cpu",
+        seed=0,
+        norm_scale_tokens=1024,
+        **TINY_OVERRIDES.get(method, {}),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +89,7 @@ def test_training_reduces_loss(method):
 
 
 # -- SAELens ------------------------------------------------------------------------------------------
+
 
 def saelens_forward(cfg: dict, w: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """SAELens v6 inference, written from its source: (codes, reconstruction) on raw inputs."""

@@ -14,8 +14,20 @@ def _data(n: int = 4096, d: int = 32, f: int = 128) -> torch.Tensor:
 
 
 def _cfg(**kw):
-    return dict(method="topk", d_sae=128, k=6, batch_size=256, n_tokens=4096 * 2, lr=3e-3,
-                wandb="disabled", device="cpu", warmup_steps=2) | kw
+    return (
+        dict(
+            method="topk",
+            d_sae=128,
+            k=6,
+            batch_size=256,
+            n_tokens=4096 * 2,
+            lr=3e-3,
+            wandb="disabled",
+            device="cpu",
+            warmup_steps=2,
+        )
+        | kw
+    )
 
 
 def test_bf16_autocast_trains_to_the_float32_quality():

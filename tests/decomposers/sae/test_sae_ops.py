@@ -44,15 +44,13 @@ def _dense_decode(vals, idx, W_dec):
 def test_gather_encode_forward_values():
     x, b_dec, W_enc, b_enc, _ = _params()
     idx = _topk_idx(x, b_dec, W_enc, b_enc)
-    torch.testing.assert_close(_sparse_vals(x, b_dec, W_enc, b_enc, idx),
-                               _dense_vals(x, b_dec, W_enc, b_enc, idx))
+    torch.testing.assert_close(_sparse_vals(x, b_dec, W_enc, b_enc, idx), _dense_vals(x, b_dec, W_enc, b_enc, idx))
 
 
 def test_gather_encode_gradcheck():
     x, b_dec, W_enc, b_enc, _ = _params()
     idx = _topk_idx(x, b_dec, W_enc, b_enc)  # fixed: the selection is not differentiated
-    assert torch.autograd.gradcheck(lambda bd, we, be: _sparse_vals(x, bd, we, be, idx),
-                                    (b_dec, W_enc, b_enc))
+    assert torch.autograd.gradcheck(lambda bd, we, be: _sparse_vals(x, bd, we, be, idx), (b_dec, W_enc, b_enc))
 
 
 def test_sparse_decode_forward_and_gradcheck():
@@ -115,7 +113,8 @@ def test_gather_encode_gradient_wrt_input():
     idx = _topk_idx(x, b_dec, W_enc, b_enc)
     x = x.clone().requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda xx: _sparse_vals(xx, b_dec.detach(), W_enc.detach(), b_enc.detach(), idx), (x,))
+        lambda xx: _sparse_vals(xx, b_dec.detach(), W_enc.detach(), b_enc.detach(), idx), (x,)
+    )
 
 
 def test_topk_step_gradients_equal_dense_reference():

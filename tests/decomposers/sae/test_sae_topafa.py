@@ -38,7 +38,7 @@ def test_selected_k_matches_per_token_loop(seed, start):
     top = acts.gather(1, idx)[mask]
     assert torch.all(top >= 0) and idx.shape[1] == int(k.max())
     for b in range(0, 300, 37):
-        chosen = acts[b, idx[b, :k[b]]]
+        chosen = acts[b, idx[b, : k[b]]]
         assert chosen.min() >= acts[b][kept[b] == 0].max() - 1e-12
 
 
@@ -72,13 +72,23 @@ def test_standardisation_and_decode_roundtrip():
 def test_training_reduces_loss_and_roundtrips(tmp_path):
     g = torch.Generator().manual_seed(0)
     x = torch.relu(torch.randn(4096, 48, generator=g)) @ torch.randn(48, 16, generator=g)
-    cfg = dict(method="topafa", d_sae=64, batch_size=256, n_tokens=256 * 40, lr=3e-3, wandb="disabled",
-               device="cpu", warmup_steps=5)
+    cfg = dict(
+        method="topafa",
+        d_sae=64,
+        batch_size=256,
+        n_tokens=256 * 40,
+        lr=3e-3,
+        wandb="disabled",
+        device="cpu",
+        warmup_steps=5,
+    )
     sae = train(cfg, x, out=tmp_path, progress=False)
     fresh = TopAFASAE(sae.cfg)
     with torch.no_grad():
+
         def err(m):
             return ((m.reconstruct(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
+
         assert err(sae) < 0.5 * err(fresh)
         loaded = dec.load(tmp_path)
         assert torch.equal(loaded.reconstruct(x[:64]), sae.reconstruct(x[:64]))
@@ -89,8 +99,12 @@ def test_training_reduces_loss_and_roundtrips(tmp_path):
 
 def test_saelens_export_is_topk_under_layer_norm(tmp_path):
     x = torch.randn(512, 16) * 4 + 2
-    sae = train(dict(method="topafa", d_sae=32, batch_size=128, n_tokens=1024, wandb="disabled", device="cpu",
-                     use_b_enc=True), x, out=tmp_path, progress=False)
+    sae = train(
+        dict(method="topafa", d_sae=32, batch_size=128, n_tokens=1024, wandb="disabled", device="cpu", use_b_enc=True),
+        x,
+        out=tmp_path,
+        progress=False,
+    )
     cfg = json.loads((tmp_path / "cfg.json").read_text())
     assert cfg["architecture"] == "topk" and cfg["normalize_activations"] == "layer_norm"
     k = cfg["k"]
@@ -155,8 +169,16 @@ def test_default_start_trains_with_massive_dimensions():
     data-mean start (an option) collapses on the same data: k is chosen against ||x - b_dec|| while
     the AFA loss pulls ||f|| toward the much larger ||x||."""
     x = _massive_dims()
-    cfg = dict(method="topafa", d_sae=256, batch_size=256, n_tokens=256 * 200, lr=1e-3, wandb="disabled",
-               device="cpu", warmup_steps=5)
+    cfg = dict(
+        method="topafa",
+        d_sae=256,
+        batch_size=256,
+        n_tokens=256 * 200,
+        lr=1e-3,
+        wandb="disabled",
+        device="cpu",
+        warmup_steps=5,
+    )
     l0, fvu = _fit_stats(train(cfg, x, progress=False), x)
     assert l0 >= 10 and fvu < 0.3, (l0, fvu)
     l0_mean, fvu_mean = _fit_stats(train({**cfg, "b_dec_init": "mean"}, x, progress=False), x)

@@ -34,8 +34,18 @@ def test_topk_recovers_planted_dictionary():
     ~5 s; at 200k one seed in 8 lost an atom. Random atoms in 32-D reach |cos| ~0.6, and pairs
     that coherent get merged into one latent even at 1M tokens, hence the coherence cap."""
     X, dictionary = _planted(seed=12345)
-    cfg = dict(method="topk", d_sae=128, k=3, batch_size=512, n_tokens=300_000, lr=3e-3,
-               wandb="disabled", seed=0, device="cpu", optimizer="adam")  # lr: Adam's
+    cfg = dict(
+        method="topk",
+        d_sae=128,
+        k=3,
+        batch_size=512,
+        n_tokens=300_000,
+        lr=3e-3,
+        wandb="disabled",
+        seed=0,
+        device="cpu",
+        optimizer="adam",
+    )  # lr: Adam's
     # the data seed differs from the SAE seed: the random init must not already hold the atoms
     init = TopKSAE(TopKConfig(d_in=32, d_sae=128, k=3), TrainConfig(seed=0))
     assert ((dictionary @ init.directions().T).max(1).values > 0.95).float().mean() < 0.1
@@ -51,11 +61,23 @@ def test_topk_recovers_planted_dictionary():
 
 # -- configs -----------------------------------------------------------------------------------------
 
+
 def _small_cfg(**kw):
     # pinned to CPU: bitwise-exact comparisons (CUDA index_add/scatter are not deterministic);
     # the CUDA path has its own gpu-marked tests below
-    base = dict(method="topk", d_sae=32, k=4, batch_size=64, n_tokens=64 * 20, lr=3e-3,
-                wandb="disabled", seed=0, norm_scale_tokens=256, warmup_steps=5, device="cpu")
+    base = dict(
+        method="topk",
+        d_sae=32,
+        k=4,
+        batch_size=64,
+        n_tokens=64 * 20,
+        lr=3e-3,
+        wandb="disabled",
+        seed=0,
+        norm_scale_tokens=256,
+        warmup_steps=5,
+        device="cpu",
+    )
     return {**base, **kw}
 
 
@@ -110,6 +132,7 @@ def test_budget_and_meta():
 
 # -- NaN ---------------------------------------------------------------------------------------------
 
+
 def test_nan_batch_raises_and_leaves_no_artifact(tmp_path):
     clean = _data(64 * 12)
     batches = list(clean.split(64))
@@ -121,8 +144,7 @@ def test_nan_batch_raises_and_leaves_no_artifact(tmp_path):
     assert not (out / "weights.safetensors").exists() and not (out / "config.json").exists()
     # the last periodic checkpoint (before the bad step) is intact and resumes on clean data
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 4
-    sae = train(_small_cfg(n_tokens=64 * 10, checkpoint_every=2), list(clean.split(64)), out=out,
-                progress=False)
+    sae = train(_small_cfg(n_tokens=64 * 10, checkpoint_every=2), list(clean.split(64)), out=out, progress=False)
     assert sae.meta["steps"] == 10 and torch.isfinite(sae.W_dec).all()
     assert (out / "weights.safetensors").exists() and not (out / "checkpoint").exists()
 
@@ -139,6 +161,7 @@ def test_nan_in_tensor_data_is_a_clear_error(tmp_path):
 
 
 # -- exact resume --------------------------------------------------------------------------------------
+
 
 def _fail_on_step(monkeypatch, n, exc):
     real, calls = trainer_mod._train_step, []
@@ -192,14 +215,22 @@ def test_finished_output_is_loaded_not_retrained(tmp_path, monkeypatch):
 
 # -- real activations ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def mlp_cache(tiny_model, _tiny_corpus_file, tmp_path_factory):
     from interp.activations import cache_activations
 
     out = tmp_path_factory.mktemp("act") / "cache"
-    return cache_activations(tiny_model, str(_tiny_corpus_file),
-                             ["blocks.0.hook_resid_post", "blocks.1.mlp.hook_post"], n_tokens=2000,
-                             out_dir=out, seq_len=32, batch_size=16, progress=False)
+    return cache_activations(
+        tiny_model,
+        str(_tiny_corpus_file),
+        ["blocks.0.hook_resid_post", "blocks.1.mlp.hook_post"],
+        n_tokens=2000,
+        out_dir=out,
+        seq_len=32,
+        batch_size=16,
+        progress=False,
+    )
 
 
 def _fvu(sae, x):
@@ -271,6 +302,7 @@ def test_config_dataclass_roundtrip_in_artifact(tmp_path):
 
 
 # -- CUDA --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.gpu
 def test_train_on_cuda_matches_cpu_closely(tmp_path):

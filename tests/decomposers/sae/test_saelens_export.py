@@ -11,8 +11,22 @@ from interp.decomposers.sae import train
 def test_saelens_files_reproduce_reconstruction(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(2048, 16) * 7.0 + 2.0  # far from unit scale: the folding must matter
-    sae = train(dict(method="topk", d_sae=32, k=4, batch_size=256, n_tokens=4096, wandb="disabled", device="cpu",
-                     model="tiny-llama", site="blocks.0.hook_resid_post"), x, out=tmp_path, progress=False)
+    sae = train(
+        dict(
+            method="topk",
+            d_sae=32,
+            k=4,
+            batch_size=256,
+            n_tokens=4096,
+            wandb="disabled",
+            device="cpu",
+            model="tiny-llama",
+            site="blocks.0.hook_resid_post",
+        ),
+        x,
+        out=tmp_path,
+        progress=False,
+    )
     assert abs(sae.norm_scale.item() - 1.0) > 0.1
     cfg = json.loads((tmp_path / "cfg.json").read_text())
     assert cfg["architecture"] == "topk" and cfg["k"] == 4 and (cfg["d_in"], cfg["d_sae"]) == (16, 32)

@@ -18,9 +18,13 @@ def _weights(seed=0, unit=False):
     W_dec = torch.randn(F, D, generator=g) * (torch.rand(F, 1, generator=g) * 2 + 0.2)
     if unit:
         W_dec = torch.nn.functional.normalize(W_dec, dim=1)
-    return {"W_enc": torch.randn(D, F, generator=g) * 0.5, "b_enc": torch.randn(F, generator=g) * 0.3,
-            "W_dec": W_dec, "b_dec": torch.randn(D, generator=g) * 0.5,
-            "threshold": torch.rand(F, generator=g) * 0.8}
+    return {
+        "W_enc": torch.randn(D, F, generator=g) * 0.5,
+        "b_enc": torch.randn(F, generator=g) * 0.3,
+        "W_dec": W_dec,
+        "b_dec": torch.randn(D, generator=g) * 0.5,
+        "threshold": torch.rand(F, generator=g) * 0.8,
+    }
 
 
 def _write(path, cfg, weights):
@@ -31,10 +35,23 @@ def _write(path, cfg, weights):
 
 
 def _v6(arch, **kw):
-    return {"architecture": arch, "d_in": D, "d_sae": F, "dtype": "float32", "device": "cpu",
-            "apply_b_dec_to_input": True, "normalize_activations": "none", "reshape_activations": "none",
-            "metadata": {"sae_lens_version": "6.12.1", "model_name": "gpt2-small",
-                         "hook_name": "blocks.8.hook_resid_pre", "hook_layer": 8}, **kw}
+    return {
+        "architecture": arch,
+        "d_in": D,
+        "d_sae": F,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {
+            "sae_lens_version": "6.12.1",
+            "model_name": "gpt2-small",
+            "hook_name": "blocks.8.hook_resid_pre",
+            "hook_layer": 8,
+        },
+        **kw,
+    }
 
 
 def saelens_reference(cfg, w, x, scale=1.0):
@@ -59,14 +76,17 @@ def _x():
     return torch.randn(200, D, generator=torch.Generator().manual_seed(9)) * 2
 
 
-@pytest.mark.parametrize("arch,extra,cls", [
-    ("standard", {}, ReLUSAE),
-    ("topk", {"k": 5}, TopKSAE),
-    ("topk", {"k": 5, "rescale_acts_by_decoder_norm": True}, TopKSAE),
-    ("jumprelu", {}, JumpReLUSAE),
-    ("jumprelu", {"apply_b_dec_to_input": False}, JumpReLUSAE),  # Gemma Scope's layout
-    ("standard", {"apply_b_dec_to_input": False}, ReLUSAE),
-])
+@pytest.mark.parametrize(
+    "arch,extra,cls",
+    [
+        ("standard", {}, ReLUSAE),
+        ("topk", {"k": 5}, TopKSAE),
+        ("topk", {"k": 5, "rescale_acts_by_decoder_norm": True}, TopKSAE),
+        ("jumprelu", {}, JumpReLUSAE),
+        ("jumprelu", {"apply_b_dec_to_input": False}, JumpReLUSAE),  # Gemma Scope's layout
+        ("standard", {"apply_b_dec_to_input": False}, ReLUSAE),
+    ],
+)
 def test_v6_directories_reproduce_saelens(tmp_path, arch, extra, cls):
     cfg = _v6(arch, **extra)
     w = _weights()
@@ -84,9 +104,19 @@ def test_v6_directories_reproduce_saelens(tmp_path, arch, extra, cls):
 
 def test_legacy_config_keys(tmp_path):
     """Pre-v6 configs: hook_point, activation_fn_str 'topk' with its k in activation_fn_kwargs."""
-    cfg = {"d_in": D, "d_sae": F, "dtype": "float32", "device": "cpu", "hook_point": "blocks.3.hook_resid_post",
-           "model_name": "pythia-70m", "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 4},
-           "apply_b_dec_to_input": True, "normalize_activations": False, "sae_lens_training_version": "3.2.0"}
+    cfg = {
+        "d_in": D,
+        "d_sae": F,
+        "dtype": "float32",
+        "device": "cpu",
+        "hook_point": "blocks.3.hook_resid_post",
+        "model_name": "pythia-70m",
+        "activation_fn_str": "topk",
+        "activation_fn_kwargs": {"k": 4},
+        "apply_b_dec_to_input": True,
+        "normalize_activations": False,
+        "sae_lens_training_version": "3.2.0",
+    }
     w = _weights(1)
     w.pop("threshold")
     sae = load_saelens(_write(tmp_path, cfg, w))
@@ -121,11 +151,14 @@ def test_finetuning_scaling_factor_is_folded(tmp_path):
         torch.testing.assert_close(sae.reconstruct(x), ref, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"architecture": "gated"}, "not supported"),
-    ({"normalize_activations": "layer_norm"}, "per-token"),
-    ({"d_sae": F + 1}, "shape"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"architecture": "gated"}, "not supported"),
+        ({"normalize_activations": "layer_norm"}, "per-token"),
+        ({"d_sae": F + 1}, "shape"),
+    ],
+)
 def test_unsupported_or_inconsistent_directories_fail_clearly(tmp_path, change, message):
     w = _weights()
     w.pop("threshold")

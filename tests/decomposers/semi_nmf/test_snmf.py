@@ -122,8 +122,12 @@ def test_random_init_with_restarts_recovers_most_planted_features():
     support, or a dead G column: multiplicative updates cannot revive zeros); the best of a few
     restarts by loss recovers most features."""
     X, F, _ = planted(n=800)
-    fits = [SNMF.fit(X, rank=5, sparsity=5 / 48, init="random", max_iter=1500, patience=200, tol=1e-9,
-                     progress=False, seed=seed) for seed in range(4)]
+    fits = [
+        SNMF.fit(
+            X, rank=5, sparsity=5 / 48, init="random", max_iter=1500, patience=200, tol=1e-9, progress=False, seed=seed
+        )
+        for seed in range(4)
+    ]
     best = min(fits, key=lambda s: s.meta["loss"])
     cos, _ = _match(F, best.F)
     assert (cos > 0.99).sum() >= 4, cos
@@ -133,8 +137,7 @@ def test_random_init_with_restarts_recovers_most_planted_features():
 @pytest.mark.parametrize("init", ["kmeans"])
 def test_recovers_planted_factorisation(init):
     X, F, G = planted(n=800)
-    s = SNMF.fit(X, rank=5, sparsity=5 / 48, init=init, max_iter=1500, patience=200, tol=1e-9,
-                 progress=False, seed=3)
+    s = SNMF.fit(X, rank=5, sparsity=5 / 48, init=init, max_iter=1500, patience=200, tol=1e-9, progress=False, seed=3)
     cos, perm = _match(F, s.F)
     assert cos.min() > 0.999, cos
     assert s.meta["fvu"] < 1e-4
@@ -188,8 +191,9 @@ def test_nnls_matches_scipy():
 
 def test_encode_recovers_planted_codes_and_round_trips(tmp_path):
     X, F, G = planted(n=800)
-    s = SNMF.fit(X, rank=5, sparsity=5 / 48, init="kmeans", max_iter=1500, patience=200, tol=1e-9,
-                 progress=False, seed=3)
+    s = SNMF.fit(
+        X, rank=5, sparsity=5 / 48, init="kmeans", max_iter=1500, patience=200, tol=1e-9, progress=False, seed=3
+    )
     codes = s.encode(X[:200])
     assert (codes >= 0).all()
     torch.testing.assert_close(codes, s.fit_codes[:200], atol=1e-2 * codes.max().item(), rtol=0)
@@ -271,8 +275,21 @@ def test_train_command_fits_snmf_from_a_cache(tmp_path, tiny_model, tiny_corpus)
     site = "blocks.0.mlp.hook_post"
     cache = cache_activations(tiny_model, tiny_corpus, [site], 512, tmp_path / "c", seq_len=64, progress=False)
     root = Path(__file__).resolve().parents[3]
-    assert main(["train", str(root / "configs" / "methods" / "snmf.yaml"), f"data={cache}",
-                 f"out={tmp_path / 'snmf'}", "rank=4", "max_iter=5", "sparsity=0.05", "progress=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(root / "configs" / "methods" / "snmf.yaml"),
+                f"data={cache}",
+                f"out={tmp_path / 'snmf'}",
+                "rank=4",
+                "max_iter=5",
+                "sparsity=0.05",
+                "progress=false",
+            ]
+        )
+        == 0
+    )
     back = interp.decomposers.load(tmp_path / "snmf")
     assert type(back) is SNMF and back.cfg.site == site and back.cfg.rank == 4
     assert back.cfg.model == "tiny-llama" and back.meta["iterations"] == 5

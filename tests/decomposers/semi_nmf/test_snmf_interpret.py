@@ -12,7 +12,7 @@ from interp.decomposers.semi_nmf.interpret import TokenGrid, concentration, cont
 
 def test_streaming_top_rows_equal_full_topk():
     codes = torch.rand(1000, 7)
-    vals, rows = top_rows(((a, codes[a:a + 96]) for a in range(0, 1000, 96)), k=9)
+    vals, rows = top_rows(((a, codes[a : a + 96]) for a in range(0, 1000, 96)), k=9)
     ref = codes.T.topk(9, dim=1)
     torch.testing.assert_close(vals, ref.values)
     assert torch.equal(rows, ref.indices)
@@ -71,8 +71,17 @@ def test_neuron_overlap_counts_shared_neurons():
 def test_hierarchy_levels_mix_nonnegatively_and_finetune_lowers_the_loss(project):
     gen = torch.Generator().manual_seed(0)
     X = torch.rand(400, 10, generator=gen) @ torch.randn(10, 32, generator=gen)
-    h = fit_hierarchy(X, ranks=(8, 4, 2), sparsity=0.25, max_iter=60, patience=60, finetune_steps=30,
-                      lr=1e-2, project=project, progress=False)
+    h = fit_hierarchy(
+        X,
+        ranks=(8, 4, 2),
+        sparsity=0.25,
+        max_iter=60,
+        patience=60,
+        finetune_steps=30,
+        lr=1e-2,
+        project=project,
+        progress=False,
+    )
     assert [lv.cfg.rank for lv in h.levels] == [8, 4, 2]
     assert [tuple(m.shape) for m in h.mixing] == [(8, 4), (4, 2)]
     ft = h.meta["finetune"]

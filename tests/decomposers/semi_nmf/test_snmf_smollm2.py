@@ -29,8 +29,18 @@ def test_snmf_features_concentrate_on_concepts(tmp_path):
     assert acts.shape[1] == 1536 and len(acts) == len(grid.index) > 10 * len(texts)
     labels = text_label[torch.from_numpy(grid.groups.reshape(-1)[grid.index])]
 
-    snmf = SNMF.fit(acts, rank=len(concepts), sparsity=0.01, init="random", site=SITE,
-                    model="smollm2-135m", max_iter=150, patience=50, seed=0, progress=False)
+    snmf = SNMF.fit(
+        acts,
+        rank=len(concepts),
+        sparsity=0.01,
+        init="random",
+        site=SITE,
+        model="smollm2-135m",
+        max_iter=150,
+        patience=50,
+        seed=0,
+        progress=False,
+    )
     assert snmf.meta["fvu"] < 1.0 and (snmf.fit_codes >= 0).all()
     top = top_activations(snmf, as_rows(acts), grid, k=10)
     fired = (top.values > 0).all(1)

@@ -96,6 +96,11 @@ def test_offline_minilm_detection_on_concept_sentences():
     scorer = ai.EmbeddingScorer()
     ocean = list(load_concepts(["ocean"])[0].sentences)
     neutral = neutral_sentences()
-    right = ai.auroc(scorer.detection("the sea, waves and the ocean", ocean), scorer.detection("the sea, waves and the ocean", neutral))
-    wrong = ai.auroc(scorer.detection("tax forms and accounting", ocean), scorer.detection("tax forms and accounting", neutral))
+    right = ai.auroc(
+        scorer.detection("the sea, waves and the ocean", ocean),
+        scorer.detection("the sea, waves and the ocean", neutral),
+    )
+    wrong = ai.auroc(
+        scorer.detection("tax forms and accounting", ocean), scorer.detection("tax forms and accounting", neutral)
+    )
     assert right > 0.95 and wrong < 0.7

@@ -26,9 +26,19 @@ def _artifacts(tmp_path, model):
 @pytest.mark.slow
 def test_compare_writes_one_table_for_all_methods(tmp_path, tiny_model, tiny_corpus):
     arts = _artifacts(tmp_path, tiny_model)
-    cfg = QualityConfig(artifacts=arts, model="tiny-llama", out=str(tmp_path / "q"), text=tiny_corpus,
-                        n_tokens=1024, seq_len=64, batch_size=4, probing_sets=("concepts",), ks=(1, 5),
-                        autointerp_features=1, autointerp_candidates=24)
+    cfg = QualityConfig(
+        artifacts=arts,
+        model="tiny-llama",
+        out=str(tmp_path / "q"),
+        text=tiny_corpus,
+        n_tokens=1024,
+        seq_len=64,
+        batch_size=4,
+        probing_sets=("concepts",),
+        ks=(1, 5),
+        autointerp_features=1,
+        autointerp_candidates=24,
+    )
     res = compare(cfg, progress=False)
     out = tmp_path / "q"
     for f in ("table.md", "table.csv", "results.json", "quality.png", "autointerp.csv", "autointerp.parquet"):

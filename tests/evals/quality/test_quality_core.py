@@ -20,23 +20,52 @@ from interp.evals.reconstruction import evaluate
 SITE = "blocks.0.hook_resid_post"
 HERE = Path(__file__).parent
 # SAEBench 0.6.0, sae_bench/evals/core/eval_output.py and base_eval_output.py, transcribed by hand
-SAEBENCH_TOP = {"eval_type_id", "eval_config", "eval_id", "datetime_epoch_millis", "eval_result_metrics",
-                "eval_result_details", "sae_bench_commit_hash", "sae_lens_id", "sae_lens_release_id",
-                "sae_lens_version", "sae_cfg_dict", "eval_result_unstructured"}
+SAEBENCH_TOP = {
+    "eval_type_id",
+    "eval_config",
+    "eval_id",
+    "datetime_epoch_millis",
+    "eval_result_metrics",
+    "eval_result_details",
+    "sae_bench_commit_hash",
+    "sae_lens_id",
+    "sae_lens_release_id",
+    "sae_lens_version",
+    "sae_cfg_dict",
+    "eval_result_unstructured",
+}
 SAEBENCH_METRICS = {
     "model_behavior_preservation": {"kl_div_score", "kl_div_with_ablation", "kl_div_with_sae"},
-    "model_performance_preservation": {"ce_loss_score", "ce_loss_with_ablation", "ce_loss_with_sae",
-                                       "ce_loss_without_sae"},
+    "model_performance_preservation": {
+        "ce_loss_score",
+        "ce_loss_with_ablation",
+        "ce_loss_with_sae",
+        "ce_loss_without_sae",
+    },
     "reconstruction_quality": {"explained_variance", "explained_variance_legacy", "mse", "cossim"},
     "shrinkage": {"l2_norm_in", "l2_norm_out", "l2_ratio", "relative_reconstruction_bias"},
     "sparsity": {"l0", "l1"},
     "token_stats": {"total_tokens_eval_reconstruction", "total_tokens_eval_sparsity_variance"},
-    "misc_metrics": {"freq_over_1_percent", "freq_over_10_percent", "normalized_freq_over_1_percent",
-                     "normalized_freq_over_10_percent", "average_max_encoder_cosine_sim",
-                     "average_max_decoder_cosine_sim", "frac_alive"},
+    "misc_metrics": {
+        "freq_over_1_percent",
+        "freq_over_10_percent",
+        "normalized_freq_over_1_percent",
+        "normalized_freq_over_10_percent",
+        "average_max_encoder_cosine_sim",
+        "average_max_decoder_cosine_sim",
+        "frac_alive",
+    },
 }
-SAEBENCH_FEATURE = {"index", "feature_density", "consistent_activation_heuristic", "encoder_bias", "encoder_norm",
-                    "encoder_decoder_cosine_sim", "max_decoder_cosine_sim", "max_encoder_cosine_sim"}
+SAEBENCH_FEATURE = {
+    "index",
+    "feature_density",
+    "consistent_activation_heuristic",
+    "encoder_bias",
+    "encoder_norm",
+    "encoder_decoder_cosine_sim",
+    "max_decoder_cosine_sim",
+    "max_encoder_cosine_sim",
+}
 
 
 def test_totals_match_direct_formulas():
@@ -52,14 +81,18 @@ def test_totals_match_direct_formulas():
     m = tot.metrics()
     X, Xh, C = x.double().numpy(), x_hat.double().numpy(), codes.double().numpy()
     assert m["reconstruction_quality"]["explained_variance"] == pytest.approx(
-        1 - ((X - Xh) ** 2).sum() / ((X - X.mean(0)) ** 2).sum(), rel=1e-9)
-    legacy = [1 - ((b - bh) ** 2).sum(1) / ((b - b.mean(0)) ** 2).sum(1) for b, bh in ((X[:30], Xh[:30]), (X[30:], Xh[30:]))]
+        1 - ((X - Xh) ** 2).sum() / ((X - X.mean(0)) ** 2).sum(), rel=1e-9
+    )
+    legacy = [
+        1 - ((b - bh) ** 2).sum(1) / ((b - b.mean(0)) ** 2).sum(1) for b, bh in ((X[:30], Xh[:30]), (X[30:], Xh[30:]))
+    ]
     assert m["reconstruction_quality"]["explained_variance_legacy"] == pytest.approx(np.concatenate(legacy).mean())
     cos = (X * Xh).sum(1) / np.linalg.norm(X, axis=1) / np.linalg.norm(Xh, axis=1)
     assert m["reconstruction_quality"]["cossim"] == pytest.approx(cos.mean())
     assert m["shrinkage"]["l2_ratio"] == pytest.approx((np.linalg.norm(Xh, axis=1) / np.linalg.norm(X, axis=1)).mean())
     assert m["shrinkage"]["relative_reconstruction_bias"] == pytest.approx(
-        (np.linalg.norm(Xh, axis=1) ** 2).mean() / (X * Xh).sum(1).mean())
+        (np.linalg.norm(Xh, axis=1) ** 2).mean() / (X * Xh).sum(1).mean()
+    )
     assert m["sparsity"]["l0"] == pytest.approx((C != 0).sum(1).mean())
     assert m["sparsity"]["l1"] == pytest.approx(np.abs(C).sum(1).mean())
     assert m["model_performance_preservation"]["ce_loss_score"] == pytest.approx((4 - 2) / (4 - 1))
@@ -88,7 +121,9 @@ def _kl_ablation_reference(model, tokens, special):
     for row, sp in zip(tokens, special):
         row, keep = row[None], ~sp
         clean = model.bridge.run_with_hooks(row)
-        abl = model.bridge.run_with_hooks(row, fwd_hooks=[(SITE, lambda a, hook, keep=keep: a * (~keep)[None, :, None])])
+        abl = model.bridge.run_with_hooks(
+            row, fwd_hooks=[(SITE, lambda a, hook, keep=keep: a * (~keep)[None, :, None])]
+        )
         p, q = F.log_softmax(clean[0, :-1].float(), -1), F.log_softmax(abl[0, :-1].float(), -1)
         scored = keep[1:]
         total += (p.exp() * (p - q)).sum(-1)[scored].sum().item()
@@ -98,8 +133,9 @@ def _kl_ablation_reference(model, tokens, special):
 
 def test_token_pass_agrees_with_reconstruction_eval(tiny_model, tiny_corpus, linear_decomposer):
     dec = linear_decomposer()
-    want = evaluate(dec, tiny_model, SITE, text_spec=tiny_corpus, n_tokens=1024, seq_len=64, batch_size=4,
-                    progress=False)
+    want = evaluate(
+        dec, tiny_model, SITE, text_spec=tiny_corpus, n_tokens=1024, seq_len=64, batch_size=4, progress=False
+    )
     text = tokenize(load_text(tiny_corpus, shuffle_seed=1), tiny_model.tokenizer, 64, 1024)
     (tot,), _ = token_pass(tiny_model, [dec], [SITE], text.tokens, text.special_mask(), batch_size=4, progress=False)
     m = tot.metrics()
@@ -155,14 +191,18 @@ SAEBENCH_PY = os.environ.get("INTERP_SAEBENCH_PYTHON", "runs/saebench-venv/bin/p
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(SAEBENCH_PY).is_file(), reason="SAEBench's environment is not installed "
-                    "(python -m venv runs/saebench-venv && runs/saebench-venv/bin/pip install sae-bench)")
+@pytest.mark.skipif(
+    not Path(SAEBENCH_PY).is_file(),
+    reason="SAEBench's environment is not installed "
+    "(python -m venv runs/saebench-venv && runs/saebench-venv/bin/pip install sae-bench)",
+)
 def test_saebench_own_reader_accepts_our_file(tmp_path, linear_decomposer):
     path = write_core(_sample_output(linear_decomposer), tmp_path / "core")
     script = Path(__file__).parents[3] / "scripts" / "saebench_check.py"
-    done = subprocess.run([SAEBENCH_PY, str(script), str(path)], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [SAEBENCH_PY, str(script), str(path)], capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["valid"] == "CoreEvalOutput" and got["n_feature_details"] == 48
     assert got["ce_loss_score"] == pytest.approx((6 - 3.5) / (6 - 3))
-

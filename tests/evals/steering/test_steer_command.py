@@ -24,17 +24,36 @@ def main(args: list[str]) -> None:
 def test_steer_command_compares_every_method(tmp_path, keyword_judge, monkeypatch):
     monkeypatch.setattr(command, "embedding_judge", lambda: keyword_judge(tuple("aeiou"), 1.0))
     out = tmp_path / "out"
-    main([str(CONFIG), "model=tiny-llama", "layer=1", "n_concepts=1", f"methods=[{','.join(METHODS)}]",
-          "kl_targets=[0.002]", "steer_prompts=[I think that]", "max_new_tokens=4", "n_boot=20",
-          "sae={n_tokens: 2048, train_tokens: 4096, seq_len: 64, batch_size: 256}",
-          "snmf={rank: 6, max_iter: 20}", "lib={n_seqs: 2, seq_len: 8}", f"out={out}", "threads=1"])
+    main(
+        [
+            str(CONFIG),
+            "model=tiny-llama",
+            "layer=1",
+            "n_concepts=1",
+            f"methods=[{','.join(METHODS)}]",
+            "kl_targets=[0.002]",
+            "steer_prompts=[I think that]",
+            "max_new_tokens=4",
+            "n_boot=20",
+            "sae={n_tokens: 2048, train_tokens: 4096, seq_len: 64, batch_size: 256}",
+            "snmf={rank: 6, max_iter: 20}",
+            "lib={n_seqs: 2, seq_len: 8}",
+            f"out={out}",
+            "threads=1",
+        ]
+    )
     result = json.loads((out / "results.json").read_text())
     recs = result["records"]
     assert [r["method"] for r in recs] == list(METHODS)
     sites = {r["method"]: r["site"] for r in recs}
-    assert sites == {"diffmeans": "blocks.1.hook_mlp_out", "sae": "blocks.1.hook_mlp_out",
-                     "snmf": "blocks.1.mlp.hook_post", "itda": "blocks.1.hook_mlp_out",
-                     "heads": "blocks.1.hook_resid_post", "lib": "blocks.1.hook_resid_mid"}
+    assert sites == {
+        "diffmeans": "blocks.1.hook_mlp_out",
+        "sae": "blocks.1.hook_mlp_out",
+        "snmf": "blocks.1.mlp.hook_post",
+        "itda": "blocks.1.hook_mlp_out",
+        "heads": "blocks.1.hook_resid_post",
+        "lib": "blocks.1.hook_resid_mid",
+    }
     assert all(r["feature"] is not None for r in recs if r["method"] != "diffmeans")
     assert any(r["hit"] for r in recs)
     table = (out / "table.md").read_text()

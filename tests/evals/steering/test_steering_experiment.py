@@ -33,10 +33,22 @@ def test_select_feature_finds_planted_feature():
 
 
 def test_summarise_counts_misses_and_keeps_them():
-    recs = [{"method": "m", "sign": 1, "target": 0.1, "hit": h, "concept_score": [0.5, 0.7] if h else None,
-             "fluency": [1.0, 0.8] if h else None, "combined": [0.6, 0.7] if h else None,
-             "output_score": 0.01, "perplexity": [5.0, 7.0], "selection_auroc": 0.9, "concept": c}
-            for c, h in (("a", True), ("b", False), ("c", True))]
+    recs = [
+        {
+            "method": "m",
+            "sign": 1,
+            "target": 0.1,
+            "hit": h,
+            "concept_score": [0.5, 0.7] if h else None,
+            "fluency": [1.0, 0.8] if h else None,
+            "combined": [0.6, 0.7] if h else None,
+            "output_score": 0.01,
+            "perplexity": [5.0, 7.0],
+            "selection_auroc": 0.9,
+            "concept": c,
+        }
+        for c, h in (("a", True), ("b", False), ("c", True))
+    ]
     (row,) = summarise({"records": recs}, n_boot=200)
     assert row["n"] == 3 and row["misses"] == 1
     assert row["concept"][0] == pytest.approx(0.6) and row["combined"][0] == pytest.approx(0.65)
@@ -47,22 +59,43 @@ def test_miniature_run_end_to_end(tiny_model, tmp_path, monkeypatch, keyword_jud
     from interp.evals.steering import judge as llm_judge
 
     calls = []
-    monkeypatch.setattr(llm_judge, "http_transport", lambda: lambda url, payload, headers: calls.append(url) or
-                        {"choices": [{"message": {"content": "Fine. Rating: [[2]]"}}]})
+    monkeypatch.setattr(
+        llm_judge,
+        "http_transport",
+        lambda: (
+            lambda url, payload, headers: (
+                calls.append(url) or {"choices": [{"message": {"content": "Fine. Rating: [[2]]"}}]}
+            )
+        ),
+    )
 
     sae = TopKSAE(TopKConfig(d_in=tiny_model.d_model, d_sae=16, k=4, site="blocks.1.hook_mlp_out"))
-    cfg = SteerExperimentConfig(model="tiny-llama", layer=1, n_concepts=2, methods=("diffmeans", "sae"),
-                                kl_targets=(0.002, 1e3), steer_prompts=("I think",), samples_per_prompt=2,
-                                max_new_tokens=4, n_select_neutral=6, max_iter=8, tol=0.2, n_boot=50,
-                                llm_judge={"base_url": "http://judge.invalid/v1", "model": "stub"})
-    result = run_experiment(tiny_model, {"diffmeans": None, "sae": sae}, cfg, keyword_judge(tuple("aeiou"), 1.0), progress=False)
+    cfg = SteerExperimentConfig(
+        model="tiny-llama",
+        layer=1,
+        n_concepts=2,
+        methods=("diffmeans", "sae"),
+        kl_targets=(0.002, 1e3),
+        steer_prompts=("I think",),
+        samples_per_prompt=2,
+        max_new_tokens=4,
+        n_select_neutral=6,
+        max_iter=8,
+        tol=0.2,
+        n_boot=50,
+        llm_judge={"base_url": "http://judge.invalid/v1", "model": "stub"},
+    )
+    result = run_experiment(
+        tiny_model, {"diffmeans": None, "sae": sae}, cfg, keyword_judge(tuple("aeiou"), 1.0), progress=False
+    )
     recs = result["records"]
     assert len(recs) == 2 * 2 * 2  # methods x concepts x targets, misses included
     assert all(not r["hit"] for r in recs if r["target"] == 1e3)
     hits = [r for r in recs if r["hit"]]
     assert hits and all(len(r["generations"]) == 2 and len(r["combined"]) == 2 for r in hits)
-    assert all(r["success"] == [float(c >= 0.5 and f >= 0.5) for c, f in zip(r["concept_score"], r["fluency"])]
-               for r in hits)
+    assert all(
+        r["success"] == [float(c >= 0.5 and f >= 0.5) for c, f in zip(r["concept_score"], r["fluency"])] for r in hits
+    )
     assert all(r["feature"] is not None for r in recs if r["method"] == "sae")
     rows = summarise(result, n_boot=50)
     assert {(r["method"], r["kl_target"]) for r in rows} == {(m, t) for m in ("diffmeans", "sae") for t in (0.002, 1e3)}

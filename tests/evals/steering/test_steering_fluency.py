@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from interp.evals.steering import score_generations
-from interp.evals.steering.fluency import (content_factor, continuation_nll, distinct_ngrams, distinct_words,
-                                           fluency_parts, reference_nll, repetition_factor, text_units)
+from interp.evals.steering.fluency import (
+    content_factor,
+    continuation_nll,
+    distinct_ngrams,
+    distinct_words,
+    fluency_parts,
+    reference_nll,
+    repetition_factor,
+    text_units,
+)
 
 ORDINARY = [
     " the weather will be nice tomorrow, so we should go for a walk in the park after lunch.",
@@ -54,22 +62,25 @@ def test_fluency_parts_is_the_product(tiny_model):
     parts = fluency_parts(tiny_model, [PROMPT] * len(texts), texts, nll_ref=5.0)
     nll = continuation_nll(tiny_model, [PROMPT] * len(texts), texts)
     np.testing.assert_allclose(parts["likelihood"], np.nan_to_num(np.minimum(1, np.exp(5.0 - nll)), nan=0.0))
-    np.testing.assert_allclose(parts["fluency"], parts["likelihood"] * content_factor(texts)
-                               * repetition_factor(texts, tiny_model.tokenizer))
+    np.testing.assert_allclose(
+        parts["fluency"], parts["likelihood"] * content_factor(texts) * repetition_factor(texts, tiny_model.tokenizer)
+    )
     ids = tiny_model.tokenizer(texts, add_special_tokens=False)["input_ids"]
     d2 = np.minimum([distinct_ngrams(t) for t in texts], [distinct_ngrams(i) for i in ids])
     np.testing.assert_allclose(repetition_factor(texts, tiny_model.tokenizer), np.minimum(1, d2 / 0.9))
     assert parts["fluency"][4] == 0  # empty
     ref = reference_nll(tiny_model, ["The river flows north.", "We left at noon."])
-    assert ref == pytest.approx(np.mean(continuation_nll(tiny_model, ["", ""], ["The river flows north.",
-                                                                               "We left at noon."])))
+    assert ref == pytest.approx(
+        np.mean(continuation_nll(tiny_model, ["", ""], ["The river flows north.", "We left at noon."]))
+    )
 
 
 def test_degenerate_text_is_not_on_concept(tiny_model, keyword_judge):
     judge = keyword_judge(("ocean", "wave", "sea"))
     texts = ["-----------", "", " ocean ocean ocean ocean ocean", " the sea and the waves at the ocean shore today"]
-    s = score_generations(tiny_model, [PROMPT] * 4, texts, ["the ocean and the sea"], [" we went home", " ok"],
-                          judge=judge)
+    s = score_generations(
+        tiny_model, [PROMPT] * 4, texts, ["the ocean and the sea"], [" we went home", " ok"], judge=judge
+    )
     assert s.concept[0] == 0 and s.concept[1] == 0
     assert s.concept[2] < s.concept[3] and s.combined[2] < 0.1
 
@@ -85,11 +96,11 @@ def test_smollm2_scores_rank_degenerate_far_below_ordinary():
     concept = ["the ocean and the sea", "Waves crashed against the rocks of the coast."]
     broken = ["'s-----------------------", " the-----------------------------"]
     s = score_generations(model, [PROMPT] * len(texts), texts, concept, broken)
-    good, bad = s.fluency[: len(ORDINARY)], s.fluency[len(ORDINARY):]
+    good, bad = s.fluency[: len(ORDINARY)], s.fluency[len(ORDINARY) :]
     assert good.min() >= 0.6, good
     assert bad.max() <= 0.25, dict(zip(DEGENERATE + LOOPS, bad))
     # dashes, empty text, newlines and dots carry no words: never on-concept, even against a broken baseline
     nowords = [i for i, t in enumerate(DEGENERATE) if not distinct_words(t)]
-    assert (s.concept[len(ORDINARY):][nowords] == 0).all()
-    assert (s.combined[len(ORDINARY):] <= 0.25).all()
+    assert (s.concept[len(ORDINARY) :][nowords] == 0).all()
+    assert (s.combined[len(ORDINARY) :] <= 0.25).all()
     assert s.concept[3] >= 0.3  # the ocean sentence is on-concept

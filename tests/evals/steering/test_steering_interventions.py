@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from interp.evals.steering import (decomposer_direction, diff_in_means, generate, prompt_length,
-                                   residual_directions, steer)
+from interp.evals.steering import (
+    decomposer_direction,
+    diff_in_means,
+    generate,
+    prompt_length,
+    residual_directions,
+    steer,
+)
 from interp.models.prompts import encode_prompts, forward, left_pad, pad_id
 
 SITE = "blocks.0.hook_resid_post"
@@ -90,7 +96,7 @@ def test_project_clamp_ablate(tiny_model):
         a = _capture(tiny_model, SITE, run)[0]
     flat = x.reshape(-1, x.shape[-1])
     codes = sae.encode(flat)
-    direct = flat - codes[:, f:f + 1] * sae.W_dec[f] / 2.0  # the feature's term of decode()
+    direct = flat - codes[:, f : f + 1] * sae.W_dec[f] / 2.0  # the feature's term of decode()
     torch.testing.assert_close(a.reshape(-1, a.shape[-1]), direct.detach(), atol=1e-5, rtol=0)
 
 

@@ -8,8 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from interp.evals.steering import (LLMJudge, bootstrap_ci, continuation_nll, harmonic, output_score,
-                                   parse_rating, score_generations, steer)
+from interp.evals.steering import (
+    LLMJudge,
+    bootstrap_ci,
+    continuation_nll,
+    harmonic,
+    output_score,
+    parse_rating,
+    score_generations,
+    steer,
+)
 from interp.evals.steering.fluency import distinct_ngrams, reference_nll
 from interp.models.prompts import encode_prompts
 
@@ -60,8 +68,12 @@ def test_harmonic_and_bootstrap():
     sizes = np.array([3, 1, 2])
     pick = rng.integers(0, 3, size=(500, 3))
     u = rng.random((500, 3, 3))
-    boot = [np.mean([np.mean([groups[g][int(u[b, j, c] * sizes[g])] for c in range(sizes[g])])
-                     for j, g in enumerate(pick[b])]) for b in range(500)]
+    boot = [
+        np.mean(
+            [np.mean([groups[g][int(u[b, j, c] * sizes[g])] for c in range(sizes[g])]) for j, g in enumerate(pick[b])]
+        )
+        for b in range(500)
+    ]
     assert (lo, hi) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])))
     assert bootstrap_ci([[0.4, 0.4], [0.4]])[1:] == pytest.approx((0.4, 0.4))
 
@@ -94,12 +106,21 @@ def test_embedding_judge_ranks_on_concept_first():
 
     judge = embedding_judge()
     cases = [
-        (["cooking and recipes"], "Stir the onions in butter, then add garlic and simmer the sauce.",
-         "The committee will vote on the new tax bill next Tuesday."),
-        (["the ocean and the sea"], "Waves crashed against the reef as the tide came in over the sand.",
-         "She compiled the program and fixed three segmentation faults."),
-        (["sadness and grief"], "He wept quietly at the funeral, unable to bear the loss.",
-         "The recipe needs two cups of flour and a pinch of salt."),
+        (
+            ["cooking and recipes"],
+            "Stir the onions in butter, then add garlic and simmer the sauce.",
+            "The committee will vote on the new tax bill next Tuesday.",
+        ),
+        (
+            ["the ocean and the sea"],
+            "Waves crashed against the reef as the tide came in over the sand.",
+            "She compiled the program and fixed three segmentation faults.",
+        ),
+        (
+            ["sadness and grief"],
+            "He wept quietly at the funeral, unable to bear the loss.",
+            "The recipe needs two cups of flour and a pinch of salt.",
+        ),
     ]
     for concept, on, off in cases:
         sim = judge.similarity([on, off], concept)
@@ -108,8 +129,14 @@ def test_embedding_judge_ranks_on_concept_first():
 
 def test_llm_judge_prompt_and_parse_with_stub_transport():
     sent = []
-    replies = iter(["The concept is clearly present. Rating: [[2]]", "I cannot say.",  # concepts
-                    "Mostly fluent. Rating: [[1]]", "Rating: [[2]]"])  # then fluency
+    replies = iter(
+        [
+            "The concept is clearly present. Rating: [[2]]",
+            "I cannot say.",  # concepts
+            "Mostly fluent. Rating: [[1]]",
+            "Rating: [[2]]",
+        ]
+    )  # then fluency
 
     def transport(url, payload, headers):
         sent.append((url, payload, headers))
@@ -120,7 +147,10 @@ def test_llm_judge_prompt_and_parse_with_stub_transport():
     assert sent[0][0] == "http://judge.local/v1/chat/completions"
     assert sent[0][2] == {"Authorization": "Bearer k"}
     assert sent[0][1]["model"] == "tiny-judge" and sent[0][1]["temperature"] == 0.0
-    assert "cats purr" in sent[0][1]["messages"][0]["content"] and "[Concept Start]\ncats" in sent[0][1]["messages"][0]["content"]
+    assert (
+        "cats purr" in sent[0][1]["messages"][0]["content"]
+        and "[Concept Start]\ncats" in sent[0][1]["messages"][0]["content"]
+    )
     np.testing.assert_array_equal(out["concept"], [2, np.nan])
     np.testing.assert_array_equal(out["fluency"], [1, 2])
     assert out["combined"][0] == pytest.approx(4 / 3) and np.isnan(out["combined"][1]) and out["unparsed"] == 1

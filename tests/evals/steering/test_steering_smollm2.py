@@ -21,10 +21,15 @@ def test_steering_smollm2_end_to_end(smollm2):
     prompts = ["I think that", "The weather today is"]
     plain = generate(smollm2, prompts, max_new_tokens=6, temperature=0)
     assert plain == [generate(smollm2, [p], max_new_tokens=6, temperature=0)[0] for p in prompts]
-    v = diff_in_means(smollm2, SITE, ["The ship sailed across the stormy ocean.", "Waves hit the shore."],
-                      ["The meeting is on Thursday.", "She opened the door."])
-    cal = calibrate_alpha(smollm2, v, SITE, [0.5], ["The meeting is on Thursday.", "There are three chairs."],
-                          signs=(1,), tol=0.1)
+    v = diff_in_means(
+        smollm2,
+        SITE,
+        ["The ship sailed across the stormy ocean.", "Waves hit the shore."],
+        ["The meeting is on Thursday.", "She opened the door."],
+    )
+    cal = calibrate_alpha(
+        smollm2, v, SITE, [0.5], ["The meeting is on Thursday.", "There are three chairs."], signs=(1,), tol=0.1
+    )
     (p,) = cal.points
     assert p.hit and abs(p.kl - 0.5) <= 0.05 and p.alpha > 0
     with steer(smollm2, v, SITE, 8 * p.alpha):
