@@ -66,7 +66,7 @@ class StoreConfig:
     views: tuple[int, ...] | None = None  # multi-view artifacts: which layers get a store (None: all)
     batch_size: int = 8  # rows per model forward pass
     chunk_elements: int = 1 << 24  # codes encoded at once (tokens x features)
-    checkpoint_tokens: int = 1 << 17
+    checkpoint_tokens: int = 1 << 17  # tokens between checkpoints of the build (resume point)
     seed: int = 0  # sample keys
     shuffle_seed: int | None = None  # document order of the text source
 

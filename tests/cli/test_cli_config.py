@@ -71,6 +71,18 @@ def test_every_command_has_a_frozen_config_with_a_doc_per_field(module):
         assert not undocumented, (m.__name__, undocumented)
 
 
+def test_every_method_and_run_config_documents_every_field():
+    """``interp train method=X --help`` and ``interp browse --help`` show a doc for every key."""
+    from interp.browser.build import StoreConfig
+    from interp.decomposers import REGISTRY
+    from interp.decomposers.sae import TrainConfig
+
+    for cfg in {cls.config_cls for cls in REGISTRY.values()} | {TrainConfig, StoreConfig}:
+        docs = field_docs(cfg)
+        undocumented = {f.name for f in dataclasses.fields(cfg) if not docs.get(f.name)}
+        assert not undocumented, (cfg.__name__, undocumented)
+
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EXPERIMENTS = {
     "demo": ["demo"],

@@ -45,13 +45,13 @@ KINDS = ("q", "k", "v")
 class HeadSVDConfig:
     """Shapes of the fitted model plus the *view* ``directions()`` returns (circuit, side, layer)."""
 
-    model: str = ""
-    n_layers: int = 0
-    n_heads: int = 0
-    n_kv_heads: int = 0
-    d_model: int = 0
-    d_head: int = 0
-    fold_norms: bool = True
+    model: str = ""  # model spec the weights came from (set by fit)
+    n_layers: int = 0  # number of layers (set by fit from the model)
+    n_heads: int = 0  # query heads per layer (set by fit)
+    n_kv_heads: int = 0  # key/value heads per layer; GQA heads share their group's (set by fit)
+    d_model: int = 0  # residual width (set by fit)
+    d_head: int = 0  # head width (set by fit)
+    fold_norms: bool = True  # fold the norm gains (and Gemma's q/k, post-attention norms) into the weights
     circuit: str = "ov"  # ov | qk: which circuit's components directions() returns
     side: str = "write"  # write (Vt rows) | read (U columns)
     layer: int | None = None  # None: every layer

@@ -65,24 +65,24 @@ from interp.decomposers.itda.pursuit import gram_matrix, grow_gram, pursue, spar
 
 @dataclass(frozen=True)
 class ITDAConfig:
-    method: str = "itda"
+    method: str = "itda"  # the registry name
     d_in: int | None = None  # None: taken from the data
     k: int = 40  # pursuit steps (L0 <= k)
     cos_threshold: float = 0.85  # add a token when cos(x, x_hat) < this
     loss_threshold: float | None = None  # the authors' tau; overrides cos_threshold when set
-    max_atoms: int | None = None
+    max_atoms: int | None = None  # stop adding atoms at this size (None: no cap)
     encoder: str = "mp"  # "mp" (the paper) or "omp"
-    dedup: bool = True
+    dedup: bool = True  # add only "leaders" of a batch's poorly reconstructed tokens (False: all, as the release code)
     priority: str = "coverage"  # "coverage" or "stream"
     batch_size: int = 4096  # tokens per construction batch
     max_rounds: int = 64  # de-duplication rounds per batch before the rest is added at once
-    exclude_special: bool = True
-    center: bool = False
-    dtype: str = "float32"
+    exclude_special: bool = True  # leave BOS/separator/pad tokens out
+    center: bool = False  # subtract the first batch's mean before building and encoding (off, as in the paper)
+    dtype: str = "float32"  # storage and compute dtype of the atoms
     n_atoms: int = 0  # set by fit; sizes the buffers when loading
-    model: str | None = None
-    site: str | None = None
-    device: str | None = None
+    model: str | None = None  # provenance: the model spec the activations came from
+    site: str | None = None  # hook site the atoms live at
+    device: str | None = None  # cpu | cuda (None: cuda when available)
 
     def __post_init__(self):
         if self.encoder not in ("mp", "omp") or self.priority not in ("coverage", "stream") or self.k < 1:

@@ -38,23 +38,23 @@ class LIBConfig:
     site: str = ""  # hook site of ``directions()`` (node layer ``direction_layer``)
     node_layers: tuple[str, ...] = ()  # names of node layers 0..L
     sites: tuple[str, ...] = ()  # hook site per node layer ("" where it is not a hook)
-    direction_layer: int = 0
+    direction_layer: int = 0  # node layer whose basis directions() returns
     basis: str = "jacobian"  # "jacobian" (LIB) or "pca" (baseline)
-    center: bool = True
+    center: bool = True  # centre each node layer (the constant becomes its own direction, not returned)
     isolate_coords: tuple[int, ...] = ()  # raw coordinates kept as their own direction (LN scale)
     isolate_layers: tuple[int, ...] = ()  # ... at these node layers
-    truncation_threshold: float = 1e-15
+    truncation_threshold: float = 1e-15  # drop Gram eigenvalues at or below this (rib's default)
     truncation_relative: float | None = None  # also drop eigenvalues <= this x the largest (not rib)
     integration: str = "gradient"  # "gradient" (alpha=1, rib's shipped configs), "trapezoidal", "gauss-legendre"
-    n_intervals: int = 0
+    n_intervals: int = 0  # integration points for the non-gradient rules (0 with "gradient")
     n_sources_pos: int | None = None  # Rademacher sources for M (None: exact)
-    n_sources_hidden: int | None = None
+    n_sources_hidden: int | None = None  # Rademacher sources over hidden dimensions for M (None: exact)
     edge_sources_pos: int | None = None  # sources over output positions for edges
-    rotate_final: bool = False
+    rotate_final: bool = False  # also rotate the last node layer (False: keep it raw, e.g. logits)
     fold: str = "passthrough"  # how unfolded modules see the constant (ops.fold)
-    compute_edges: bool = True
-    batch_size: int = 256
-    seed: int = 0
+    compute_edges: bool = True  # compute the attribution edges between adjacent node layers
+    batch_size: int = 256  # samples per batched Jacobian pass
+    seed: int = 0  # seed of the Rademacher sources
     dims: tuple[int, ...] = ()  # folded width d_l + 1 per node layer (set by fit)
     ranks: tuple[int, ...] = ()  # basis size r_l per node layer (set by fit)
 

@@ -43,7 +43,7 @@ class SNMFConfig:
     < 0.05); the best of 3 random starts recovered all four data seeds it was run on (1, 17, 18,
     19, the three failures among them), so the best of 3 starts is kept."""
 
-    method: str = "snmf"
+    method: str = "snmf"  # the registry name
     model: str | None = None  # provenance: the model spec the activations came from
     site: str | None = None  # hook site, normally blocks.{L}.mlp.hook_post
     d_in: int | None = None  # d_mlp; None: taken from the data
@@ -51,14 +51,14 @@ class SNMFConfig:
     sparsity: float = 0.01  # winner-take-all keep fraction of neurons per feature (not an L1 weight)
     init: str = "random"  # random | svd | kmeans
     mode: str = "full"  # full: the paper's iteration (streamed); minibatch: online, O(d·k) memory
-    max_iter: int = 20_000
+    max_iter: int = 20_000  # most iterations of the multiplicative updates
     patience: int = 500  # stop after this many iterations without an improvement > tol
     tol: float = 1e-4  # absolute improvement of ||X - G Fᵀ||² that counts (the paper's choice)
     ridge: float = 1e-6  # λ in F = XᵀG (GᵀG + λI)⁻¹
     eps: float = 1e-6  # denominator floor of the multiplicative G update
-    seed: int = 42
+    seed: int = 42  # seed of the random / k-means start
     n_init: int = 3  # full mode: starts (seeds seed, seed+1, ...), the lowest loss kept; svd runs once
-    kmeans_iters: int = 15
+    kmeans_iters: int = 15  # k-means iterations of the kmeans start
     n_tokens: int | None = None  # use the first n tokens of the data (None: all)
     exclude_special: bool = True  # leave BOS/separator/pad tokens out (as the paper does)
     chunk_tokens: int = 16384  # rows per streamed block
