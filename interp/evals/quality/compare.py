@@ -218,6 +218,15 @@ def _autointerp(cfg, model, tokens, kept, names, res) -> list[dict]:
     return rows
 
 
+def _write(cfg: QualityConfig, model: Any, res: dict, times: dict) -> dict[str, Any]:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"config": dataclasses.asdict(cfg), "model": model.name, "results": res, "seconds": times}
+    write_json_atomic(out / "results.json", results)
+    write_tables(results, out)
+    return results
+
+
 def compare(cfg: QualityConfig, progress: bool = True) -> dict[str, Any]:
     """Run the configured metrics on every artifact; write the files; return ``results.json``'s dict."""
     t0 = time.perf_counter()
@@ -228,6 +237,7 @@ def compare(cfg: QualityConfig, progress: bool = True) -> dict[str, Any]:
     }
     times: dict[str, float] = {"load": time.perf_counter() - t0}
     kept, tokens, rows = [], None, []
+    results = _write(cfg, model, res, times | {"total": time.perf_counter() - t0})
     for stage in ("core", "probing", "absorption", "autointerp"):
         if stage not in cfg.metrics:
             continue
@@ -243,12 +253,9 @@ def compare(cfg: QualityConfig, progress: bool = True) -> dict[str, Any]:
         else:
             raise ConfigError("autointerp reads the contexts of the core token pass: add 'core' to metrics")
         times[stage] = time.perf_counter() - t
-    times["total"] = time.perf_counter() - t0
+        times["total"] = time.perf_counter() - t0
+        results = _write(cfg, model, res, times)  # after every stage: an interrupted run keeps its results
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = {"config": dataclasses.asdict(cfg), "model": model.name, "results": res, "seconds": times}
-    write_json_atomic(out / "results.json", results)
-    write_tables(results, out)
     write_figure(results, out / "quality.png")
     if rows:
         import pandas as pd
