@@ -105,7 +105,7 @@ def build(cfg: Config) -> None:
         print_table(
             {
                 "store": path,
-                "run": store.title(),
+                "run": f"{m['model_name']} · {m['site']} · {m['method']} ({store.n_features} features)",  # plain text, not Markdown
                 "tokens": m["n_tokens"],
                 "attention-sink tokens left out": m.get("n_sinks", 0),
                 "features active": f"{live} / {store.n_features}",
