@@ -171,6 +171,17 @@ class FeatureStore:
         d = load_safetensors(self._inside("directions.safetensors"), "store directions")
         return d.get("residual_directions", d["directions"]) if residual else d["directions"]
 
+    def steering(self) -> dict[str, Any] | None:
+        """The store's steering-strength calibration (``steering.json``, written after the build by
+        ``interp.evals.steering.store_strength.calibrate_store``), or None when it has none."""
+        path = self._inside("steering.json")
+        if not path.is_file():
+            return None
+        try:
+            return read_json(path, "store steering calibration")
+        except ValueError as e:
+            raise StoreError(f"{self.path}: steering.json is corrupt ({e}); rebuild it with `interp browse`") from e
+
     # -- search -----------------------------------------------------------------------------
     def search(
         self,

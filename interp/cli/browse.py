@@ -30,6 +30,9 @@ class Config:
     """Also export the store: neuronpedia and/or saedashboard."""
     export_out: str | None = None
     """Export folder (None: <out>/export-<format>)."""
+    steering: bool = True
+    """Also calibrate the store's default steering strength (steering.json: the median α per KL budget
+    over a sample of features; the browser's panel uses it instead of calibrating at click time)."""
     root: str = "runs"
     """Serving: the folder whose stores the browser lists (it reads nothing outside it)."""
     port: int = 8501
@@ -98,9 +101,11 @@ def build(cfg: Config) -> None:
     build_store(cfg.artifact, cfg.text, cfg.n_tokens, cfg.out, model=cfg.model, **cfg.params)
     out = Path(str(cfg.out))  # a multi-view artifact (all-layer heads, LIB) gets one store per view below it
     paths = [out] if (out / "manifest.json").exists() else [out / p for p in find_stores(out)]
+    models: dict = {}  # one model load for every view's calibration
     for path in paths:
         store = FeatureStore(path)
         m = store.manifest
+        strength = _calibrate_steering(path, models) if cfg.steering else "not calibrated (steering=false)"
         live = sum(1 for n in store.features["n_active"].to_pylist() if n > 0)
         print_table(
             {
@@ -110,6 +115,7 @@ def build(cfg: Config) -> None:
                 "attention-sink tokens left out": m.get("n_sinks", 0),
                 "features active": f"{live} / {store.n_features}",
                 "vocabulary projection": m["vocab_projection"].get("reason", m["vocab_projection"]["status"]),
+                "default steering strength": strength,
                 "time so far (s)": round(time.time() - t0, 1),
             },
             "feature store",
@@ -119,3 +125,26 @@ def build(cfg: Config) -> None:
                 store, Path(cfg.export_out) / path.relative_to(out) if cfg.export_out else path / f"export-{fmt}"
             )
             print(f"exported ({fmt}): {dest}")
+
+
+def _calibrate_steering(path: Any, models: dict) -> str:
+    """Write the store's steering.json; a one-line summary for the table (``models``: spec -> loaded)."""
+    import importlib.util
+
+    if importlib.util.find_spec("interp.evals") is None:
+        return "not calibrated (interp.evals is not installed)"
+    from interp._io import read_json
+    from interp.evals.steering.store_strength import calibrate_store
+    from interp.models import load
+
+    spec = read_json(path / "manifest.json", "feature store manifest")["model"]
+    if spec not in models:
+        models[spec] = load(spec)
+    cal = calibrate_store(path, models[spec])
+    b = next((b for b in cal["budgets"] if b["kl"] == 0.1), cal["budgets"][0])
+    return (
+        f"alpha {b['alpha']:.3g} at KL {b['kl']:g} (median of {b['n_hit']} features, "
+        f"range {b['alpha_min']:.3g}-{b['alpha_max']:.3g}; {cal['seconds']:.0f} s)"
+        if b["alpha"] is not None
+        else f"KL {b['kl']:g} missed for every sampled feature"
+    )

@@ -40,6 +40,8 @@ from interp.browser import FeatureStore, build_store, pagecheck as pc
 from interp.browser.loadtest import load_test
 from interp.browser.serve import cpu_seconds, serve
 from interp.cli import print_table
+from interp.evals.steering.store_strength import FILE as STEERING_FILE
+from interp.evals.steering.store_strength import calibrate_store
 from interp.errors import MissingFileError
 from interp.models import load as load_model
 from interp.models import run_to_sites
@@ -138,13 +140,17 @@ def build_stores(root: Path, arts: dict[str, Path], model, n_tokens: int) -> dic
             **({"heads": {"views": (3, LAYER)}, "lib": {"views": (1,)}}.get(name, {})),
         )
     base = root / "smollm2"
-    return {
+    stores = {
         "sae": base / "sae",
         "snmf": base / "snmf",
         "itda": base / "itda",
         "lib": base / "lib" / "node-1",
         "heads": base / "heads" / f"layer-{LAYER:02d}",
     }
+    for name in arts:  # the default steering strength, as `interp browse` writes it
+        if not (stores[name] / STEERING_FILE).exists():
+            calibrate_store(stores[name], model)
+    return stores
 
 
 def _stats(xs: list[float]) -> str:
@@ -194,6 +200,7 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
                 for g in [int(g) for g in live if (name, int(g)) not in seen][:2]:
                     reload_.append(pc.load_page(d, f"{url}/?run={run}&feature={g}", f"feature-{g}"))
                     seen.add((name, g))
+            steer = steering_timings(d, url, rel["sae"], stores["sae"], seen)
         finally:
             d.quit()
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,9 +219,30 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
         "  its CPU: server process (all threads)": _stats(cpu_srv),
         "  browser renderer main thread busy (wall)": _stats(cpu_tab),
         "warm reload (new session, unseen feature)": _stats(reload_),
+        **steer,
         "store read (feature + examples, in-process)": _stats(read),
         "floor: bare Streamlit page, full load": _stats(bare_load),
         "floor: bare Streamlit rerun (button)": _stats(bare_rerun),
+    }
+
+
+def steering_timings(d, url: str, run: str, path: Path, seen: set) -> dict:
+    """The steering panel on the SAE store: Generate on a fresh server (the model loads on the
+    panel's opening, so this includes most of it), then Generate on other features reached in-app
+    (the panel stays open): store-calibrated α, the feature's KL, one batched greedy generation."""
+    live = [int(g) for g in np.flatnonzero(FeatureStore(path).features["n_active"].to_numpy())]
+    feats = [g for g in live if ("sae", g) not in seen][:4]
+    pc.load_page(d, f"{url}/?run={run}&feature={feats[0]}", f"feature-{feats[0]}", 120)
+    pc.open_steering(d)
+    first = pc.click_and_time(d, "div.st-key-steer_go button", f"feature-{feats[0]}-steered", 600)
+    warm = []
+    for g in feats[1:]:
+        pc.load_page(d, f"{url}/?run={run}&feature={g}", f"feature-{g}", 120)  # new session: panel closed
+        pc.open_steering(d)
+        warm.append(pc.click_and_time(d, "div.st-key-steer_go button", f"feature-{g}-steered", 300))
+    return {
+        "steering: first Generate (fresh server: model load included)": f"{first:.2f} s",
+        "steering: Generate, model warm (16 tokens x 2 prompts)": _stats(warm) + " (target: seconds)",
     }
 
 
