@@ -19,7 +19,7 @@ STYLE = """<style>
      overflow-wrap:anywhere;white-space:pre-wrap}
 .tok{border-radius:2px}
 .p1{background:rgba(255,140,0,0.1)}.n1{background:rgba(30,120,255,0.1)}.p2{background:rgba(255,140,0,0.2)}.n2{background:rgba(30,120,255,0.2)}.p3{background:rgba(255,140,0,0.3)}.n3{background:rgba(30,120,255,0.3)}.p4{background:rgba(255,140,0,0.4)}.n4{background:rgba(30,120,255,0.4)}.p5{background:rgba(255,140,0,0.5)}.n5{background:rgba(30,120,255,0.5)}.p6{background:rgba(255,140,0,0.6)}.n6{background:rgba(30,120,255,0.6)}.p7{background:rgba(255,140,0,0.7)}.n7{background:rgba(30,120,255,0.7)}.p8{background:rgba(255,140,0,0.8)}.n8{background:rgba(30,120,255,0.8)}.p9{background:rgba(255,140,0,0.9)}.n9{background:rgba(30,120,255,0.9)}.p10{background:rgba(255,140,0,1.0)}.n10{background:rgba(30,120,255,1.0)}
-.band{margin:.6em 0}
+.band{margin:.6em 0;content-visibility:auto;contain-intrinsic-size:auto 300px}
 .band summary{cursor:pointer;font-size:.9em;color:#555}
 .metrics{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:.5em;margin:.3em 0}
 .metrics div{font-size:.85em;color:#555}.metrics b{display:block;font-size:1.6em;font-weight:400;color:#222}

@@ -202,7 +202,9 @@ def test_store_strength_is_the_median_of_per_feature_calibrations(calibrated_sto
     dirs = store.directions()
     budgets = [b["kl"] for b in cal["budgets"]]
     per_feature = [  # independently: calibrate each sampled feature by itself
-        calibrate_alpha(tiny_model, dirs[i].float(), store.manifest["site"], budgets, neutral_sentences()[:8], signs=(1,), tol=0.1)
+        calibrate_alpha(
+            tiny_model, dirs[i].float(), store.manifest["site"], budgets, neutral_sentences()[:8], signs=(1,), tol=0.1
+        )
         for i in cal["features"]
     ]
     for k, b in enumerate(cal["budgets"]):  # the store's α is the median of the features' α's

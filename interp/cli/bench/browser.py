@@ -165,7 +165,7 @@ def _stats(xs: list[float]) -> str:
 
 def _similar_ids(driver) -> list[int]:
     return [
-        int(b.text.split("·")[0].strip("# "))
+        int(b.get_attribute("textContent").split("·")[0].strip("# "))  # .text is empty out of view
         for b in driver.find_elements("css selector", 'div[class*="st-key-sim-"] button p')
     ]
 
