@@ -19,7 +19,7 @@ STYLE = """<style>
      overflow-wrap:anywhere;white-space:pre-wrap}
 .tok{border-radius:2px}
 .p1{background:rgba(255,140,0,0.1)}.n1{background:rgba(30,120,255,0.1)}.p2{background:rgba(255,140,0,0.2)}.n2{background:rgba(30,120,255,0.2)}.p3{background:rgba(255,140,0,0.3)}.n3{background:rgba(30,120,255,0.3)}.p4{background:rgba(255,140,0,0.4)}.n4{background:rgba(30,120,255,0.4)}.p5{background:rgba(255,140,0,0.5)}.n5{background:rgba(30,120,255,0.5)}.p6{background:rgba(255,140,0,0.6)}.n6{background:rgba(30,120,255,0.6)}.p7{background:rgba(255,140,0,0.7)}.n7{background:rgba(30,120,255,0.7)}.p8{background:rgba(255,140,0,0.8)}.n8{background:rgba(30,120,255,0.8)}.p9{background:rgba(255,140,0,0.9)}.n9{background:rgba(30,120,255,0.9)}.p10{background:rgba(255,140,0,1.0)}.n10{background:rgba(30,120,255,1.0)}
-.band{margin:.6em 0;content-visibility:auto;contain-intrinsic-size:auto 300px}
+.band{margin:.6em 0}
 .band summary{cursor:pointer;font-size:.9em;color:#555}
 .metrics{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:.5em;margin:.3em 0}
 .metrics div{font-size:.85em;color:#555}.metrics b{display:block;font-size:1.6em;font-weight:400;color:#222}
@@ -99,9 +99,10 @@ def svg_bars(xs: list[float], heights: list[float], colours: list[str], xlabel: 
         for x, v, c in zip(xs, heights, colours)
         if v
     )
+    mid = 0.0 if lo + 0.2 * (hi - lo) < 0 < hi - 0.2 * (hi - lo) else (lo + hi) / 2  # 0 when it is inside
     ticks = "".join(
         f'<text x="{sx(x):.1f}" y="{h - pad_b + 13}" text-anchor="{a}">{x:.3g}</text>'
-        for x, a in ((lo, "start"), ((lo + hi) / 2, "middle"), (hi, "end"))
+        for x, a in ((lo, "start"), (mid, "middle"), (hi, "end"))
     )
     axes = (
         f'<line x1="{pad_l}" y1="{sy(0):.1f}" x2="{w - 4}" y2="{sy(0):.1f}" stroke="#999"/>'
@@ -135,7 +136,9 @@ def activation_hist_html(f: dict) -> str:
 def vocab_html(f: dict) -> str:
     """Promoted/suppressed tokens beside the histogram of the direction's logits over the whole
     vocabulary (SAEDashboard's logit-effect histogram; the tails are the tokens listed)."""
-    cell = lambda t: token_html(t).replace(" ", "&nbsp;")  # noqa: E731 (a leading space stays visible)
+    cell = lambda t: (  # noqa: E731 (a leading space stays visible; a token of spaces shows them as ␣ / ⍽)
+        token_html(t).replace(" ", "&nbsp;") if t.strip() else token_html(t).replace(" ", "␣").replace("\xa0", "⍽")
+    )
     rows = "".join(
         f"<tr><td><code>{cell(a)}</code></td><td>{x:+.3f}</td><td><code>{cell(b)}</code></td><td>{y:+.3f}</td></tr>"
         for a, x, b, y in zip(f["vocab_top"], f["vocab_top_logits"], f["vocab_bottom"], f["vocab_bottom_logits"])

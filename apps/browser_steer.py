@@ -29,6 +29,8 @@ import streamlit as st
 
 from browser_views import _stamp, open_store
 
+from interp.errors import InterpError
+
 FALLBACK_BUDGETS = (0.025, 0.05, 0.1, 0.25, 0.5)  # = store_strength.KL_BUDGETS (not imported: torch)
 DEFAULT_KL = 0.1
 MAX_PROMPTS = 8
@@ -192,8 +194,12 @@ def panel(path: Path, i: int) -> bool:
     if raw:
         alpha, how = float(raw), f"raw α = {raw:g}"
     elif exact or not budgets.get(kl, {}).get("alpha"):
-        with st.spinner("calibrating the strength for this feature…"):
-            fc = feature_alpha(str(path), stamp, i, float(kl))
+        try:
+            with st.spinner("calibrating the strength for this feature…"):
+                fc = feature_alpha(str(path), stamp, i, float(kl))
+        except (InterpError, OSError) as e:
+            st.error(f"Steering failed: {e}")
+            return False
         alpha = fc["alpha"]
         how = f"α = {alpha:.4g}, calibrated for this feature (budget {kl:g}; {fc['n_evals']} evaluations)"
         if not fc["hit"]:
@@ -205,8 +211,12 @@ def panel(path: Path, i: int) -> bool:
             f"α = {alpha:.4g}, the store's calibration for budget {kl:g}: median over {bk['n_hit']} features "
             f"(range {bk['alpha_min']:.3g}–{bk['alpha_max']:.3g})"
         )
-    with st.spinner("generating…"):
-        res = steered(str(path), stamp, i, prompts, alpha, int(n_new))
+    try:
+        with st.spinner("generating…"):
+            res = steered(str(path), stamp, i, prompts, alpha, int(n_new))
+    except (InterpError, OSError) as e:  # e.g. the store's model cannot be loaded here
+        st.error(f"Steering failed: {e}")
+        return False
     how += f"; this feature's KL at that α: {res['kl']:.3g} on {n_prompts} neutral prompts"
     st.caption(how)
     left, right = st.columns(2)

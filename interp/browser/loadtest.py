@@ -8,6 +8,7 @@ time whatever the server does; a request that fails or times out is counted as a
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
@@ -53,7 +54,7 @@ def _summary(xs: list[float]) -> str:
         return "none completed"
     xs = sorted(xs)
     return (
-        f"median {statistics.median(xs):.2f} s · p90 {xs[int(0.9 * (len(xs) - 1))]:.2f} s · "
+        f"median {statistics.median(xs):.2f} s · p90 {xs[math.ceil(0.9 * len(xs)) - 1]:.2f} s · "
         f"max {xs[-1]:.2f} s (n={len(xs)})"
     )
 

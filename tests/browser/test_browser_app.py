@@ -244,3 +244,17 @@ def test_steering_panel_uses_the_store_strength_and_equals_direct_generation(app
     ]
     kl = neutral_kl(tiny_model)(d, site, alpha)
     assert f"this feature's KL at that α: {kl:.3g}" in how
+
+
+def test_vocabulary_cells_show_tokens_made_of_spaces():
+    """A token of spaces (' ', a no-break space) would be an empty-looking cell; it shows as ␣ / ⍽."""
+    import re
+    import sys
+
+    sys.path.insert(0, str(Path(APP).parent))
+    import browser_html
+
+    f = {"vocab_top": [" ", "\xa0", " a"], "vocab_top_logits": [1.0] * 3}
+    f |= {"vocab_bottom": ["x", "\n", "y"], "vocab_bottom_logits": [-1.0] * 3}
+    cells = re.findall(r"<code>(.*?)</code>", browser_html.vocab_html(f))
+    assert cells == ["␣", "x", "⍽", "↵", "&nbsp;a", "y"]

@@ -17,7 +17,10 @@
    unseen feature's URL. Beside them: the CPU time a warm page costs the server process and the
    time the browser's renderer main thread is busy with it (wall time: inflated by load), the store read
    time of the same features (data layer, in-process) and a bare Streamlit page (one element) as
-   the framework's floor.
+   the framework's floor (its first page on a fresh server and browser, a full load, a rerun).
+   Then the steering panel of the SAE store: Generate on the fresh server (model load included)
+   and on three more features (model warm). Each store gets its ``steering.json`` first, as
+   ``interp browse`` writes it.
 3. Screenshots of each store's feature page at 1600 and 1280 px (to ``shots``), with the count of
    overlapping content boxes.
 4. Load: ``clients`` browsers at once, each loading ``loads`` feature pages of the SAE store,
@@ -27,6 +30,7 @@ Timings on a shared machine are noisy (the load average is printed); compare wit
 """
 
 import os
+import math
 import statistics
 import tempfile
 import time
@@ -158,7 +162,7 @@ def _stats(xs: list[float]) -> str:
         return "-"
     xs = sorted(xs)
     return (
-        f"median {1e3 * statistics.median(xs):.0f} ms · p90 {1e3 * xs[int(0.9 * (len(xs) - 1))]:.0f} ms"
+        f"median {1e3 * statistics.median(xs):.0f} ms · p90 {1e3 * xs[math.ceil(0.9 * len(xs)) - 1]:.0f} ms"
         f" · max {1e3 * xs[-1]:.0f} ms (n={len(xs)})"
     )
 
@@ -208,7 +212,7 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
         with serve(root, app=Path(tmp) / "bare.py") as url:
             d = pc.chrome(1600)
             try:
-                pc.load_page(d, url, "bare-1")
+                bare_first = pc.load_page(d, url, "bare-1", 180)  # fresh server and browser, as "first page"
                 bare_load = [pc.load_page(d, url, "bare-1") for _ in range(3)]
                 bare_rerun = [_rerun(d, n) for n in range(2, 7)]
             finally:
@@ -221,6 +225,7 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
         "warm reload (new session, unseen feature)": _stats(reload_),
         **steer,
         "store read (feature + examples, in-process)": _stats(read),
+        "floor: bare Streamlit first page (fresh server and browser)": f"{1e3 * bare_first:.0f} ms",
         "floor: bare Streamlit page, full load": _stats(bare_load),
         "floor: bare Streamlit rerun (button)": _stats(bare_rerun),
     }
