@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 
 STYLE = """<style>
 .ex{display:flex;gap:.6em;align-items:baseline;margin:.1em 0}
@@ -81,22 +82,32 @@ def examples_html(examples: list[dict], decode, scale: float) -> str:
     return "".join(parts)
 
 
-def svg_bars(xs: list[float], heights: list[float], colours: list[str], xlabel: str, w: int = 360, h: int = 150) -> str:
-    """A bar chart of ``heights`` at centres ``xs`` (equal widths), scaled to its column."""
+def svg_bars(
+    xs: list[float],
+    heights: list[float],
+    colours: list[str],
+    xlabel: str,
+    w: int = 360,
+    h: int = 150,
+    log: bool = False,
+) -> str:
+    """A bar chart of ``heights`` at centres ``xs`` (equal widths), scaled to its column; ``log``:
+    bar heights on a log scale (log(1 + count)), so a tail of a few tokens stays visible."""
     if not xs:
         return "<p>No values to plot.</p>"
+    shown = [math.log1p(v) for v in heights] if log else heights
     pad_l, pad_b, pad_t = 36, 30, 8
     lo, hi = min(xs), max(xs)
     step = min((b - a for a, b in zip(xs, xs[1:]) if b > a), default=1.0)
     lo, hi = lo - step / 2, hi + step / 2
-    top = max(heights) or 1
+    top = max(shown) or 1
     sx = lambda x: pad_l + (x - lo) / (hi - lo) * (w - pad_l - 4)  # noqa: E731
     sy = lambda y: pad_t + (1 - y / top) * (h - pad_b - pad_t)  # noqa: E731
     bw = max(sx(lo + step) - sx(lo) - 0.5, 0.8)
     bars = "".join(
-        f'<rect x="{sx(x) - bw / 2:.1f}" y="{sy(v):.1f}" width="{bw:.1f}" '
-        f'height="{sy(0) - sy(v):.1f}" fill="{c}"><title>{x:.3g}: {v:g}</title></rect>'
-        for x, v, c in zip(xs, heights, colours)
+        f'<rect x="{sx(x) - bw / 2:.1f}" y="{sy(y):.1f}" width="{bw:.1f}" '
+        f'height="{sy(0) - sy(y):.1f}" fill="{c}"><title>{x:.3g}: {v:g}</title></rect>'
+        for x, v, y, c in zip(xs, heights, shown, colours)
         if v
     )
     mid = 0.0 if lo + 0.2 * (hi - lo) < 0 < hi - 0.2 * (hi - lo) else (lo + hi) / 2  # 0 when it is inside
@@ -106,7 +117,7 @@ def svg_bars(xs: list[float], heights: list[float], colours: list[str], xlabel: 
     )
     axes = (
         f'<line x1="{pad_l}" y1="{sy(0):.1f}" x2="{w - 4}" y2="{sy(0):.1f}" stroke="#999"/>'
-        f'<text x="{pad_l - 4}" y="{pad_t + 9}" text-anchor="end">{top:g}</text>'
+        f'<text x="{pad_l - 4}" y="{pad_t + 9}" text-anchor="end">{max(heights):g}</text>'
         f'<text x="{pad_l - 4}" y="{sy(0):.1f}" text-anchor="end">0</text>'
         f'<text x="{(pad_l + w) / 2:.0f}" y="{h - 3}" text-anchor="middle">{html.escape(xlabel)}</text>'
     )
@@ -130,7 +141,9 @@ def activation_hist_html(f: dict) -> str:
     bars = [(-(b + 0.5) * w, h, "#1e78ff") for b, h in enumerate(f["hist_neg"]) if h][::-1]
     bars += [((b + 0.5) * w, h, "#ff8c00") for b, h in enumerate(f["hist_pos"]) if h]
     xs, hs, cs = zip(*bars) if bars else ((), (), ())
-    return STYLE + svg_bars(list(xs), list(hs), list(cs), "activation (nonzero tokens)")
+    log = bool(hs) and max(hs) > 100 * min(hs)  # a long tail (dense features): the top examples sit in it
+    label = "activation (nonzero tokens" + ("; count on a log scale)" if log else ")")
+    return STYLE + svg_bars(list(xs), list(hs), list(cs), label, log=log)
 
 
 def vocab_html(f: dict) -> str:

@@ -258,3 +258,23 @@ def test_vocabulary_cells_show_tokens_made_of_spaces():
     f |= {"vocab_bottom": ["x", "\n", "y"], "vocab_bottom_logits": [-1.0] * 3}
     cells = re.findall(r"<code>(.*?)</code>", browser_html.vocab_html(f))
     assert cells == ["␣", "x", "⍽", "↵", "&nbsp;a", "y"]
+
+
+def test_activation_histogram_uses_a_log_scale_for_long_tails():
+    """A dense feature's top examples sit in a tail of a few tokens beside thousands: on a linear
+    scale those bars are invisible, so such a histogram is drawn on a log scale and says so."""
+    import base64
+    import re
+    import sys
+
+    sys.path.insert(0, str(Path(APP).parent))
+    import browser_html
+
+    def svg(f):
+        return base64.b64decode(re.search(r"base64,([^\"]+)", browser_html.activation_hist_html(f)).group(1)).decode()
+
+    tail = {"hist_range": 4.0, "hist_neg": [0, 0, 0, 0], "hist_pos": [3000, 0, 0, 2]}
+    even = {"hist_range": 4.0, "hist_neg": [0, 0, 0, 0], "hist_pos": [3, 0, 0, 2]}
+    heights = lambda s: [float(h) for h in re.findall(r'height="([\d.]+)"', s)]  # noqa: E731
+    assert "log scale" in svg(tail) and "log scale" not in svg(even)
+    assert min(heights(svg(tail))) > 0.1 * max(heights(svg(tail)))  # the 2-token bar is visible

@@ -347,13 +347,16 @@ def run(cfg: Config) -> None:
         for k, v in build_stores(root, {k: a for k, a in arts.items() if k in keep}, model, cfg.n_tokens).items()
         if k in keep
     }
-    rows = {"load average (1 min)": f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"}
+    load = lambda: f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"  # noqa: E731 (1-minute load average)
+    rows = {"load average (1 min), start": load()}
     if cfg.build_bench:
         rows |= bench_build(model, arts["sae"], root / "build-bench", cfg.n_tokens)
     rows |= page_timings(root, stores, cfg.pages)
+    rows["load average (1 min), after the pages"] = load()
     print_table(rows, "bench browser: pages (headless Chromium, 127.0.0.1)")
     if cfg.shots:
         rows |= screenshots(root, stores, Path(cfg.shots))
     if cfg.load:
         rows |= load_test(root, stores["sae"], cfg.clients, cfg.loads, cfg.steers)
+        rows["load average (1 min), after the load test"] = load()
     print_table(rows, "bench browser (headless Chromium, 127.0.0.1)")
