@@ -28,6 +28,11 @@ STYLE = """<style>
 .vocabrow table.vocab{flex:none;font-size:.85em;border-collapse:collapse}
 .vocabrow table.vocab td,.vocabrow table.vocab th{padding:1px 6px;border:none}
 .vocabrow .hist{flex:1 1 220px;min-width:0}
+.explain{border-left:3px solid #ff8c00;padding:.2em .8em;margin:.4em 0}
+.explain q{display:block;font-size:1.15em;quotes:none;overflow-wrap:anywhere}
+.explain .who{font-size:.8em;color:#555;overflow-wrap:anywhere}
+.explain .offline{display:inline-block;font-size:.8em;font-weight:600;color:#7a4100;background:#fff1dc;
+  border-radius:3px;padding:0 .4em;margin:.2em 0}
 </style>"""
 
 
@@ -179,3 +184,33 @@ def metrics_html(f: dict) -> str:
         ("active tokens", f"{f['n_active']:,}"),
     ]
     return STYLE + '<div class="metrics">' + "".join(f"<div>{k}<b>{v}</b></div>" for k, v in cells) + "</div>"
+
+
+def _auroc(v: float | None) -> str:
+    return "n/a" if v is None or v != v else f"{v:.2f}"
+
+
+def explanation_html(e: dict) -> str:
+    """An attached explanation: the text, its detection and fuzzing AUROC (0.5: chance), who
+    explained and who scored, and a label when the scorer is the offline one (not an LLM reader)."""
+    offline = str(e["scorer"]).startswith("offline")
+    badge = (
+        '<div class="offline">offline scorer: sentence-embedding similarity, not an LLM reader; '
+        "its AUROCs are not comparable with LLM-scored ones</div>"
+        if offline
+        else ""
+    )
+    cells = [
+        ("detection AUROC", _auroc(e["detection"])),
+        ("fuzzing AUROC", _auroc(e["fuzzing"])),
+        ("scored contexts", f"{e['n_activating']} activating · {e['n_negative']} not"),
+    ]
+    return (
+        STYLE
+        + f'<div class="explain"><q>{html.escape(str(e["explanation"]))}</q>{badge}'
+        + '<div class="metrics">'
+        + "".join(f"<div>{k}<b>{v}</b></div>" for k, v in cells)
+        + "</div>"
+        + f'<div class="who">explainer: {html.escape(str(e["explainer"]))}<br>'
+        + f"scorer: {html.escape(str(e['scorer']))}</div></div>"
+    )

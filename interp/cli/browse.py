@@ -4,7 +4,9 @@
 store of a decomposer artifact (model and hook site from the artifact; re-running resumes an
 interrupted build), optionally exporting it (``export=neuronpedia``). A head-SVD artifact over every
 layer gets one store per layer (``out/layer-LL``), a LIB artifact one per hooked node layer
-(``out/node-N``); ``views=[3,8]`` builds only those. Without ``artifact`` it serves
+(``out/node-N``); ``views=[3,8]`` builds only those. ``explanations=runs/quality/autointerp.parquet``
+attaches the explanations of this artifact (rows named by its folder name) from the feature-quality
+comparison, which the feature pages then show (a finished store is not rebuilt: only the explanations are attached). Without ``artifact`` it serves
 the Streamlit browser on localhost over every store under ``root``.
 """
 
@@ -33,6 +35,8 @@ class Config:
     steering: bool = True
     """Also calibrate the store's default steering strength (steering.json: the median α per KL budget
     over a sample of features; the browser's panel uses it instead of calibrating at click time)."""
+    explanations: str | None = None
+    """autointerp.parquet of ``interp reproduce quality``: its rows for this artifact (by folder name) go into the store."""
     root: str = "runs"
     """Serving: the folder whose stores the browser lists (it reads nothing outside it)."""
     port: int = 8501
@@ -97,10 +101,23 @@ def build(cfg: Config) -> None:
     for fmt in cfg.export:
         if fmt not in exporters:
             raise ConfigError(f"unknown export format {fmt!r}; choose from {sorted(exporters)}")
+    rows = None
+    if cfg.explanations:  # checked before any compute
+        from interp.browser.explain import load_explanations
+
+        rows = load_explanations(cfg.explanations, Path(str(cfg.artifact)).name)
     t0 = time.time()
     build_store(cfg.artifact, cfg.text, cfg.n_tokens, cfg.out, model=cfg.model, **cfg.params)
     out = Path(str(cfg.out))  # a multi-view artifact (all-layer heads, LIB) gets one store per view below it
     paths = [out] if (out / "manifest.json").exists() else [out / p for p in find_stores(out)]
+    if rows is not None:
+        from interp.browser.explain import attach_explanations
+
+        if len(paths) != 1:
+            raise ConfigError(
+                f"{cfg.artifact} has {len(paths)} views (one store each); explanations attach to a single-site store"
+            )
+        attach_explanations(out, rows, str(cfg.explanations))
     models: dict = {}  # one model load for every view's calibration
     for path in paths:
         store = FeatureStore(path)
@@ -116,6 +133,7 @@ def build(cfg: Config) -> None:
                 "features active": f"{live} / {store.n_features}",
                 "vocabulary projection": m["vocab_projection"].get("reason", m["vocab_projection"]["status"]),
                 "default steering strength": strength,
+                "explained features": m.get("explanations", {}).get("n_features", 0),
                 "time so far (s)": round(time.time() - t0, 1),
             },
             "feature store",
