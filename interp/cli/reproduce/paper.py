@@ -2,7 +2,7 @@
 
 ``paper`` is one of topafa, gba, snmf, itda, lib, heads. Writes ``out/PAPER.md``: each published
 number beside ours, the settings, seeds, wall time and a one-line reading
-(``interp.evals.reproduce``). ``quick=true`` runs a small version of the same measurement: a smoke
+(``interp.evals.reproduce``), and prints it. ``quick=true`` runs a small version of the same measurement: a smoke
 test, not a reproduction.
 """
 
@@ -23,4 +23,6 @@ class Config:
 
 
 def run(cfg: Config) -> None:
-    print(run_paper(cfg.paper, cfg.quick, Path(cfg.out)))
+    path = run_paper(cfg.paper, cfg.quick, Path(cfg.out))
+    print(path.read_text())
+    print(f"written to {path}")
