@@ -82,7 +82,9 @@ class BAConfig(SAEConfig):
     train_scale: bool = doc_field(True, "tied only: the per-neuron output scale a_m is trained (else a = 1)")
     train_b_dec: bool = doc_field(False, "True: b_dec also trains (it then drifts against the thresholds)")
     bias_init: str = doc_field("quantile", "quantile (start each neuron at its target frequency) | zero (the sources')")
-    scale_init: float | None = doc_field(None, "initial output scale a_m (tied); None: least squares on the first batch")
+    scale_init: float | None = doc_field(
+        None, "initial output scale a_m (tied); None: least squares on the first batch"
+    )
     gamma_up: float = doc_field(0.01, "step of a dead neuron's bias towards 0 (times its group's mean peak)")
     gamma_down: float = doc_field(0.01, "step of an over-active neuron's bias down (times its peak)")
     dead_eps: float = doc_field(1e-6, "a neuron firing at a rate below this is dead (its bias is raised)")
@@ -120,13 +122,18 @@ class BiasAdaptationSAE(SAE):
             raise ValueError(f"bias_init must be 'zero' or 'quantile', got {cfg.bias_init!r}")
         if not 0 < cfg.ltf <= cfg.htf <= 1 or cfg.n_groups < 1:
             raise ValueError(f"need n_groups >= 1 and 0 < ltf <= htf <= 1, got {cfg.n_groups}, {cfg.ltf}, {cfg.htf}")
-        if (cfg.update_every is not None and cfg.update_every < 1) or (cfg.scale_init is not None and cfg.scale_init <= 0):
+        if (cfg.update_every is not None and cfg.update_every < 1) or (
+            cfg.scale_init is not None and cfg.scale_init <= 0
+        ):
             raise ValueError(f"need update_every >= 1 and scale_init > 0, got {cfg.update_every}, {cfg.scale_init}")
         f = cfg.d_sae
         self.b_enc.requires_grad_(False)  # set by adaptation, never by the gradient
         self.W_enc.requires_grad_(not cfg.tied)
         self.b_dec.requires_grad_(cfg.train_b_dec)
-        self.scale = torch.nn.Parameter(torch.full((f,), 1.0 if cfg.scale_init is None else float(cfg.scale_init)), requires_grad=cfg.tied and cfg.train_scale)
+        self.scale = torch.nn.Parameter(
+            torch.full((f,), 1.0 if cfg.scale_init is None else float(cfg.scale_init)),
+            requires_grad=cfg.tied and cfg.train_scale,
+        )
         gen = torch.Generator().manual_seed(self.run.seed + 7)
         group = torch.arange(f) * cfg.n_groups // f  # equal groups of randomly permuted neurons
         self.register_buffer("group", group[torch.randperm(f, generator=gen)])

@@ -33,12 +33,26 @@ def _sizes(quick: bool) -> tuple[dict, dict, list[int]]:
     if quick:
         return (
             {**PAPER_DATA, "n_samples": 2000},
-            {"d_sae": 128, "batch_size": 256, "n_tokens": 5_000, "optimizer": "adam", "wandb": "disabled", "device": "cpu"},
+            {
+                "d_sae": 128,
+                "batch_size": 256,
+                "n_tokens": 5_000,
+                "optimizer": "adam",
+                "wandb": "disabled",
+                "device": "cpu",
+            },
             [0],
         )
     return (
         {**PAPER_DATA, "n_samples": 100_000},
-        {"d_sae": 1024, "batch_size": 512, "n_tokens": 3_000_000, "optimizer": "adam", "wandb": "disabled", "device": "cpu"},
+        {
+            "d_sae": 1024,
+            "batch_size": 512,
+            "n_tokens": 3_000_000,
+            "optimizer": "adam",
+            "wandb": "disabled",
+            "device": "cpu",
+        },
         [0, 1, 2],
     )
 
