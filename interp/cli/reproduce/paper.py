@@ -2,7 +2,7 @@
 
 ``paper`` is one of topafa, gba, snmf, itda, lib, heads. Writes ``out/PAPER.md``: each published
 number beside ours, the settings, seeds, wall time and a one-line reading
-(``interp.evals.reproduce``). ``quick=true`` runs a small version of the same measurement: a smoke
+(``interp.evals.reproduce``), and prints it. ``quick=true`` runs a small version of the same measurement: a smoke
 test, not a reproduction.
 """
 
@@ -30,4 +30,6 @@ def run(cfg: Config) -> None:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    print(run_paper(cfg.paper, cfg.quick, Path(cfg.out)))
+    path = run_paper(cfg.paper, cfg.quick, Path(cfg.out))
+    print(path.read_text())
+    print(f"written to {path}")
