@@ -201,7 +201,7 @@ def test_store_building_survives_signals_anywhere(tiny_model, tiny_corpus, tmp_p
         for name in ("features.parquet", "examples.parquet", "vocab.parquet"):
             assert pq.read_table(ref / name).equals(pq.read_table(out / name)), f"{what}: {name} differs"
         assert (ref / "directions.safetensors").read_bytes() == (out / "directions.safetensors").read_bytes()
-        assert not (out / build.STATE_FILE).exists(), what
+        assert not (out / build.STATE_DIR).exists(), what
 
     tally = _campaign("store", tmp_path, run, compare, progress_log, check_no_redo, seed0=3)
     assert tally["lost"] == 0
