@@ -182,7 +182,7 @@ def test_3_flipped_bytes_in_artifact_weights_name_the_file_and_the_repair(tmp_pa
     import torch
 
     from interp.decomposers import load
-    from interp.decomposers.sae import TopKSAE
+    from interp.decomposers.sae import TopKSAE, load_saelens
 
     torch.manual_seed(0)
     sae = TopKSAE(TopKConfig(d_in=16, d_sae=32, k=4))
@@ -192,6 +192,10 @@ def test_3_flipped_bytes_in_artifact_weights_name_the_file_and_the_repair(tmp_pa
     _flip(weights, weights.stat().st_size - 40, n=2)  # inside the last tensor's values
     with pytest.raises(DataError, match=r"weights\.safetensors is damaged.*train or fit it again"):
         load(art)
+    assert torch.equal(load_saelens(art).W_dec, sae.W_dec)
+    _flip(art / "sae_weights.safetensors", (art / "sae_weights.safetensors").stat().st_size - 40, n=2)
+    with pytest.raises(DataError, match=r"sae_weights\.safetensors is damaged.*write it again"):
+        load_saelens(art)  # the SAELens copy is checked against the same record
     config = json.loads((art / "config.json").read_text())
     assert set(config["xxh3"]) == {"weights.safetensors", "sae_weights.safetensors"}
     del config["xxh3"]  # as written before digests
