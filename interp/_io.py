@@ -109,8 +109,7 @@ def load_safetensors(
         raise MissingFileError(f"{what} not found: {path}")
     if digest is not None and file_digest(path) != digest:
         raise DataError(
-            f"{what} {path} is damaged (its xxh3 checksum differs from the one recorded when it was "
-            f"written); {repair}"
+            f"{what} {path} is damaged (its xxh3 checksum differs from the one recorded when it was written); {repair}"
         )
     try:
         return load_file(str(path), device=device)

@@ -82,6 +82,7 @@ def test_a_second_job_into_held_folders_stops_every_rank_with_the_lock_message(t
         for folder in (cache, run):
             assert [p.name for p in folder.iterdir()] == [LOCK_FILE], folder
     for rank in (0, 1):
-        for folder in (cache, run):
-            assert f"rank {rank}: LockedError: " in said and f"{folder} is in use by another process (pid {os.getpid()})" in said
+        for what, folder in (("activation cache folder", cache), ("SAE run folder", run)):
+            line = f"rank {rank}: LockedError: {what} {folder} is in use by another process (pid {os.getpid()})"
+            assert line in said, said
     assert said.count("LockedError") == 4 and "finished" not in said, said

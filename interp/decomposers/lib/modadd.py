@@ -23,7 +23,15 @@ import torch
 from jaxtyping import Float, Int
 from safetensors.torch import save_file
 
-from interp._io import current_dir, file_digest, folder_lock, load_safetensors, read_json, replace_dir, write_json_atomic
+from interp._io import (
+    current_dir,
+    file_digest,
+    folder_lock,
+    load_safetensors,
+    read_json,
+    replace_dir,
+    write_json_atomic,
+)
 
 
 @dataclasses.dataclass(frozen=True)
