@@ -107,17 +107,19 @@ def load_safetensors(
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{what} not found: {path}")
-    if digest is not None and file_digest(path) != digest:
-        raise DataError(
-            f"{what} {path} is damaged (its xxh3 checksum differs from the one recorded when it was written); {repair}"
-        )
     try:
-        return load_file(str(path), device=device)
+        tensors = load_file(str(path), device=device)
     except (SafetensorError, OSError) as e:
         raise DataError(
             f"{what} {path} is not a valid safetensors file ({e}); it may be corrupt, or a "
             f"pickle (.pt/.bin) renamed: re-create it with safetensors"
         ) from e
+    if digest is not None and file_digest(path) != digest:
+        raise DataError(
+            f"{what} {path} is damaged (its xxh3 checksum differs from the one recorded when it was "
+            f"written); {repair}"
+        )
+    return tensors
 
 
 # -- whole-folder replacement ------------------------------------------------------------------
