@@ -116,8 +116,7 @@ def load_safetensors(
         ) from e
     if digest is not None and file_digest(path) != digest:
         raise DataError(
-            f"{what} {path} is damaged (its xxh3 checksum differs from the one recorded when it was "
-            f"written); {repair}"
+            f"{what} {path} is damaged (its xxh3 checksum differs from the one recorded when it was written); {repair}"
         )
     return tensors
 
