@@ -7,8 +7,10 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
@@ -16,14 +18,17 @@ from typing import IO, Any, Callable, Iterator
 from interp.errors import ConfigError, DataError, LockedError, MissingFileError
 
 
-def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
-    """Call ``write(file)`` on a temporary sibling, fsync it, then rename it over ``path``."""
+@contextmanager
+def atomic_file(path: str | Path, binary: bool = False) -> Iterator[IO]:
+    """A temporary sibling of ``path`` to write in the ``with`` block: when the block ends, it is
+    fsynced and renamed over ``path``; when it raises (or a generator holding it is closed early),
+    it is removed and ``path`` is left as it was. The one way the project replaces a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
@@ -31,6 +36,12 @@ def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = F
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call ``write(file)`` on a temporary sibling, fsync it, then rename it over ``path``."""
+    with atomic_file(path, binary) as f:
+        write(f)
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
@@ -85,24 +96,29 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def load_safetensors(path: str | Path, what: str, device: str = "cpu", digest: str | None = None) -> dict:
+def load_safetensors(
+    path: str | Path, what: str, device: str = "cpu", digest: str | None = None, repair: str = "re-create it"
+) -> dict:
     """Read a safetensors file (never unpickles), naming the file when it is missing, not one, or
-    (given the ``digest`` recorded at writing) damaged."""
+    (given the ``digest``, ``file_digest`` at writing) damaged; ``repair`` says how to make it again."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{what} not found: {path}")
-    if digest is not None and file_digest(path) != digest:
-        raise DataError(f"{what} {path} is damaged (its checksum differs from the one recorded when it was written)")
     try:
-        return load_file(str(path), device=device)
+        tensors = load_file(str(path), device=device)
     except (SafetensorError, OSError) as e:
         raise DataError(
             f"{what} {path} is not a valid safetensors file ({e}); it may be corrupt, or a "
             f"pickle (.pt/.bin) renamed: re-create it with safetensors"
         ) from e
+    if digest is not None and file_digest(path) != digest:
+        raise DataError(
+            f"{what} {path} is damaged (its xxh3 checksum differs from the one recorded when it was written); {repair}"
+        )
+    return tensors
 
 
 # -- whole-folder replacement ------------------------------------------------------------------
@@ -125,6 +141,14 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def current_dir(final: str | Path) -> Path:
+    """The complete one of ``final`` and its backup, changing nothing: for a reader that does not
+    hold the folder (a ``replace_dir`` stopped between its two renames leaves only the backup)."""
+    final = Path(final)
+    backup = _backup(final)
+    return backup if not final.exists() and backup.is_dir() else final
+
+
 def recover_dir(final: str | Path) -> Path:
     """Finish an interrupted ``replace_dir``: bring the backup back if ``final`` is missing,
     drop it if ``final`` is there (a rename is atomic, so ``final`` is always complete)."""
@@ -140,13 +164,16 @@ def recover_dir(final: str | Path) -> Path:
     return final
 
 
-def replace_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
-    """Replace the folder ``final`` by one that ``fill(tmp)`` writes, atomically.
+def replace_dir(final: str | Path, fill: Callable[[Path], None], keep_others: bool = False) -> Path:
+    """Replace the folder ``final`` by one that ``fill(tmp)`` writes, atomically: the one way the
+    project swaps a folder (checkpoints, artifacts, downloaded models).
 
     Safe against a signal or crash at any instruction: ``fill`` writes a fresh sibling, which is
     flushed to disk; the old folder is renamed to a backup, the new one renamed into place, then
     the backup removed. At every moment either ``final`` or its backup is complete, and
-    ``recover_dir`` (called here first, and by readers) restores the complete one.
+    ``recover_dir`` (called here first, and by writers holding the folder) restores the complete
+    one; ``current_dir`` finds it for readers. ``keep_others``: entries of the old folder that
+    ``fill`` did not write (other files, a lock, logs) are carried into the new one as hard links.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +181,11 @@ def replace_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.new."))
     try:
         fill(tmp)
+        for f in tmp.rglob("*"):  # shareable, as write_atomic's files (mkstemp and some writers make 0600)
+            if f.is_file() and not f.is_symlink():
+                os.chmod(f, 0o644)
+        if keep_others and final.is_dir():
+            _link_missing(final, tmp)
         os.chmod(tmp, 0o755)
         _fsync_tree(tmp)
         if final.exists():
@@ -165,6 +197,29 @@ def replace_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
         raise
     recover_dir(final)  # removes the backup
     return final
+
+
+_TEMPORARY = re.compile(r"^\..+\.(new\.\w+|gone\.\w+|old|\w+\.tmp)$|^\.saving\.")
+
+
+def _link_missing(src: Path, dst: Path) -> None:
+    """Hard-link every entry of ``src`` missing from ``dst`` into it (folders recreated, symlinks
+    copied as links, files copied where the file system has no hard links); leftovers of an
+    interrupted write (``replace_dir``/``write_atomic`` temporaries) are not carried."""
+    for entry in src.iterdir():
+        target = dst / entry.name
+        if _TEMPORARY.match(entry.name) or target.exists() or target.is_symlink():
+            continue
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry), target)
+        elif entry.is_dir():
+            target.mkdir()
+            _link_missing(entry, target)
+        else:
+            try:
+                os.link(entry, target)
+            except OSError:
+                shutil.copy2(entry, target)
 
 
 def remove_dir(path: str | Path) -> None:
@@ -194,6 +249,9 @@ def folder_lock(folder: str | Path, what: str = "output folder", wait: bool = Fa
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise DataError(f"{what} {folder} is an existing file, not a folder; choose another path")
+    if not folder.exists() and _backup(folder).is_dir():
+        with contextlib.suppress(OSError):  # a replace_dir stopped between its renames: the backup
+            os.rename(_backup(folder), folder)  # is the folder (atomic: one racing caller wins)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     key = str(folder.resolve())
@@ -226,3 +284,27 @@ def folder_lock(folder: str | Path, what: str = "output folder", wait: bool = Fa
 
 
 _HELD: set[str] = set()
+
+
+@contextmanager
+def job_lock(folder: str | Path, what: str = "output folder") -> Iterator[Path]:
+    """``folder_lock`` for a job of one process or of several (``torchrun``): rank 0 takes the lock
+    and tells every rank whether it got it, so a folder held by another job stops every rank with
+    the same ``LockedError`` (or ``DataError``) before any of them reads or writes there."""
+    from interp import distributed, errors
+
+    if distributed.world()[1] == 1:
+        with folder_lock(folder, what):
+            yield Path(folder)
+        return
+    with contextlib.ExitStack() as stack:
+        failure: tuple[str, str] | None = None
+        if distributed.is_main():
+            try:
+                stack.enter_context(folder_lock(folder, what))
+            except errors.InterpError as e:
+                failure = (type(e).__name__, str(e))
+        failure = distributed.all_gather_object(failure)[0]  # type: ignore[assignment]
+        if failure is not None:
+            raise getattr(errors, failure[0])(failure[1])
+        yield Path(folder)

@@ -22,7 +22,6 @@ interrupted distributed run resumes per rank, with any number of ranks.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 from pathlib import Path
@@ -35,7 +34,7 @@ from tqdm.auto import tqdm
 
 import interp
 from interp import distributed as _dist
-from interp._io import check_same_request, folder_lock, read_json, write_atomic, write_json_atomic
+from interp._io import check_same_request, job_lock, read_json, write_atomic, write_json_atomic
 from interp.activations.disk import allocate, check_free_space
 from interp.activations.format import FORMAT, STORAGE_TORCH, TOKEN_FILES, ActivationCache, site_file, storage_dtype
 from interp.errors import ConfigError, DataError
@@ -198,8 +197,7 @@ def cache_activations(
     model.check_seq_len(seq_len)
     batch_size = batch_size or (128 if model.device.type == "cuda" else 16)
     request = _request(model, text_spec, sites, int(n_tokens), int(seq_len), dtype, shuffle_seed)
-    hold = folder_lock(out, "activation cache folder") if _dist.is_main() else contextlib.nullcontext()
-    with hold:
+    with job_lock(out, "activation cache folder"):
         _cache(model, request, out, shard_tokens, widths, batch_size, progress)
     return out
 

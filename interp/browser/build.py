@@ -9,8 +9,9 @@ examples), each with the feature's code on every token of a window around the to
 tokens. The model, site and decomposer come from the artifact; the decomposer is used only
 through the ``Decomposer`` interface (``encode`` and ``directions``), so every method works.
 
-Resumable like the activation cache: the running state is checkpointed atomically (safetensors)
-every ``checkpoint_tokens`` tokens together with the number of rows done; running the same
+Resumable like the activation cache: the running state is checkpointed every ``checkpoint_tokens``
+tokens into ``checkpoint/`` (``state.safetensors``, and ``state.json``: the rows done and the xxh3
+of the state, checked on resume), swapped in whole (``replace_dir``); running the same
 command again continues from there, and the result equals an uninterrupted build (the random
 sample keys are seeded per row range). The parquet tables are written at the end, each
 atomically, and the manifest is marked complete last.
@@ -28,11 +29,21 @@ from typing import Any
 import numpy as np
 import torch
 import xxhash
-from safetensors.torch import save
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 import interp
-from interp._io import check_same_request, folder_lock, load_safetensors, read_json, write_atomic, write_json_atomic
+from interp._io import (
+    check_same_request,
+    file_digest,
+    folder_lock,
+    load_safetensors,
+    read_json,
+    recover_dir,
+    remove_dir,
+    replace_dir,
+    write_json_atomic,
+)
 from interp.browser.collect import NEG_INF, Histogram, Moments, SlotTopK, sink_mask
 from interp.browser.labels import artifact_views
 from interp.browser.spec import FORMAT
@@ -42,7 +53,8 @@ from interp.errors import ConfigError, DataError
 from interp.models import LoadedModel, run_to_sites
 from interp.models import load as load_model
 
-STATE_FILE = "state.safetensors"
+STATE_DIR = "checkpoint"
+STATE_FILE = "state.safetensors"  # the checkpoint of stores begun before STATE_DIR (read on resume)
 
 
 @dataclass(frozen=True)
@@ -173,13 +185,37 @@ def _encode_rows(dec: Decomposer, x: torch.Tensor, special: torch.Tensor) -> tor
 
 
 def _checkpoint(out: Path, stats: FeatureStats, manifest: dict, rows_done: int) -> None:
-    """The statistics and the rows they cover go into one file, replaced atomically (the manifest's
-    ``rows_done`` is for people: a signal between the two writes must not skew a resume)."""
+    """The statistics, the rows they cover and their digest go into one folder, replaced whole (the
+    manifest's ``rows_done`` is for people: a signal between the two writes must not skew a resume)."""
     state = {k: v.cpu().contiguous() for k, v in stats.state_dict().items()}
-    state["rows_done"] = torch.tensor(rows_done)
-    write_atomic(out / STATE_FILE, lambda f: f.write(save(state)), binary=True)
+
+    def fill(tmp: Path) -> None:
+        save_file(state, str(tmp / "state.safetensors"))
+        write_json_atomic(tmp / "state.json", {"rows_done": rows_done, "xxh3": file_digest(tmp / "state.safetensors")})
+
+    replace_dir(out / STATE_DIR, fill)
     manifest["rows_done"] = rows_done
     write_json_atomic(out / "manifest.json", manifest)
+
+
+def _restore(out: Path, stats: FeatureStats, manifest: dict) -> int:
+    """Load the last checkpoint into ``stats``; the first row still to do (0: none)."""
+    ckpt = recover_dir(out / STATE_DIR)
+    if (ckpt / "state.json").exists():
+        saved = read_json(ckpt / "state.json", "feature store checkpoint state")
+        repair = f"delete {ckpt} (the build then starts over) and run the same command again"
+        stats.load_state_dict(
+            load_safetensors(
+                ckpt / "state.safetensors", "feature store checkpoint", digest=saved["xxh3"], repair=repair
+            )
+        )
+        return int(saved["rows_done"])
+    if (out / STATE_FILE).exists():  # a build begun before checkpoints had a digest
+        state = load_safetensors(out / STATE_FILE, "feature store checkpoint")
+        start_row = int(state.pop("rows_done", manifest["rows_done"]))
+        stats.load_state_dict(state)
+        return start_row
+    return 0
 
 
 def build_store(
@@ -282,11 +318,7 @@ def _build(
         torch.from_numpy(text.special_mask()) if cfg.exclude_special else torch.zeros_like(tokens, dtype=torch.bool)
     )
     stats = FeatureStats(dec.directions().shape[0], cfg, model.device)  # statistics live where the codes are
-    start_row = 0
-    if (out / STATE_FILE).exists():
-        state = load_safetensors(out / STATE_FILE, "feature store checkpoint")
-        start_row = int(state.pop("rows_done", manifest["rows_done"]))
-        stats.load_state_dict(state)
+    start_row = _restore(out, stats, manifest)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "manifest.json", manifest)
     t0 = time.time()
@@ -301,6 +333,7 @@ def _build(
         pass_seconds=round(time.time() - t0, 2),
     )
     write_json_atomic(out / "manifest.json", manifest)
+    remove_dir(out / STATE_DIR)
     (out / STATE_FILE).unlink(missing_ok=True)
 
 

@@ -184,7 +184,15 @@ class FeatureStore:
         return [self.vocab[t] if 0 <= t < len(self.vocab) else f"<id {t}>" for t in ids]
 
     def directions(self, residual: bool = False) -> "torch.Tensor":
-        d = load_safetensors(self._inside("directions.safetensors"), "store directions")
+        try:
+            d = load_safetensors(
+                self._inside("directions.safetensors"),
+                "store directions",
+                digest=self.manifest.get("xxh3", {}).get("directions.safetensors"),  # none: stores before digests
+                repair="rebuild the store (interp browse artifact=... out=...)",
+            )
+        except DataError as e:
+            raise StoreError(str(e)) from e
         return d.get("residual_directions", d["directions"]) if residual else d["directions"]
 
     def steering(self) -> dict[str, Any] | None:

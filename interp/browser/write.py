@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import torch
 from safetensors.torch import save
 
-from interp._io import write_atomic
+from interp._io import file_digest, write_atomic
 from interp.browser.collect import window_start
 from interp.browser.labels import describe
 from interp.browser.spec import EXAMPLE_ROW_GROUP
@@ -290,6 +290,7 @@ def write_tables(
             "n_rows": int(text.tokens.shape[0]),
             "seq_len": int(text.tokens.shape[1]),
             "files": ["features.parquet", "examples.parquet", "vocab.parquet", "directions.safetensors"],
+            "xxh3": {"directions.safetensors": file_digest(out / "directions.safetensors")},
         }
     )
 

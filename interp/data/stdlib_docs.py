@@ -26,9 +26,10 @@ import json
 import os
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from interp._io import atomic_file
 
 NAME = "stdlib-docs"
 SITE_NAME = "site-docs"
@@ -87,22 +88,10 @@ def _read_cache(path: Path) -> Iterator[str]:
 
 def _build_and_cache(path: Path, generate) -> Iterator[str]:
     """Generate the documents, writing them to a temp file that replaces ``path`` at the end."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    done = False
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for text in generate():
-                f.write(json.dumps({"text": text}) + "\n")
-                yield text
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        done = True
-    finally:
-        if not done and os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_file(path) as f:
+        for text in generate():
+            f.write(json.dumps({"text": text}) + "\n")
+            yield text
 
 
 def _generate() -> Iterator[str]:

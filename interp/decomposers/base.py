@@ -3,18 +3,16 @@
 Every method (SAE variants, semi-NMF, ITDA, LIB, attention SVD) subclasses ``Decomposer``, so the
 browser, steering and similarity code work on all of them. An artifact is a directory:
 ``config.json`` (method + every field needed to rebuild it), ``weights.safetensors`` and
-``meta.json`` (metrics, tokens seen, provenance), written atomically. Loading reads JSON and
-safetensors only, never pickles.
+``meta.json`` (metrics, tokens seen, provenance), written into a fresh folder and swapped in whole
+(``interp._io.replace_dir``). ``config.json`` records the xxh3 digest of the weights, checked on
+load. Loading reads JSON and safetensors only, never pickles.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,10 +21,20 @@ from jaxtyping import Float
 from safetensors.torch import save_file
 
 import interp
-from interp._io import load_safetensors, read_json, write_json_atomic
+from interp._io import (
+    current_dir,
+    file_digest,
+    folder_lock,
+    load_safetensors,
+    read_json,
+    replace_dir,
+    write_json_atomic,
+)
 from interp.errors import ConfigError, DataError, MissingFileError
 
 REGISTRY: dict[str, type["Decomposer"]] = {}
+DIGESTS = "xxh3"
+"""``config.json`` key: ``{file name: xxh3-64 hex digest}`` of the artifact's safetensors files."""
 
 
 def register(name: str):
@@ -167,27 +175,29 @@ class Decomposer(torch.nn.Module):
         raise NotImplementedError
 
     def save(self, path: str | Path, meta: dict | None = None) -> Path:
-        """Write the artifact into ``path`` (other files there, e.g. wandb logs, are kept).
+        """Write the artifact into ``path``, replacing an artifact there (other files there, e.g.
+        ``train_config.json`` or wandb logs, are kept).
 
-        Files are written to a temporary folder inside ``path`` and renamed into place, with
-        ``config.json`` last: an artifact whose ``config.json`` exists is complete.
+        The artifact is written into a fresh sibling folder and swapped in whole (``replace_dir``),
+        so a signal at any instruction leaves the old artifact or the new one, complete. ``path``
+        is locked while it is written. ``config.json`` records the xxh3 digest of each
+        safetensors file (``load`` checks it).
         """
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path, prefix=".saving."))
-        try:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        if path.exists() and not path.is_dir():
+            raise DataError(f"{path} is an existing file; an artifact is a folder: choose another path")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        config = {"method": self.method, **dataclasses.asdict(self.cfg), "interp_version": interp.__version__}
+
+        def fill(tmp: Path) -> None:
             save_file(state, str(tmp / "weights.safetensors"))
             write_json_atomic(tmp / "meta.json", meta or {})
             self.write_extra(tmp)
-            config = {"method": self.method, **dataclasses.asdict(self.cfg), "interp_version": interp.__version__}
-            write_json_atomic(tmp / "config.json", config)
-            (path / "config.json").unlink(missing_ok=True)  # incomplete until the new one lands
-            for f in sorted(tmp.iterdir(), key=lambda f: f.name == "config.json"):
-                os.chmod(f, 0o644)
-                os.replace(f, path / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            digests = {f.name: file_digest(f) for f in sorted(tmp.glob("*.safetensors"))}
+            write_json_atomic(tmp / "config.json", config | {DIGESTS: digests})
+
+        with folder_lock(path, "artifact folder"):
+            replace_dir(path, fill, keep_others=True)
         return path
 
     def write_extra(self, path: Path) -> None:
@@ -205,7 +215,7 @@ class Decomposer(torch.nn.Module):
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
     """Load any decomposer artifact; ``config.json``'s ``method`` picks the class."""
-    path = Path(path)
+    path = current_dir(path)  # an interrupted save: the old artifact, still complete
     if not (path / "config.json").exists() and (path / "cfg.json").exists():
         raise MissingFileError(
             f"{path} is a SAELens folder (cfg.json, no config.json): load it with "
@@ -219,6 +229,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
     config = read_json(path / "config.json", "decomposer config")
     method = config.pop("method", None)
     config.pop("interp_version", None)
+    digests = config.pop(DIGESTS, None) or {}  # artifacts saved before digests were recorded: none
     if method not in REGISTRY:
         import interp.decomposers  # noqa: F401  (registers the built-in methods)
     if method not in REGISTRY:
@@ -232,7 +243,13 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Decomposer:
     if not weights.is_file():
         raise MissingFileError(f"{weights} is missing: the artifact is incomplete")
     try:
-        model.load_state_dict(load_safetensors(weights, "decomposer weights"))
+        tensors = load_safetensors(
+            weights,
+            "decomposer weights",
+            digest=digests.get(weights.name),
+            repair="the artifact is damaged: train or fit it again (or restore it from a copy)",
+        )
+        model.load_state_dict(tensors)
     except RuntimeError as e:  # shapes or names disagree with config.json
         raise DataError(
             f"{weights} does not match {path / 'config.json'} ({str(e).splitlines()[-1].strip()}); "

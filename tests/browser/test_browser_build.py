@@ -1,6 +1,8 @@
 """Store builds over the tiny Llama for decomposers of different shapes: statistics against a
 direct computation, vocabulary projection, resume after an interruption, clear errors."""
 
+import shutil
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -10,6 +12,7 @@ import interp.browser.build as build_mod
 from interp.browser import FeatureStore, StoreError, build_store, resolve_under
 from interp.data import load_text, tokenize
 from interp.decomposers import load
+from interp.errors import DataError
 from interp.models import vocab_projection
 
 from .conftest import N_TOKENS, PLANTED_TOKEN, SEQ_LEN, STORE_OPTIONS
@@ -154,12 +157,18 @@ def test_resume_after_interruption_equals_uninterrupted(tiny_model, tiny_corpus,
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         build_store(art, tiny_corpus, N_TOKENS, out, model=tiny_model, progress=False, **opts)
-    assert (out / "state.safetensors").exists() and not (out / "features.parquet").exists()
+    assert (out / "checkpoint" / "state.safetensors").exists() and not (out / "features.parquet").exists()
     with pytest.raises(StoreError, match="incomplete"):
         FeatureStore(out)
     monkeypatch.setattr(build_mod, "run_to_sites", real)
+    damaged = tmp_path / "damaged"  # the checkpoint's xxh3 is checked on resume
+    shutil.copytree(out, damaged)
+    state = damaged / "checkpoint" / "state.safetensors"
+    state.write_bytes(state.read_bytes()[:-3] + bytes(b ^ 0xFF for b in state.read_bytes()[-3:]))
+    with pytest.raises(DataError, match=r"checkpoint/state\.safetensors is damaged.*delete"):
+        build_store(art, tiny_corpus, N_TOKENS, damaged, model=tiny_model, progress=False, **opts)
     build_store(art, tiny_corpus, N_TOKENS, out, model=tiny_model, progress=False, **opts)
-    assert not (out / "state.safetensors").exists()
+    assert not (out / "checkpoint").exists()
     for table in ("features.parquet", "examples.parquet"):
         assert pq.read_table(out / table).equals(pq.read_table(full / table))
     with pytest.raises(ValueError, match="different feature store"):

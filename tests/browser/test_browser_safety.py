@@ -86,3 +86,21 @@ def test_one_corrupt_store_does_not_hide_the_others(store_copy, browser_root):
         for i in range(dense.n_features):
             dense.examples(i)
     assert FeatureStore(root / "topk").examples(0).num_rows > 0
+
+
+def test_flipped_bytes_in_directions_are_an_error_naming_the_file(store_copy):
+    """directions.safetensors is checked against the xxh3 digest the manifest recorded at the build;
+    a store built before digests were recorded reads without the check."""
+    root, store = store_copy
+    assert json.loads((store / "manifest.json").read_text())["xxh3"]["directions.safetensors"]
+    good = FeatureStore(store).directions()
+    path = store / "directions.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"directions\.safetensors is damaged.*rebuild the store"):
+        FeatureStore(store).directions()
+    m = json.loads((store / "manifest.json").read_text())
+    del m["xxh3"]
+    (store / "manifest.json").write_text(json.dumps(m))
+    assert FeatureStore(store).directions().shape == good.shape

@@ -2,6 +2,8 @@
 
 ``dist_worker.py train OUT`` trains the test SAEs data-parallel and writes them to OUT/<method>;
 ``dist_worker.py cache CORPUS OUT`` caches the tiny model's activations with every rank working.
+``dist_worker.py locked CORPUS CACHE RUN`` caches into CACHE and trains into RUN, two folders another
+job holds: each rank prints the error it got (``rank R: Type: message``).
 """
 
 import os
@@ -31,6 +33,24 @@ def main(mode: str, *args: str) -> None:
 
         model = interp.models.load("tiny-llama", device="cpu")
         cache_activations(model, args[0], out_dir=args[1], progress=False, **CACHE_ARGS)
+    elif mode == "locked":
+        import interp.models
+        from interp.activations import cache_activations
+        from interp.decomposers.sae import train
+        from interp.errors import InterpError
+
+        model = interp.models.load("tiny-llama", device="cpu")
+        jobs = [
+            lambda: cache_activations(model, args[0], out_dir=args[1], progress=False, **CACHE_ARGS),
+            lambda: train(sae_config(), sae_data(), out=args[2], progress=False),
+        ]
+        for job in jobs:
+            try:
+                job()
+                print(f"rank {distributed.global_rank()}: finished", flush=True)
+            except InterpError as e:
+                print(f"rank {distributed.global_rank()}: {type(e).__name__}: {e}", flush=True)
+            distributed.barrier()  # both ranks report before either moves on or exits
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     torch.distributed.destroy_process_group()

@@ -20,13 +20,14 @@ from dist_cases import CACHE_ARGS, DP_METHODS, sae_config, sae_data  # noqa: E40
 WORKER = Path(__file__).with_name("dist_worker.py")
 
 
-def _torchrun(*args: str) -> None:
+def _torchrun(*args: str, timeout: float = 300) -> str:
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1"
     )
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
 
 
 def test_data_parallel_training_matches_one_process(tmp_path):
@@ -67,3 +68,21 @@ def test_rank_journals_are_folded_into_the_manifest_on_resume(tmp_path, monkeypa
     cache = ActivationCache(out)
     assert cache.manifest["complete"] and not (out / "manifest.rank1.json").exists()
     assert len(cache.manifest["shards"]) == len(manifest["shards"]) + len(journal)
+
+
+def test_a_second_job_into_held_folders_stops_every_rank_with_the_lock_message(tmp_path, tiny_corpus):
+    """Another job (this test process) holds a cache folder and a run folder: a torchrun job into
+    them fails on every rank with the LockedError naming the holder, and writes nothing there
+    (before, rank 0 alone raised while rank 1 went on into the folder, then hung)."""
+    from interp._io import LOCK_FILE, folder_lock
+
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    with folder_lock(cache, "activation cache folder"), folder_lock(run, "SAE run folder"):
+        said = _torchrun("locked", tiny_corpus, str(cache), str(run), timeout=180)
+        for folder in (cache, run):
+            assert [p.name for p in folder.iterdir()] == [LOCK_FILE], folder
+    for rank in (0, 1):
+        for what, folder in (("activation cache folder", cache), ("SAE run folder", run)):
+            line = f"rank {rank}: LockedError: {what} {folder} is in use by another process (pid {os.getpid()})"
+            assert line in said, said
+    assert said.count("LockedError") == 4 and "finished" not in said, said

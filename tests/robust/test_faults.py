@@ -201,7 +201,7 @@ def test_store_building_survives_signals_anywhere(tiny_model, tiny_corpus, tmp_p
         for name in ("features.parquet", "examples.parquet", "vocab.parquet"):
             assert pq.read_table(ref / name).equals(pq.read_table(out / name)), f"{what}: {name} differs"
         assert (ref / "directions.safetensors").read_bytes() == (out / "directions.safetensors").read_bytes()
-        assert not (out / build.STATE_FILE).exists(), what
+        assert not (out / build.STATE_DIR).exists(), what
 
     tally = _campaign("store", tmp_path, run, compare, progress_log, check_no_redo, seed0=3)
     assert tally["lost"] == 0
@@ -225,3 +225,48 @@ def test_a_kill_at_every_line_of_the_folder_swap_leaves_a_complete_folder(tmp_pa
         seen.add((outcome.exit, (recover_dir(parent / "d") / "v").read_text()))
         assert [p.name for p in parent.iterdir()] == ["d"], (at, outcome)
     assert seen == {("killed", "old"), ("killed", "new"), ("finished", "new")}, seen
+
+
+def test_a_signal_anywhere_in_saving_over_an_artifact_leaves_the_old_or_the_new(tmp_path):
+    """``Decomposer.save`` over an existing artifact, outside the trainer: SIGKILL at each library
+    line of the save in turn (every 30th line at the CI scale), then ``INTERP_FAULTS`` random faults (SIGKILL, SIGINT, SIGINT twice).
+    Afterwards ``load`` gives the old weights or the new ones, bit for bit, and the other files of
+    the folder are still there; saving again then works and leaves no temporary behind."""
+    from interp.decomposers import load
+
+    def sae(seed):
+        torch.manual_seed(seed)
+        return TopKSAE(TopKConfig(d_in=16, d_sae=24, k=4, model="tiny-llama", site=SITES[0]))
+
+    old, new = sae(0), sae(1)
+    want = {"old": old.state_dict(), "new": new.state_dict()}
+
+    def prepared(folder):
+        old.save(folder, {"which": "old"})
+        (folder / "train_config.json").write_text("kept")
+        return folder
+
+    n = count_lines(lambda: new.save(prepared(tmp_path / "probe" / "a"), {"which": "new"}))
+    rng = np.random.default_rng(4)
+    every = 1 if N_FAULTS > FAULTS_DEFAULT else max(1, n // 30)  # CI: every 30th line (the campaign: each)
+    faults = [dict(at=at, sig=9) for at in range(1, n + 2, every)] + [random_fault(rng, n) for _ in range(N_FAULTS)]
+    tally = {"faults": 0, "old": 0, "new": 0, "lost": 0}
+    for i, fault in enumerate(faults):
+        folder = prepared(tmp_path / f"s{i}" / "a")
+        outcome = run_faulted(lambda: new.save(folder, {"which": "new"}), fault, tmp_path / f"s{i}.report")
+        what = f"save fault {i} ({fault}, outcome {outcome.exit})"
+        assert outcome.exit in ("killed", "interrupted", "finished"), what
+        got = load(folder)
+        which = got.meta.get("which")
+        if which not in want or got.state_dict().keys() != want[which].keys():
+            tally["lost"] += 1
+        else:
+            tally["lost"] += not all(torch.equal(got.state_dict()[k], v) for k, v in want[which].items())
+            tally[which] += 1
+        tally["faults"] += 1
+        new.save(folder, {"which": "new"})  # the next save finishes whatever the fault left
+        assert torch.equal(load(folder).W_dec, new.W_dec), what
+        assert (folder / "train_config.json").read_text() == "kept", what
+        assert [p.name for p in folder.parent.iterdir()] == ["a"], what
+    print(f"\nartifact save: {n} library lines per save; {tally}")
+    assert tally["lost"] == 0 and tally["old"] and tally["new"], tally

@@ -53,6 +53,44 @@ def test_second_training_run_is_locked_out(tmp_path):
         holder.wait()
 
 
+def test_saving_into_an_artifact_folder_another_process_holds_is_refused(tmp_path):
+    """``Decomposer.save`` locks the folder: saving over an artifact another job holds (a training
+    run writing there) is a LockedError, and the artifact there is left as it was."""
+    from interp.decomposers import load
+    from interp.decomposers.sae import TopKConfig, TopKSAE
+
+    torch.manual_seed(0)
+    old, new = TopKSAE(TopKConfig(d_in=16, d_sae=32, k=4)), TopKSAE(TopKConfig(d_in=16, d_sae=32, k=4))
+    out = old.save(tmp_path / "art")
+    holder = _hold(out)
+    try:
+        with pytest.raises(LockedError, match=f"pid {holder.pid}"):
+            new.save(out)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert torch.equal(load(out).W_dec, old.W_dec)
+    new.save(out)
+    assert torch.equal(load(out).W_dec, new.W_dec)
+
+
+def test_an_artifact_swap_stopped_between_its_renames_still_loads(tmp_path):
+    """A save killed after renaming the old artifact to its backup, before renaming the new one in:
+    ``load`` reads the backup (writing nothing), and the next save restores it and swaps."""
+    from interp.decomposers import load
+    from interp.decomposers.sae import TopKConfig, TopKSAE
+
+    torch.manual_seed(0)
+    old, new = TopKSAE(TopKConfig(d_in=16, d_sae=32, k=4)), TopKSAE(TopKConfig(d_in=16, d_sae=32, k=4))
+    out = old.save(tmp_path / "art")
+    (out / "notes.txt").write_text("kept")
+    os.rename(out, tmp_path / ".art.old")  # the state between replace_dir's two renames
+    assert torch.equal(load(out).W_dec, old.W_dec) and not out.exists()
+    new.save(out)
+    assert torch.equal(load(out).W_dec, new.W_dec) and (out / "notes.txt").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+
+
 def test_stale_lock_file_of_a_dead_process_is_taken(tmp_path):
     from interp._io import LOCK_FILE, folder_lock
 

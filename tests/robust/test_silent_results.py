@@ -173,3 +173,32 @@ def test_5_store_build_does_not_resume_on_changed_text(tiny_model, tmp_path):
     corpus.write_text("\n\n".join(f"Another text, line {i}, on blue rivers." for i in range(60)))
     with pytest.raises(DataError, match="other text"):
         build_store(art, str(corpus), 512, tmp_path / "s", model=tiny_model, progress=False, **opts)
+
+
+def test_3_flipped_bytes_in_artifact_weights_name_the_file_and_the_repair(tmp_path):
+    """The weights' xxh3 digest, recorded in config.json at saving, is checked on load: a flipped
+    byte inside a tensor (safetensors itself still reads it) is an error naming the file and the
+    repair. An artifact saved before digests were recorded loads without the check."""
+    import torch
+
+    from interp.decomposers import load
+    from interp.decomposers.sae import TopKSAE, load_saelens
+
+    torch.manual_seed(0)
+    sae = TopKSAE(TopKConfig(d_in=16, d_sae=32, k=4))
+    art = sae.save(tmp_path / "art")
+    weights = art / "weights.safetensors"
+    assert torch.equal(load(art).W_dec, sae.W_dec)
+    _flip(weights, weights.stat().st_size - 40, n=2)  # inside the last tensor's values
+    with pytest.raises(DataError, match=r"weights\.safetensors is damaged.*train or fit it again"):
+        load(art)
+    assert torch.equal(load_saelens(art).W_dec, sae.W_dec)
+    _flip(art / "sae_weights.safetensors", (art / "sae_weights.safetensors").stat().st_size - 40, n=2)
+    with pytest.raises(DataError, match=r"sae_weights\.safetensors is damaged.*write it again"):
+        load_saelens(art)  # the SAELens copy is checked against the same record
+    config = json.loads((art / "config.json").read_text())
+    assert set(config["xxh3"]) == {"weights.safetensors", "sae_weights.safetensors"}
+    del config["xxh3"]  # as written before digests
+    (art / "config.json").write_text(json.dumps(config))
+    got = load(art).state_dict()  # no digest: read as it is, flipped values included
+    assert not all(torch.equal(got[k], v) for k, v in sae.state_dict().items())

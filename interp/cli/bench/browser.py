@@ -293,11 +293,10 @@ def reference_pass(model, dec, n_tokens: int, seq_len: int = 128, batch: int = 8
 
 def bench_build(model, artifact: Path, out: Path, n_tokens: int) -> dict:
     """Store build of the demo SAE, cold, against the unavoidable work (forward + encode)."""
-    import shutil
-
+    from interp._io import remove_dir
     from interp.decomposers import load
 
-    shutil.rmtree(out, ignore_errors=True)
+    remove_dir(out)
     t0 = time.perf_counter()
     build_store(artifact, TEXT, n_tokens, out, model=model, progress=False)
     t_build = time.perf_counter() - t0

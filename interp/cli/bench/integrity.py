@@ -1,13 +1,18 @@
-"""Cost of the corruption check (lazy per-shard xxh3) and the folder lock on a cache read.
+"""Cost of the corruption check (lazy per-shard xxh3) and the folder lock on a cache read, and of
+the weight digest check on loading an artifact.
 
     interp bench integrity [n_tokens=1048576] [width=128] [dtype=float32] [train=true]
+    interp bench integrity artifact=true [d_in=576] [d_sae=9216]
 
 Writes a synthetic cache in the library's format (random activations, real per-shard checksums)
 to a temporary folder, then reads one shuffled epoch of [4096, width] batches through
 ``ActivationCache.batches`` with verification and without it, alternating, three times each.
 Prints the medians and their ratio, and the time to take and release the folder lock. With
 ``train=1`` it also trains a TopK SAE (d_sae = 16 x width, k = 32) for one epoch on the cache,
-with and without verification, on the CPU, to set the check beside training.
+with and without verification, on the CPU, to set the check beside training. With
+``artifact=true`` it instead saves a TopK SAE artifact of ``d_in x d_sae`` (random weights) and
+times ``interp.decomposers.load`` with the xxh3 check of its weights and without it (the digest
+removed from config.json, as in an artifact saved before digests), alternating, seven times each.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interp._io import folder_lock, write_json_atomic
+from interp._io import file_digest, folder_lock, write_json_atomic
 from interp.activations.disk import allocate
 from interp.activations.format import FORMAT, ActivationCache, site_file, storage_dtype
 
@@ -91,6 +96,34 @@ def train_seconds(path: Path, verify: bool) -> float:
     return time.perf_counter() - t
 
 
+def artifact_load_seconds(d_in: int, d_sae: int, root: Path) -> dict[str, list[float]]:
+    """Times of ``load`` on one artifact with its weight digest ("checked") and with it removed
+    ("plain"), and of the digest alone ("digest")."""
+    import json
+
+    import torch
+
+    from interp.decomposers import load
+    from interp.decomposers.sae import TopKConfig, TopKSAE
+
+    torch.manual_seed(0)
+    art = TopKSAE(TopKConfig(d_in=d_in, d_sae=d_sae, k=32)).save(root / "artifact")
+    config = json.loads((art / "config.json").read_text())
+    bare = {k: v for k, v in config.items() if k != "xxh3"}
+    load(art)  # warm the page cache
+    runs: dict[str, list[float]] = {"plain": [], "checked": [], "digest": []}
+    for _ in range(7):
+        t = time.perf_counter()
+        file_digest(art / "weights.safetensors")
+        runs["digest"].append(time.perf_counter() - t)
+        for check in ("plain", "checked"):
+            write_json_atomic(art / "config.json", config if check == "checked" else bare)
+            t = time.perf_counter()
+            load(art)
+            runs[check].append(time.perf_counter() - t)
+    return runs
+
+
 @dataclass(frozen=True)
 class Config:
     n_tokens: int = 1 << 20
@@ -103,9 +136,32 @@ class Config:
     """Folder of the temporary cache (None: the system's temp folder)."""
     train: bool = False
     """Also time one CPU epoch of TopK training on the cache with and without verification."""
+    artifact: bool = False
+    """Instead of the cache: time loading a TopK SAE artifact with and without its weight digest check."""
+    d_in: int = 576
+    """Artifact input width (with artifact=true; 576: SmolLM2-135M's residual stream)."""
+    d_sae: int = 9216
+    """Artifact features (with artifact=true)."""
 
 
 def run(cfg: Config) -> None:
+    if cfg.artifact:
+        with tempfile.TemporaryDirectory(dir=cfg.dir) as tmp:
+            runs = artifact_load_seconds(cfg.d_in, cfg.d_sae, Path(tmp))
+        plain, checked = np.median(runs["plain"]), np.median(runs["checked"])
+        mb = cfg.d_in * cfg.d_sae * 2 * 4 / 1e6
+        print(
+            f"load of a TopK SAE artifact {cfg.d_in} x {cfg.d_sae} (~{mb:.0f} MB of float32 weights), page cache warm:"
+        )
+        print(
+            f"  without digest check  {plain * 1e3:.1f} ms   (runs {', '.join(f'{r * 1e3:.1f}' for r in runs['plain'])})"
+        )
+        print(
+            f"  with digest check     {checked * 1e3:.1f} ms   (runs {', '.join(f'{r * 1e3:.1f}' for r in runs['checked'])})"
+        )
+        print(f"  ratio                 {checked / plain:.3f}")
+        print(f"  xxh3 of the weights file alone: {np.median(runs['digest']) * 1e3:.1f} ms")
+        return
     n_tokens, width, dtype = cfg.n_tokens, cfg.width, cfg.dtype
     with tempfile.TemporaryDirectory(dir=cfg.dir) as tmp:
         path = Path(tmp) / "cache"

@@ -21,9 +21,17 @@ from pathlib import Path
 
 import torch
 from jaxtyping import Float, Int
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from interp._io import read_json, write_json_atomic
+from interp._io import (
+    current_dir,
+    file_digest,
+    folder_lock,
+    load_safetensors,
+    read_json,
+    replace_dir,
+    write_json_atomic,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,21 +240,32 @@ def train(
 
 
 def save(params: dict[str, torch.Tensor], cfg: ModAddConfig, metrics: dict, path: str | Path) -> Path:
-    """Write ``weights.safetensors`` + ``config.json`` (config and metrics) atomically."""
+    """Write ``weights.safetensors`` + ``config.json`` (config, metrics, the weights' xxh3 digest)
+    into a fresh folder swapped in whole for ``path`` (``replace_dir``; other files kept)."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / ".weights.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in params.items()}, str(tmp))
-    tmp.replace(path / "weights.safetensors")
-    write_json_atomic(path / "config.json", {"config": dataclasses.asdict(cfg), "metrics": metrics})
+    tensors = {k: v.contiguous() for k, v in params.items()}
+
+    def fill(tmp: Path) -> None:
+        save_file(tensors, str(tmp / "weights.safetensors"))
+        record = {"config": dataclasses.asdict(cfg), "metrics": metrics}
+        write_json_atomic(tmp / "config.json", record | {"xxh3": file_digest(tmp / "weights.safetensors")})
+
+    with folder_lock(path, "mod-add model folder"):
+        replace_dir(path, fill, keep_others=True)
     return path
 
 
 def load(path: str | Path) -> tuple[dict[str, torch.Tensor], ModAddConfig, dict]:
-    path = Path(path)
+    path = current_dir(path)
     meta = read_json(path / "config.json", "mod-add model config")
     cfg = ModAddConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
-    return load_file(str(path / "weights.safetensors")), cfg, meta["metrics"]
+    weights = load_safetensors(
+        path / "weights.safetensors",
+        "mod-add model weights",
+        digest=meta.get("xxh3"),
+        repair=f"delete {path} and run the command again to retrain it",
+    )
+    return weights, cfg, meta["metrics"]
 
 
 def train_or_load(cfg: ModAddConfig, seeds: list[int], root: str | Path) -> list[tuple[dict, dict]]:

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
-from interp._io import read_json, write_atomic, write_json_atomic
+from interp._io import load_safetensors, read_json, write_atomic, write_json_atomic
 from interp.decomposers.base import REGISTRY
+from interp.errors import DataError, MissingFileError
 
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"
 SAELENS_VERSION = "6.0.0"  # the format version written (v6 layout: ``metadata`` block)
@@ -138,11 +139,19 @@ def _read_state(path: Path, cfg: dict, norm_scaling_factor: float | None) -> dic
     """Weights for raw activations with ``b_dec`` subtracted at the input, in float32."""
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} is missing: not a complete SAELens SAE directory")
-    state = {k: v.float() for k, v in load_file(str(weights)).items()}
+        raise MissingFileError(f"{weights} is missing: not a complete SAELens SAE directory")
+    ours = path / "config.json"  # the SAELens files of one of our artifacts: its digest, if recorded
+    digest = (read_json(ours, "decomposer config").get("xxh3") or {}).get(WEIGHTS_FILE) if ours.is_file() else None
+    loaded = load_safetensors(
+        weights,
+        "SAELens weights",
+        digest=digest,
+        repair=f"write it again from the artifact: interp.decomposers.load({str(path)!r}).save({str(path)!r})",
+    )
+    state = {k: v.float() for k, v in loaded.items()}
     missing = {"W_enc", "W_dec", "b_enc", "b_dec"} - set(state)
     if missing:
-        raise ValueError(f"{weights}: missing tensors {sorted(missing)}; found {sorted(state)}")
+        raise DataError(f"{weights}: missing tensors {sorted(missing)}; found {sorted(state)}")
     d_in, d_sae = cfg["d_in"], cfg["d_sae"]
     expect = {
         "W_enc": (d_in, d_sae),

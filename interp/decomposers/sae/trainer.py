@@ -35,7 +35,7 @@ from interp._io import (
     LOCK_FILE,
     check_same_request,
     file_digest,
-    folder_lock,
+    job_lock,
     load_safetensors,
     read_json,
     recover_dir,
@@ -227,7 +227,7 @@ def train(
     if out and out.exists() and not out.is_dir():
         raise DataError(f"out={out} is an existing file; an SAE artifact is a folder: choose another path")
     check_budget(run_cfg.n_tokens, _data_tokens(data), "the training data")
-    hold = folder_lock(out, "SAE run folder") if out and _dist.is_main() else contextlib.nullcontext()
+    hold = job_lock(out, "SAE run folder") if out else contextlib.nullcontext()
     with hold:
         return _train(cfg, run_cfg, data, out, fingerprint(data), progress)
 
@@ -238,7 +238,8 @@ def _train(
     device = _dist.local_device(run_cfg.device)
     ckpt = _Checkpoint(out, data_id)
     if out and _dist.is_main():
-        recover_dir(out / "checkpoint")  # finish a checkpoint swap a signal interrupted
+        recover_dir(out)  # finish an artifact or checkpoint swap a signal interrupted
+        recover_dir(out / "checkpoint")
     _dist.barrier()
     if out and (out / "config.json").exists() and not ckpt.exists():
         _check_same_settings(_saved_settings(out), cfg, run_cfg, out)

@@ -256,6 +256,8 @@ def test_save_keeps_other_files_and_is_readable(tmp_path):
     """Saving into a run folder keeps what else is there (wandb logs) and leaves shareable files."""
     import stat
 
+    from interp._io import LOCK_FILE
+
     out = tmp_path / "run"
     (out / "wandb").mkdir(parents=True)
     (out / "wandb" / "log.txt").write_text("kept")
@@ -268,7 +270,7 @@ def test_save_keeps_other_files_and_is_readable(tmp_path):
     sae.save(out)
     sae.save(out)  # overwriting an artifact works too
     assert (out / "wandb" / "log.txt").read_text() == "kept"
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [LOCK_FILE]  # no temporaries
     for name in ("config.json", "weights.safetensors", "meta.json", "cfg.json", "sae_weights.safetensors"):
         assert (out / name).stat().st_mode & stat.S_IROTH, name
     assert torch.equal(load(out).W_dec, sae.W_dec)
