@@ -96,6 +96,8 @@ EXPERIMENTS = {
     "sweep_sae": ["reproduce", "sweep_sae"],
     "bench_synthetic": ["bench", "synthetic"],
     "bench_synthetic_lr": ["bench", "synthetic"],
+    "bench_synthetic_lr_sparse": ["bench", "synthetic"],
+    "bench_synthetic_grid": ["bench", "synthetic"],
     "quality": ["reproduce", "quality"],
     "quality_artifacts": ["reproduce", "quality_artifacts"],
 }
