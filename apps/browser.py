@@ -92,6 +92,9 @@ def feature_page(store, path: Path, i: int) -> None:
         st.markdown(f"**{label}**")
     st.caption(f"{store.title()} · {plain(basis_text(store.manifest))}")
     st.html(data["metrics_html"])
+    if data["explanation_html"]:
+        st.markdown("#### Explanation (automatic interpretability)")
+        st.html(data["explanation_html"])
     st.caption(views.exclusion_note(store.manifest))
     left, right = st.columns([3, 2], gap="medium")
     left.markdown(f"#### Top activations ({data['n_top']})")

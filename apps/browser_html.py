@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 
 STYLE = """<style>
 .ex{display:flex;gap:.6em;align-items:baseline;margin:.1em 0}
@@ -27,6 +28,11 @@ STYLE = """<style>
 .vocabrow table.vocab{flex:none;font-size:.85em;border-collapse:collapse}
 .vocabrow table.vocab td,.vocabrow table.vocab th{padding:1px 6px;border:none}
 .vocabrow .hist{flex:1 1 220px;min-width:0}
+.explain{border-left:3px solid #ff8c00;padding:.2em .8em;margin:.4em 0}
+.explain q{display:block;font-size:1.15em;quotes:none;overflow-wrap:anywhere}
+.explain .who{font-size:.8em;color:#555;overflow-wrap:anywhere}
+.explain .offline{display:inline-block;font-size:.8em;font-weight:600;color:#7a4100;background:#fff1dc;
+  border-radius:3px;padding:0 .4em;margin:.2em 0}
 </style>"""
 
 
@@ -81,31 +87,42 @@ def examples_html(examples: list[dict], decode, scale: float) -> str:
     return "".join(parts)
 
 
-def svg_bars(xs: list[float], heights: list[float], colours: list[str], xlabel: str, w: int = 360, h: int = 150) -> str:
-    """A bar chart of ``heights`` at centres ``xs`` (equal widths), scaled to its column."""
+def svg_bars(
+    xs: list[float],
+    heights: list[float],
+    colours: list[str],
+    xlabel: str,
+    w: int = 360,
+    h: int = 150,
+    log: bool = False,
+) -> str:
+    """A bar chart of ``heights`` at centres ``xs`` (equal widths), scaled to its column; ``log``:
+    bar heights on a log scale (log(1 + count)), so a tail of a few tokens stays visible."""
     if not xs:
         return "<p>No values to plot.</p>"
+    shown = [math.log1p(v) for v in heights] if log else heights
     pad_l, pad_b, pad_t = 36, 30, 8
     lo, hi = min(xs), max(xs)
     step = min((b - a for a, b in zip(xs, xs[1:]) if b > a), default=1.0)
     lo, hi = lo - step / 2, hi + step / 2
-    top = max(heights) or 1
+    top = max(shown) or 1
     sx = lambda x: pad_l + (x - lo) / (hi - lo) * (w - pad_l - 4)  # noqa: E731
     sy = lambda y: pad_t + (1 - y / top) * (h - pad_b - pad_t)  # noqa: E731
     bw = max(sx(lo + step) - sx(lo) - 0.5, 0.8)
     bars = "".join(
-        f'<rect x="{sx(x) - bw / 2:.1f}" y="{sy(v):.1f}" width="{bw:.1f}" '
-        f'height="{sy(0) - sy(v):.1f}" fill="{c}"><title>{x:.3g}: {v:g}</title></rect>'
-        for x, v, c in zip(xs, heights, colours)
+        f'<rect x="{sx(x) - bw / 2:.1f}" y="{sy(y):.1f}" width="{bw:.1f}" '
+        f'height="{sy(0) - sy(y):.1f}" fill="{c}"><title>{x:.3g}: {v:g}</title></rect>'
+        for x, v, y, c in zip(xs, heights, shown, colours)
         if v
     )
+    mid = 0.0 if lo + 0.2 * (hi - lo) < 0 < hi - 0.2 * (hi - lo) else (lo + hi) / 2  # 0 when it is inside
     ticks = "".join(
         f'<text x="{sx(x):.1f}" y="{h - pad_b + 13}" text-anchor="{a}">{x:.3g}</text>'
-        for x, a in ((lo, "start"), ((lo + hi) / 2, "middle"), (hi, "end"))
+        for x, a in ((lo, "start"), (mid, "middle"), (hi, "end"))
     )
     axes = (
         f'<line x1="{pad_l}" y1="{sy(0):.1f}" x2="{w - 4}" y2="{sy(0):.1f}" stroke="#999"/>'
-        f'<text x="{pad_l - 4}" y="{pad_t + 9}" text-anchor="end">{top:g}</text>'
+        f'<text x="{pad_l - 4}" y="{pad_t + 9}" text-anchor="end">{max(heights):g}</text>'
         f'<text x="{pad_l - 4}" y="{sy(0):.1f}" text-anchor="end">0</text>'
         f'<text x="{(pad_l + w) / 2:.0f}" y="{h - 3}" text-anchor="middle">{html.escape(xlabel)}</text>'
     )
@@ -129,13 +146,17 @@ def activation_hist_html(f: dict) -> str:
     bars = [(-(b + 0.5) * w, h, "#1e78ff") for b, h in enumerate(f["hist_neg"]) if h][::-1]
     bars += [((b + 0.5) * w, h, "#ff8c00") for b, h in enumerate(f["hist_pos"]) if h]
     xs, hs, cs = zip(*bars) if bars else ((), (), ())
-    return STYLE + svg_bars(list(xs), list(hs), list(cs), "activation (nonzero tokens)")
+    log = bool(hs) and max(hs) > 100 * min(hs)  # a long tail (dense features): the top examples sit in it
+    label = "activation (nonzero tokens" + ("; count on a log scale)" if log else ")")
+    return STYLE + svg_bars(list(xs), list(hs), list(cs), label, log=log)
 
 
 def vocab_html(f: dict) -> str:
     """Promoted/suppressed tokens beside the histogram of the direction's logits over the whole
     vocabulary (SAEDashboard's logit-effect histogram; the tails are the tokens listed)."""
-    cell = lambda t: token_html(t).replace(" ", "&nbsp;")  # noqa: E731 (a leading space stays visible)
+    cell = lambda t: (  # noqa: E731 (a leading space stays visible; a token of spaces shows them as ␣ / ⍽)
+        token_html(t).replace(" ", "&nbsp;") if t.strip() else token_html(t).replace(" ", "␣").replace("\xa0", "⍽")
+    )
     rows = "".join(
         f"<tr><td><code>{cell(a)}</code></td><td>{x:+.3f}</td><td><code>{cell(b)}</code></td><td>{y:+.3f}</td></tr>"
         for a, x, b, y in zip(f["vocab_top"], f["vocab_top_logits"], f["vocab_bottom"], f["vocab_bottom_logits"])
@@ -163,3 +184,33 @@ def metrics_html(f: dict) -> str:
         ("active tokens", f"{f['n_active']:,}"),
     ]
     return STYLE + '<div class="metrics">' + "".join(f"<div>{k}<b>{v}</b></div>" for k, v in cells) + "</div>"
+
+
+def _auroc(v: float | None) -> str:
+    return "n/a" if v is None or v != v else f"{v:.2f}"
+
+
+def explanation_html(e: dict) -> str:
+    """An attached explanation: the text, its detection and fuzzing AUROC (0.5: chance), who
+    explained and who scored, and a label when the scorer is the offline one (not an LLM reader)."""
+    offline = str(e["scorer"]).startswith("offline")
+    badge = (
+        '<div class="offline">offline scorer: sentence-embedding similarity, not an LLM reader; '
+        "its AUROCs are not comparable with LLM-scored ones</div>"
+        if offline
+        else ""
+    )
+    cells = [
+        ("detection AUROC", _auroc(e["detection"])),
+        ("fuzzing AUROC", _auroc(e["fuzzing"])),
+        ("scored contexts", f"{e['n_activating']} activating · {e['n_negative']} not"),
+    ]
+    return (
+        STYLE
+        + f'<div class="explain"><q>{html.escape(str(e["explanation"]))}</q>{badge}'
+        + '<div class="metrics">'
+        + "".join(f"<div>{k}<b>{v}</b></div>" for k, v in cells)
+        + "</div>"
+        + f'<div class="who">explainer: {html.escape(str(e["explainer"]))}<br>'
+        + f"scorer: {html.escape(str(e['scorer']))}</div></div>"
+    )

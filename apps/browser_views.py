@@ -57,6 +57,7 @@ def feature_page(path: str, stamp: float, i: int) -> dict[str, Any]:
         "hist_html": hx.activation_hist_html(f),
         "metrics_html": hx.metrics_html(f),
         "vocab_html": hx.vocab_html(f) if store.has_vocab else None,
+        "explanation_html": hx.explanation_html(e) if (e := store.explanation(i)) else None,
     }
 
 

@@ -1,5 +1,6 @@
 """A bounded local load test of the browser app: several real browsers (headless Chromium) at once
-on one store, loading feature pages while another submits steering requests; 127.0.0.1 only.
+on one store, loading feature pages while other browsers submit steering requests at the same
+time (the app queues them on its one shared model); 127.0.0.1 only.
 
 Every request has a timeout and the number of requests is fixed, so the test ends in bounded
 time whatever the server does; a request that fails or times out is counted as an error.
@@ -7,6 +8,7 @@ time whatever the server does; a request that fails or times out is counted as a
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
@@ -52,7 +54,7 @@ def _summary(xs: list[float]) -> str:
         return "none completed"
     xs = sorted(xs)
     return (
-        f"median {statistics.median(xs):.2f} s · p90 {xs[int(0.9 * (len(xs) - 1))]:.2f} s · "
+        f"median {statistics.median(xs):.2f} s · p90 {xs[math.ceil(0.9 * len(xs)) - 1]:.2f} s · "
         f"max {xs[-1]:.2f} s (n={len(xs)})"
     )
 
@@ -61,8 +63,9 @@ def load_test(
     root: str | Path, store: str | Path, clients: int = 4, loads: int = 6, steers: int = 2, seed: int = 0
 ) -> dict[str, str]:
     """``clients`` browsers each load ``loads`` distinct feature pages of ``store`` (under ``root``)
-    while one more browser submits ``steers`` steering requests; all start together. Returns the
-    latencies (page drawn / steered generations drawn) and errors, as table rows."""
+    while ``steers`` more browsers each submit one steering request (on a fresh server: the first
+    also waits for the model to load); all start together. Returns the latencies (page drawn /
+    steered generations drawn, from the click) and errors, as table rows."""
     root, store = Path(root), Path(store)
     live = np.flatnonzero(FeatureStore(store).features["n_active"].to_numpy())
     pick = np.random.default_rng(seed).choice(live, size=min(len(live), clients * loads + steers), replace=False)
@@ -75,11 +78,10 @@ def load_test(
             )
             for c in range(clients)
         ]
-        threads.append(
-            threading.Thread(
-                target=_steers, args=(url, run, [int(x) for x in pick[clients * loads :]], steered, errors)
-            )
-        )
+        threads += [
+            threading.Thread(target=_steers, args=(url, run, [int(x)], steered, errors))
+            for x in pick[clients * loads :]
+        ]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -87,7 +89,7 @@ def load_test(
             t.join()
         wall = time.perf_counter() - t0
     return {
-        f"load: {clients} clients x {loads} page loads + {steers} steering requests": f"{wall:.1f} s wall, {len(errors)} errors {errors[:3] if errors else ''}",
+        f"load: {clients} clients x {loads} page loads + {steers} concurrent steering requests": f"{wall:.1f} s wall, {len(errors)} errors {errors[:3] if errors else ''}",
         "load: page latency under load": _summary(pages),
-        "load: steering latency under load (calibrate + 2 batched generations)": _summary(steered),
+        "load: steering latency under load (queued on one model; the first loads it)": _summary(steered),
     }

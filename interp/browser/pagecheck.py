@@ -21,7 +21,7 @@ CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CONTENT = (
     '[data-testid="stMarkdownContainer"], [data-testid="stVegaLiteChart"], '
     '[data-testid="stButton"], [data-testid="stMetric"], [data-testid="stCode"], '
-    '[data-testid="stDataFrame"], table.vocab, div.ctx, div.ex'
+    '[data-testid="stDataFrame"], table.vocab, div.ctx, div.ex, div.explain'
 )
 
 # Injected before any page script: records when each end-of-page marker first enters the DOM

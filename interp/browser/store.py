@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import torch
 
 TABLES = ("features.parquet", "examples.parquet", "vocab.parquet")
+EXPLANATIONS = "explanations.parquet"  # optional: attached by ``explain.attach_explanations``
 
 
 class StoreError(DataError):
@@ -104,6 +105,7 @@ class FeatureStore:
             self.vocab = (
                 pq.read_table(self.path / "vocab.parquet", page_checksum_verification=True).column("token").to_pylist()
             )
+            self._explained: dict[int, dict[str, Any]] | None = None
             self._offsets = self.features.column("ex_offset").to_numpy()
             self._counts = self.features.column("ex_count").to_numpy()
         except (pa.ArrowException, OSError, KeyError) as e:
@@ -164,12 +166,37 @@ class FeatureStore:
             raise StoreError(f"{self.path}: examples.parquet is corrupt ({e}); rebuild the store") from e
         return table.slice(a - groups[0] * EXAMPLE_ROW_GROUP, n)
 
+    def explanation(self, i: int) -> dict[str, Any] | None:
+        """The feature's attached explanation (text, detection and fuzzing AUROC, explainer and
+        scorer names), or None when it has none (see ``explain.attach_explanations``)."""
+        i = self.check_feature(i)
+        if "explanations" not in self.manifest:
+            return None
+        if self._explained is None:
+            try:
+                rows = pq.read_table(self._inside(EXPLANATIONS), page_checksum_verification=True).to_pylist()
+            except (pa.ArrowException, OSError) as e:
+                raise StoreError(f"{self.path}: {EXPLANATIONS} is corrupt ({e}); attach the explanations again") from e
+            self._explained = {int(r["feature"]): r for r in rows}
+        return self._explained.get(i)
+
     def tokens(self, ids: list[int]) -> list[str]:
         return [self.vocab[t] if 0 <= t < len(self.vocab) else f"<id {t}>" for t in ids]
 
     def directions(self, residual: bool = False) -> "torch.Tensor":
         d = load_safetensors(self._inside("directions.safetensors"), "store directions")
         return d.get("residual_directions", d["directions"]) if residual else d["directions"]
+
+    def steering(self) -> dict[str, Any] | None:
+        """The store's steering-strength calibration (``steering.json``, written after the build by
+        ``interp.evals.steering.store_strength.calibrate_store``), or None when it has none."""
+        path = self._inside("steering.json")
+        if not path.is_file():
+            return None
+        try:
+            return read_json(path, "store steering calibration")
+        except ValueError as e:
+            raise StoreError(f"{self.path}: steering.json is corrupt ({e}); rebuild it with `interp browse`") from e
 
     # -- search -----------------------------------------------------------------------------
     def search(

@@ -3,6 +3,7 @@ search, navigation, the steering panel, and clear messages for bad input."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -166,3 +167,114 @@ def test_steering_panel_generates_with_calibrated_strength(app, browser_root):
         tol=0.1,
     )
     assert abs(alpha - cal.points[0].alpha) <= 1e-3 * abs(alpha)
+
+
+@pytest.fixture
+def calibrated_store(browser_root, tiny_model):
+    """A copy of the topk store with its steering.json (the store-level default strength)."""
+    import shutil
+
+    pytest.importorskip("interp.evals.steering")
+    from interp.evals.steering.store_strength import calibrate_store
+
+    dst = browser_root / "stores" / "topk_steer"
+    shutil.copytree(browser_root / "stores" / "topk", dst)
+    try:
+        # the tiny model's next-token KL saturates near 0.02 at this site: budgets below it
+        cal = calibrate_store(dst, tiny_model, n_features=6, budgets=(0.002, 0.005, 0.01))
+        yield dst, cal
+    finally:
+        shutil.rmtree(dst)
+
+
+def test_store_strength_is_the_median_of_per_feature_calibrations(calibrated_store, tiny_model):
+    import statistics
+
+    from interp.browser import FeatureStore
+    from interp.data.concepts import neutral_sentences
+    from interp.evals.steering.calibration import calibrate_alpha
+
+    path, cal = calibrated_store
+    store = FeatureStore(path)
+    assert store.steering() == cal  # written to the store, read back by the browser's reader
+    live = set(np.flatnonzero(store.features["n_active"].to_numpy()).tolist())
+    assert len(cal["features"]) == 6 and set(cal["features"]) <= live
+    dirs = store.directions()
+    budgets = [b["kl"] for b in cal["budgets"]]
+    per_feature = [  # independently: calibrate each sampled feature by itself
+        calibrate_alpha(
+            tiny_model, dirs[i].float(), store.manifest["site"], budgets, neutral_sentences()[:8], signs=(1,), tol=0.1
+        )
+        for i in cal["features"]
+    ]
+    for k, b in enumerate(cal["budgets"]):  # the store's α is the median of the features' α's
+        alphas = [c.points[k].alpha for c in per_feature if c.points[k].hit]
+        assert b["n_hit"] == len(alphas) and b["n_hit"] + b["n_missed"] == 6
+        assert b["alpha"] == (pytest.approx(statistics.median(alphas), rel=1e-6) if alphas else None)
+    assert cal["budgets"][0]["n_hit"] == 6
+
+
+def test_steering_panel_uses_the_store_strength_and_equals_direct_generation(app, calibrated_store, tiny_model):
+    """The panel's text is exactly ``generate`` without and inside ``steer`` at the stated α, and
+    the stated KL is the feature's KL at that α."""
+    from interp.browser import FeatureStore
+    from interp.evals import steering
+    from interp.evals.steering.store_strength import neutral_kl
+
+    path, cal = calibrated_store
+    at = app(run="stores/topk_steer", feature="3")
+    at.toggle(key="steer_open").set_value(True).run()
+    assert at.checkbox(key="steer_exact").value is False  # the store's strength is the default
+    prompts = ["The river", "Once upon a time"]
+    at.text_area(key="steer_prompt").input("\n".join(prompts))
+    at.number_input(key="steer_tokens").set_value(12)
+    at.button(key="steer_go").click().run()
+    _ok(at)
+    how = next(c.value for c in at.caption if "store's calibration" in c.value)
+    alpha = cal["budgets"][0]["alpha"]  # the store's budgets replace the panel's (0.1 is not among them)
+    assert f"α = {alpha:.4g}, the store's calibration for budget 0.002" in how
+    store = FeatureStore(path)
+    d, site = store.directions()[3].float(), store.manifest["site"]
+    plain = steering.generate(tiny_model, prompts, max_new_tokens=12, seed=0, temperature=0)
+    with steering.steer(tiny_model, d, site, alpha):
+        steered = steering.generate(tiny_model, prompts, max_new_tokens=12, seed=0, temperature=0)
+    assert plain != steered  # the direction does something at this strength
+    assert [c.value for c in at.code] == [p + x for p, x in zip(prompts, plain)] + [
+        p + y for p, y in zip(prompts, steered)
+    ]
+    kl = neutral_kl(tiny_model)(d, site, alpha)
+    assert f"this feature's KL at that α: {kl:.3g}" in how
+
+
+def test_vocabulary_cells_show_tokens_made_of_spaces():
+    """A token of spaces (' ', a no-break space) would be an empty-looking cell; it shows as ␣ / ⍽."""
+    import re
+    import sys
+
+    sys.path.insert(0, str(Path(APP).parent))
+    import browser_html
+
+    f = {"vocab_top": [" ", "\xa0", " a"], "vocab_top_logits": [1.0] * 3}
+    f |= {"vocab_bottom": ["x", "\n", "y"], "vocab_bottom_logits": [-1.0] * 3}
+    cells = re.findall(r"<code>(.*?)</code>", browser_html.vocab_html(f))
+    assert cells == ["␣", "x", "⍽", "↵", "&nbsp;a", "y"]
+
+
+def test_activation_histogram_uses_a_log_scale_for_long_tails():
+    """A dense feature's top examples sit in a tail of a few tokens beside thousands: on a linear
+    scale those bars are invisible, so such a histogram is drawn on a log scale and says so."""
+    import base64
+    import re
+    import sys
+
+    sys.path.insert(0, str(Path(APP).parent))
+    import browser_html
+
+    def svg(f):
+        return base64.b64decode(re.search(r"base64,([^\"]+)", browser_html.activation_hist_html(f)).group(1)).decode()
+
+    tail = {"hist_range": 4.0, "hist_neg": [0, 0, 0, 0], "hist_pos": [3000, 0, 0, 2]}
+    even = {"hist_range": 4.0, "hist_neg": [0, 0, 0, 0], "hist_pos": [3, 0, 0, 2]}
+    heights = lambda s: [float(h) for h in re.findall(r'height="([\d.]+)"', s)]  # noqa: E731
+    assert "log scale" in svg(tail) and "log scale" not in svg(even)
+    assert min(heights(svg(tail))) > 0.1 * max(heights(svg(tail)))  # the 2-token bar is visible

@@ -211,3 +211,27 @@ def test_multi_view_artifacts_get_one_store_per_view(browser_root, tiny_model, t
             progress=False,
             **{**STORE_OPTIONS, "views": (7,)},
         )
+
+
+def test_browse_command_writes_the_default_steering_strength(browser_root, _tiny_corpus_file, tmp_path, capsys):
+    """``interp browse artifact=... out=...`` (the command's own build function) leaves a store
+    with its steering.json, which the browser's reader returns."""
+    pytest.importorskip("interp.evals.steering")
+    from interp.cli.browse import Config, build
+    from interp.evals.steering.store_strength import KL_BUDGETS, N_FEATURES
+
+    out = tmp_path / "store"
+    cfg = Config(
+        artifact=str(browser_root / "artifacts" / "topk"),
+        out=str(out),
+        text=str(_tiny_corpus_file),
+        n_tokens=N_TOKENS,
+        model="tiny-llama",
+        params=STORE_OPTIONS,
+    )
+    build(cfg)
+    cal = FeatureStore(out).steering()
+    assert cal is not None and [b["kl"] for b in cal["budgets"]] == list(KL_BUDGETS)
+    assert len(cal["features"]) == N_FEATURES and cal["site"] == "blocks.0.hook_resid_pre"
+    assert all(b["n_hit"] + b["n_missed"] == N_FEATURES for b in cal["budgets"])
+    assert "default steering strength" in capsys.readouterr().out

@@ -144,3 +144,43 @@ def test_gba_recovers_95_percent_at_tau_09_on_more_seeds():
     for seed in (1, 2):
         rec = _gba_recovery(seed)
         assert rec.rates[0.9] >= 0.95, (seed, rec.rates)
+
+
+# -- learning-rate sensitivity of BA/GBA at their defaults (issue 21) -------------------------------
+
+# A small planted case: 32 unit features in 16 dimensions, two active per sample (frequency 1/16),
+# uniform coefficients; 20 passes over 4,000 samples with Adam (312 steps of 256), width 256.
+_SMALL = dict(n_samples=4000, n_features=32, d=16, sparsity=((1.0, 2),))
+_SMALL_TRAIN = dict(d_sae=256, batch_size=256, n_tokens=80_000, optimizer="adam", wandb="disabled", device="cpu")
+
+
+def _small_recovery(spec: dict, lr: float) -> float:
+    data = make_dataset(**_SMALL, seed=0)
+    sae = train({**_SMALL_TRAIN, **spec, "lr": lr, "seed": 0}, data.x, progress=False)
+    return recovery(sae.directions(), data.directions).rates[0.9]
+
+
+@pytest.mark.parametrize("lr", [3e-3, 1e-2, 3e-2])
+def test_topk_at_matched_sparsity_recovers_the_small_case(lr):
+    """The reference for the BA/GBA tests below: TopK with k = s recovers the planted features at
+    these learning rates (measured: 96.9% at 3e-3, 100% at 1e-2 and 3e-2; 62.5% at 1e-3, 0% at
+    1e-4)."""
+    assert _small_recovery({"method": "topk", "k": 2}, lr) >= 0.9
+
+
+@pytest.mark.parametrize("method", ["ba", "gba"])
+@pytest.mark.parametrize("lr", [1e-2, 3e-2])
+def test_bias_adaptation_defaults_recover_where_topk_does(method, lr):
+    """BA and GBA at their defaults recover >= 90% of the planted features at tau 0.9 where TopK at
+    matched sparsity does (measured: GBA 96.9% / 100%, BA 96.9% at 1e-2). With the former
+    defaults (b = 0 and a = 1 at the start, a bias update every 50 steps: 6 updates in this run)
+    GBA recovered 0% at each of 1e-4, 1e-3 and 1e-2: the biases never came down and the codes
+    stayed dense."""
+    assert _small_recovery({"method": method}, lr) >= 0.9
+
+
+@pytest.mark.xfail(strict=True, reason="open (issue 21): GBA learns ~3x slower than TopK in lr terms")
+@pytest.mark.parametrize("method", ["ba", "gba"])
+def test_bias_adaptation_defaults_recover_where_topk_does_at_3e_3(method):
+    """Where the defaults still fall short: at lr 3e-3 TopK recovers 96.9%, GBA 71.9%, BA 68.8%."""
+    assert _small_recovery({"method": method}, 3e-3) >= 0.9

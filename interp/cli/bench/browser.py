@@ -17,7 +17,10 @@
    unseen feature's URL. Beside them: the CPU time a warm page costs the server process and the
    time the browser's renderer main thread is busy with it (wall time: inflated by load), the store read
    time of the same features (data layer, in-process) and a bare Streamlit page (one element) as
-   the framework's floor.
+   the framework's floor (its first page on a fresh server and browser, a full load, a rerun).
+   Then the steering panel of the SAE store: Generate on the fresh server (model load included)
+   and on three more features (model warm). Each store gets its ``steering.json`` first, as
+   ``interp browse`` writes it.
 3. Screenshots of each store's feature page at 1600 and 1280 px (to ``shots``), with the count of
    overlapping content boxes.
 4. Load: ``clients`` browsers at once, each loading ``loads`` feature pages of the SAE store,
@@ -27,6 +30,7 @@ Timings on a shared machine are noisy (the load average is printed); compare wit
 """
 
 import os
+import math
 import statistics
 import tempfile
 import time
@@ -40,6 +44,8 @@ from interp.browser import FeatureStore, build_store, pagecheck as pc
 from interp.browser.loadtest import load_test
 from interp.browser.serve import cpu_seconds, serve
 from interp.cli import print_table
+from interp.evals.steering.store_strength import FILE as STEERING_FILE
+from interp.evals.steering.store_strength import calibrate_store
 from interp.errors import MissingFileError
 from interp.models import load as load_model
 from interp.models import run_to_sites
@@ -138,13 +144,17 @@ def build_stores(root: Path, arts: dict[str, Path], model, n_tokens: int) -> dic
             **({"heads": {"views": (3, LAYER)}, "lib": {"views": (1,)}}.get(name, {})),
         )
     base = root / "smollm2"
-    return {
+    stores = {
         "sae": base / "sae",
         "snmf": base / "snmf",
         "itda": base / "itda",
         "lib": base / "lib" / "node-1",
         "heads": base / "heads" / f"layer-{LAYER:02d}",
     }
+    for name in arts:  # the default steering strength, as `interp browse` writes it
+        if not (stores[name] / STEERING_FILE).exists():
+            calibrate_store(stores[name], model)
+    return stores
 
 
 def _stats(xs: list[float]) -> str:
@@ -152,14 +162,14 @@ def _stats(xs: list[float]) -> str:
         return "-"
     xs = sorted(xs)
     return (
-        f"median {1e3 * statistics.median(xs):.0f} ms · p90 {1e3 * xs[int(0.9 * (len(xs) - 1))]:.0f} ms"
+        f"median {1e3 * statistics.median(xs):.0f} ms · p90 {1e3 * xs[math.ceil(0.9 * len(xs)) - 1]:.0f} ms"
         f" · max {1e3 * xs[-1]:.0f} ms (n={len(xs)})"
     )
 
 
 def _similar_ids(driver) -> list[int]:
     return [
-        int(b.text.split("·")[0].strip("# "))
+        int(b.get_attribute("textContent").split("·")[0].strip("# "))  # .text is empty out of view
         for b in driver.find_elements("css selector", 'div[class*="st-key-sim-"] button p')
     ]
 
@@ -194,6 +204,7 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
                 for g in [int(g) for g in live if (name, int(g)) not in seen][:2]:
                     reload_.append(pc.load_page(d, f"{url}/?run={run}&feature={g}", f"feature-{g}"))
                     seen.add((name, g))
+            steer = steering_timings(d, url, rel["sae"], stores["sae"], seen)
         finally:
             d.quit()
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,7 +212,7 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
         with serve(root, app=Path(tmp) / "bare.py") as url:
             d = pc.chrome(1600)
             try:
-                pc.load_page(d, url, "bare-1")
+                bare_first = pc.load_page(d, url, "bare-1", 180)  # fresh server and browser, as "first page"
                 bare_load = [pc.load_page(d, url, "bare-1") for _ in range(3)]
                 bare_rerun = [_rerun(d, n) for n in range(2, 7)]
             finally:
@@ -212,9 +223,31 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
         "  its CPU: server process (all threads)": _stats(cpu_srv),
         "  browser renderer main thread busy (wall)": _stats(cpu_tab),
         "warm reload (new session, unseen feature)": _stats(reload_),
+        **steer,
         "store read (feature + examples, in-process)": _stats(read),
+        "floor: bare Streamlit first page (fresh server and browser)": f"{1e3 * bare_first:.0f} ms",
         "floor: bare Streamlit page, full load": _stats(bare_load),
         "floor: bare Streamlit rerun (button)": _stats(bare_rerun),
+    }
+
+
+def steering_timings(d, url: str, run: str, path: Path, seen: set) -> dict:
+    """The steering panel on the SAE store: Generate on a fresh server (the model loads on the
+    panel's opening, so this includes most of it), then Generate on other features reached in-app
+    (the panel stays open): store-calibrated α, the feature's KL, one batched greedy generation."""
+    live = [int(g) for g in np.flatnonzero(FeatureStore(path).features["n_active"].to_numpy())]
+    feats = [g for g in live if ("sae", g) not in seen][:4]
+    pc.load_page(d, f"{url}/?run={run}&feature={feats[0]}", f"feature-{feats[0]}", 120)
+    pc.open_steering(d)
+    first = pc.click_and_time(d, "div.st-key-steer_go button", f"feature-{feats[0]}-steered", 600)
+    warm = []
+    for g in feats[1:]:
+        pc.load_page(d, f"{url}/?run={run}&feature={g}", f"feature-{g}", 120)  # new session: panel closed
+        pc.open_steering(d)
+        warm.append(pc.click_and_time(d, "div.st-key-steer_go button", f"feature-{g}-steered", 300))
+    return {
+        "steering: first Generate (fresh server: model load included)": f"{first:.2f} s",
+        "steering: Generate, model warm (16 tokens x 2 prompts)": _stats(warm) + " (target: seconds)",
     }
 
 
@@ -314,13 +347,16 @@ def run(cfg: Config) -> None:
         for k, v in build_stores(root, {k: a for k, a in arts.items() if k in keep}, model, cfg.n_tokens).items()
         if k in keep
     }
-    rows = {"load average (1 min)": f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"}
+    load = lambda: f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"  # noqa: E731 (1-minute load average)
+    rows = {"load average (1 min), start": load()}
     if cfg.build_bench:
         rows |= bench_build(model, arts["sae"], root / "build-bench", cfg.n_tokens)
     rows |= page_timings(root, stores, cfg.pages)
+    rows["load average (1 min), after the pages"] = load()
     print_table(rows, "bench browser: pages (headless Chromium, 127.0.0.1)")
     if cfg.shots:
         rows |= screenshots(root, stores, Path(cfg.shots))
     if cfg.load:
         rows |= load_test(root, stores["sae"], cfg.clients, cfg.loads, cfg.steers)
+        rows["load average (1 min), after the load test"] = load()
     print_table(rows, "bench browser (headless Chromium, 127.0.0.1)")

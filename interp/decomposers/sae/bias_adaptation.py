@@ -28,10 +28,32 @@ What the sources leave open (see the method notes) and the defaults chosen here:
   ceil(buffer_tokens / batch_size) batches (default buffer: the batches since the last update);
   it is exact for the statistics the rule needs and small enough for any width.
 - Peaks r_m are those of y_m = w.(x - b_dec) + b_m (with the bias), clamped at 0.
-- ``bias_init`` "zero" (default; the sources start from b = 0, where about half the neurons fire
-  and the first steps run dense until the adaptation has lowered the biases) or "quantile": each
-  b_m starts at minus the (1 - p_k) quantile of its pre-activations on the first batch, so every
-  neuron fires near its group's target from step one (a deviation, for short runs).
+- ``bias_init`` "quantile" (default) or "zero". "zero" is where the sources start (b = 0), but it
+  puts about half the neurons on at once, and with a = 1 the first reconstructions overshoot the
+  input hundreds of times over (measured on the sparse planted setting of issue 21, n = 64, d = 42,
+  s = 3, width 1024: L0 513, FVU 141 at step 1); at Adam lr 1e-3 the weights are scrambled before
+  the biases have come down (mean max cosine to the planted features 0.47 at init, 0.33 at step
+  120) and nothing is recovered. "quantile" starts each b_m at minus the (1 - p_k) quantile of its
+  pre-activations on the first batch, so every neuron fires near its group's target from step one:
+  the state the bias rule converges to, and the one the theory analyses (biases fixed while the
+  weights learn).
+- ``scale_init`` (default None): the tied output scale a_m starts at the one common value that
+  reconstructs the first batch best in least squares (through the initial dictionary, biases and
+  activation); a float fixes it (1.0: the sources' a = 1). The theory takes a small (a -> 0); a = 1
+  with ~L0 random unit directions per token overshoots, and the gradient then goes to cancelling
+  the overshoot rather than to aligning the neurons (same setting, quantile start, T = 2, lr 1e-3:
+  recovery at tau 0.9 39% with a = 1, 81% with the least-squares start).
+- ``update_every`` (default None): the bias update period T. The sources give T = 50 for the LLM
+  runs (tens of thousands of steps) and nothing for the synthetic ones. Each update moves a bias
+  by 1% of a peak (gamma = 0.01), so the rule needs hundreds of updates per run to follow the
+  weights; None takes T = n_steps // 500 within [1, 50] (50 from 25,000 steps up). Measured on the
+  sparse setting (781 steps, lr 1e-3): T = 50 (15 updates) left the biases at -0.3 against
+  pre-activations of scale ~2.5 (L0 309 of 1024, 0% recovered, GBA and BA alike, since every
+  neuron was over-active); with the quantile start T = 50 recovered 42%, T = 2 81%.
+With all three defaults GBA recovers (tau 0.9, same setting, Adam lr 1e-4 / 3e-4 / 1e-3 / 3e-3 /
+1e-2) 0 / 0 / 87.5 / 100 / 100%, against TopK k = 3's 0 / 46.9 / 100 / 100 / 100% (the former
+defaults: 0% at 1e-3 here, and 0% at 1e-4, 1e-3 and 1e-2 on the small case of
+tests/evals/test_synthetic.py); it still learns more slowly than TopK at low rates (issue 21).
 - ``train_b_dec`` (default False): b_dec stays at the data mean it is initialised to. Trained,
   it drifted so as to raise every pre-activation against the adapted thresholds (measured on the
   synthetic benchmark: L0 grew from 28 to 46 while the biases fell, and recovery stalled); the
@@ -63,13 +85,16 @@ class BAConfig(SAEConfig):
     activation: str = doc_field("relu", "relu | jumprelu")
     train_scale: bool = doc_field(True, "tied only: the per-neuron output scale a_m is trained (else a = 1)")
     train_b_dec: bool = doc_field(False, "True: b_dec also trains (it then drifts against the thresholds)")
-    bias_init: str = doc_field("zero", "zero | quantile (start each neuron at its target frequency)")
+    bias_init: str = doc_field("quantile", "quantile (start each neuron at its target frequency) | zero (the sources')")
+    scale_init: float | None = doc_field(
+        None, "initial output scale a_m (tied); None: least squares on the first batch"
+    )
     gamma_up: float = doc_field(0.01, "step of a dead neuron's bias towards 0 (times its group's mean peak)")
     gamma_down: float = doc_field(0.01, "step of an over-active neuron's bias down (times its peak)")
     dead_eps: float = doc_field(1e-6, "a neuron firing at a rate below this is dead (its bias is raised)")
     bias_min: float | None = doc_field(None, "None: -sqrt(d_in)")
-    update_every: int = doc_field(50, "steps between bias updates")
-    buffer_tokens: int | None = doc_field(None, "None: update_every * batch_size")
+    update_every: int | None = doc_field(None, "steps between bias updates; None: n_steps // 500 within [1, 50]")
+    buffer_tokens: int | None = doc_field(None, "None: (bias update period) * batch_size")
     sparse_frac: float = doc_field(0.125, "use the sparse kernels when a batch's mean L0 is below this * d_sae")
 
 
@@ -101,21 +126,35 @@ class BiasAdaptationSAE(SAE):
             raise ValueError(f"bias_init must be 'zero' or 'quantile', got {cfg.bias_init!r}")
         if not 0 < cfg.ltf <= cfg.htf <= 1 or cfg.n_groups < 1:
             raise ValueError(f"need n_groups >= 1 and 0 < ltf <= htf <= 1, got {cfg.n_groups}, {cfg.ltf}, {cfg.htf}")
+        if (cfg.update_every is not None and cfg.update_every < 1) or (
+            cfg.scale_init is not None and cfg.scale_init <= 0
+        ):
+            raise ValueError(f"need update_every >= 1 and scale_init > 0, got {cfg.update_every}, {cfg.scale_init}")
         f = cfg.d_sae
         self.b_enc.requires_grad_(False)  # set by adaptation, never by the gradient
         self.W_enc.requires_grad_(not cfg.tied)
         self.b_dec.requires_grad_(cfg.train_b_dec)
-        self.scale = torch.nn.Parameter(torch.ones(f), requires_grad=cfg.tied and cfg.train_scale)
+        self.scale = torch.nn.Parameter(
+            torch.full((f,), 1.0 if cfg.scale_init is None else float(cfg.scale_init)),
+            requires_grad=cfg.tied and cfg.train_scale,
+        )
         gen = torch.Generator().manual_seed(self.run.seed + 7)
         group = torch.arange(f) * cfg.n_groups // f  # equal groups of randomly permuted neurons
         self.register_buffer("group", group[torch.randperm(f, generator=gen)])
         self.register_buffer("targets", group_targets(cfg.n_groups, cfg.htf, cfg.ltf))
         batch = self.run.batch_size
-        slots = max(1, math.ceil((cfg.buffer_tokens or cfg.update_every * batch) / batch))
+        slots = max(1, math.ceil((cfg.buffer_tokens or self.update_every * batch) / batch))
         self.register_buffer("ring_fired", torch.zeros(slots, f))  # firing counts per batch
         self.register_buffer("ring_peak", torch.zeros(slots, f))  # max(y, 0) per batch
         self.register_buffer("ring_tokens", torch.zeros(slots))
         self._pending: tuple[torch.Tensor, torch.Tensor, int] | None = None
+
+    @property
+    def update_every(self) -> int:
+        """The bias update period T: the config's, or n_steps // 500 within [1, 50]."""
+        if self.cfg.update_every is not None:
+            return self.cfg.update_every
+        return min(50, max(1, self.run.n_steps // 500))
 
     @property
     def bias_min(self) -> float:
@@ -142,13 +181,19 @@ class BiasAdaptationSAE(SAE):
     @torch.no_grad()
     def init_from_data(self, xn: Float[torch.Tensor, "B D"]) -> None:
         """b_dec at the data mean; with ``bias_init="quantile"`` each b_m at minus the (1 - p_k)
-        quantile of its pre-activations on ``xn`` (within [bias_min, 0])."""
+        quantile of its pre-activations on ``xn`` (within [bias_min, 0]); tied with ``scale_init``
+        None, every a_m at the least-squares scale of the initial reconstruction of ``xn``."""
         super().init_from_data(xn)
         if self.cfg.bias_init == "quantile":
             y = (xn - self.b_dec) @ self._W()
             rank = ((1 - self.targets[self.group]) * (len(y) - 1)).round().long()
             b = -y.sort(dim=0).values.gather(0, rank[None]).squeeze(0)
             self.b_enc.copy_(b.clamp(self.bias_min, 0.0))
+        if self.cfg.tied and self.cfg.scale_init is None:
+            xc = xn - self.b_dec
+            z = self._code(self.pre_acts(xn), self.b_enc, torch.ones_like(self.scale)) @ self.W_dec
+            a = (xc * z).sum() / (z * z).sum().clamp_min(1e-12)
+            self.scale.fill_(float(a.clamp_min(1e-3)))
 
     # -- forward --------------------------------------------------------------------------------
     def pre_acts(self, xn):
@@ -186,7 +231,7 @@ class BiasAdaptationSAE(SAE):
         self._pending = None
         slot = (step - 1) % self.ring_tokens.numel()
         self.ring_fired[slot], self.ring_peak[slot], self.ring_tokens[slot] = count, peak, n
-        if step % self.cfg.update_every == 0:
+        if step % self.update_every == 0:
             self.adapt_biases()
 
     @torch.no_grad()

@@ -12,7 +12,8 @@ as SAEBench's ``absorption`` eval does (``feature_absorption_calculator.py``, ``
    of the probe projection carried by up to 3 other aligned features when the main ones fall short)
    and full absorption (no main feature fires; the top projecting feature is aligned with the
    probe and carries at least 40% of the projection).
-Scores: means over words, then over letters; ``mean_num_split_features`` = mean(k) - 1.
+Scores: means over words, then over letters; ``mean_num_split_features`` = mean(k) - 1;
+``n_letters_probe`` counts the letters whose probe passed, ``n_letters`` those also scored.
 """
 
 from __future__ import annotations
@@ -200,5 +201,7 @@ def absorption(
         "mean_full_absorption_score": float(np.mean([v["full_absorption"] for v in vals])),
         "mean_num_split_features": float(np.mean([v["num_split_features"] for v in vals])),
         "n_letters": len(vals),
+        "n_letters_probe": int((f1 >= cfg.min_probe_f1).sum()),
+        "letter_probe_f1": {LETTERS[i]: float(f1[i]) for i in range(26)},
         "per_letter": per_letter,
     }

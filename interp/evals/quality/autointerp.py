@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -267,3 +268,18 @@ def pick_features(acts: torch.Tensor, candidates: Sequence[int], n: int, min_seq
     or more sequences: column positions, in order."""
     fired = (acts > 0).any(1).sum(0)
     return [j for j in range(len(candidates)) if int(fired[j]) >= min_sequences][:n]
+
+
+def write_rows(rows: list[dict[str, Any]], out: str | Path) -> Path:
+    """``out/autointerp.csv`` and ``out/autointerp.parquet`` (each written atomically): one row per
+    explained feature, ``artifact`` first (the browser attaches a store's rows by it). Returns the parquet."""
+    import pandas as pd
+
+    from interp._io import write_atomic
+
+    out = Path(out)
+    df = pd.DataFrame(rows)
+    df["top_examples"] = df["top_examples"].map(list)
+    write_atomic(out / "autointerp.csv", lambda f: df.to_csv(f, index=False))
+    write_atomic(out / "autointerp.parquet", lambda f: df.to_parquet(f), binary=True)
+    return out / "autointerp.parquet"

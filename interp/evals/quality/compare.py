@@ -209,13 +209,19 @@ def _autointerp(cfg, model, tokens, kept, names, res) -> list[dict]:
         )
         rows += [{"artifact": names[i], **r} for r in got]
         res[names[i]]["autointerp"] = {
-            "detection": float(np.nanmean([r["detection"] for r in got])),
-            "fuzzing": float(np.nanmean([r["fuzzing"] for r in got])),
+            "detection": _nanmean([r["detection"] for r in got]),
+            "fuzzing": _nanmean([r["fuzzing"] for r in got]),
             "n_features": len(got),
             "explainer": explainer.name,
             "scorer": scorer.name,
         }
     return rows
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean of the defined scores (NaN: the AUROC had no positives or negatives); NaN if none."""
+    ok = [v for v in values if v == v]
+    return float(np.mean(ok)) if ok else float("nan")
 
 
 def _write(cfg: QualityConfig, model: Any, res: dict, times: dict) -> dict[str, Any]:
@@ -258,9 +264,5 @@ def compare(cfg: QualityConfig, progress: bool = True) -> dict[str, Any]:
     out = Path(cfg.out)
     write_figure(results, out / "quality.png")
     if rows:
-        import pandas as pd
-
-        df = pd.DataFrame(rows)
-        df.to_csv(out / "autointerp.csv", index=False)
-        df.assign(top_examples=df["top_examples"].map(list)).to_parquet(out / "autointerp.parquet")
+        ai.write_rows(rows, out)
     return results

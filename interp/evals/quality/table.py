@@ -24,6 +24,7 @@ ABS_COLS = (
     ("absorb frac", "mean_absorption_fraction_score"),
     ("full absorb", "mean_full_absorption_score"),
     ("split feats", "mean_num_split_features"),
+    ("letters", "n_letters"),
 )
 
 
@@ -53,6 +54,8 @@ def _cell(row: dict[str, Any], group: str, path: tuple) -> str:
         v = v.get(p) if isinstance(v, dict) else None
     if v is None:
         return ""
+    if isinstance(v, int):
+        return str(v)
     return f"{v:.1f}" if path[-1] in ("l0",) else f"{v:.3f}"
 
 

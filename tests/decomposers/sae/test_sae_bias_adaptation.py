@@ -211,3 +211,32 @@ def test_saelens_export_reproduces_forward(tmp_path, activation, arch):
     pre = (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
     feats = torch.relu(pre) * (pre > w["threshold"]) if arch == "jumprelu" else torch.relu(pre)
     assert torch.allclose(feats @ w["W_dec"] + w["b_dec"], ours, atol=1e-4)
+
+
+def test_default_scale_start_is_the_least_squares_scale():
+    """scale_init=None (the default): every a_m starts at the common scale that best reconstructs
+    the first batch: reconstruction error is smallest there, checked against nearby scales."""
+    cfg = BAConfig(d_in=16, d_sae=64, htf=0.2)
+    sae = BiasAdaptationSAE(cfg, TrainConfig(seed=0))
+    x = torch.randn(500, 16) + 0.3
+    sae.init_from_data(x)
+    a = sae.scale[0].item()
+    assert torch.all(sae.scale == a) and 0 < a < 1
+
+    def err(scale: float) -> float:
+        codes = torch.relu(sae.pre_acts(x)) * scale
+        return ((codes @ sae.W_dec + sae.b_dec - x) ** 2).sum().item()
+
+    assert err(a) < min(err(0.9 * a), err(1.1 * a), err(1.0))
+    assert torch.all(BiasAdaptationSAE(dataclasses.replace(cfg, scale_init=1.0)).scale == 1)
+
+
+def test_default_update_period_follows_the_budget():
+    """update_every=None: n_steps // 500 within [1, 50]; an explicit period is kept."""
+    cfg = GBAConfig(d_in=8, d_sae=32)
+    periods = [
+        GroupBiasAdaptationSAE(cfg, TrainConfig(n_tokens=n * 256, batch_size=256)).update_every
+        for n in (100, 5_000, 100_000)
+    ]
+    assert periods == [1, 10, 50]
+    assert GroupBiasAdaptationSAE(dataclasses.replace(cfg, update_every=7), TrainConfig()).update_every == 7

@@ -52,6 +52,8 @@ def test_planted_absorption_is_found():
     assert b["full_absorption"] == c["full_absorption"] == 0.0
     assert res["mean_absorption_fraction_score"] == pytest.approx(want / 3, abs=0.01)
     assert res["mean_num_split_features"] == 0.0
+    assert res["n_letters"] == res["n_letters_probe"] == 3  # the three planted letters, all probed and scored
+    assert set(res["letter_probe_f1"]) == set(absn.LETTERS) and res["letter_probe_f1"]["a"] >= 0.6
 
 
 def test_no_absorption_without_absorbers():
