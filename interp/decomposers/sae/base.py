@@ -95,7 +95,8 @@ class SAE(Decomposer):
         W_dec = torch.randn(f, d, generator=gen)
         W_dec /= W_dec.norm(dim=1, keepdim=True)
         self.W_dec = torch.nn.Parameter(W_dec)
-        self.W_enc = torch.nn.Parameter(W_dec.T.clone().contiguous())  # encoder = decoder^T at init
+        # encoder = decoder^T at init, scaled to ``enc_init_norm`` (see ``optim.ENC_INIT_NORM``)
+        self.W_enc = torch.nn.Parameter((W_dec.T * self.run.enc_init_norm).contiguous())
         self.b_enc = torch.nn.Parameter(torch.zeros(f))
         self.b_dec = torch.nn.Parameter(torch.zeros(d))
         self.register_buffer("norm_scale", torch.ones(()))

@@ -32,6 +32,7 @@ def check_ranges(cfg: Any) -> None:
         "d_sae",
         "k",
         "dead_tokens",
+        "enc_init_norm",
     ]
     for name in positive:
         value = getattr(cfg, name, None)

@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from interp.decomposers.base import doc_field as _f
-from interp.decomposers.sae.optim import OPTIMIZERS, default_lr, schedule_steps
+from interp.decomposers.sae.optim import ENC_INIT_NORM, OPTIMIZERS, default_lr, schedule_steps
 from interp.errors import ConfigError
 
 
@@ -38,6 +38,10 @@ class TrainConfig:
     batch_size: int = _f(4096, "tokens per optimiser step")
     n_tokens: int = _f(2_000_000, "training budget in tokens")
     seed: int = _f(0, "seed of the initial weights and of the data order")
+    enc_init_norm: float = _f(
+        ENC_INIT_NORM,
+        "norm of each latent's encoder weights at the start (decoder rows are unit; 1: the decoder's transpose)",
+    )
     norm_scale_tokens: int = _f(1 << 15, "tokens used to estimate the input scaling")
     dead_tokens: int | None = _f(None, "a latent inactive this many tokens is dead; None: min(1e7, n_tokens/10)")
     autocast: str | None = _f(None, "bfloat16 | float16: mixed precision for the SAE's forward")

@@ -8,6 +8,7 @@ import struct
 
 import pytest
 import torch
+from interp.errors import ConfigError
 from safetensors.torch import load_file
 
 import interp.decomposers as dec
@@ -106,7 +107,11 @@ def test_reconstruct_is_positively_homogeneous_without_biases():
 def test_init_unit_decoder_and_tied_encoder():
     sae = TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K), TrainConfig(seed=5))
     torch.testing.assert_close(sae.directions().norm(dim=1), torch.ones(F))
-    torch.testing.assert_close(sae.W_enc, sae.W_dec.T)
+    torch.testing.assert_close(sae.W_enc, TrainConfig().enc_init_norm * sae.W_dec.T)  # the scaled transpose
+    one = TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K), TrainConfig(seed=5, enc_init_norm=1.0))
+    assert torch.equal(one.W_enc, one.W_dec.T)  # Gao et al.'s transpose, bit for bit
+    with pytest.raises(ConfigError, match="enc_init_norm"):
+        TrainConfig(enc_init_norm=0)
     assert sae.directions().shape == (F, D)
     other = TopKSAE(TopKConfig(d_in=D, d_sae=F, k=K), TrainConfig(seed=6))
     assert not torch.equal(sae.W_dec, other.W_dec)

@@ -181,5 +181,8 @@ def test_default_start_trains_with_massive_dimensions():
     )
     l0, fvu = _fit_stats(train(cfg, x, progress=False), x)
     assert l0 >= 10 and fvu < 0.3, (l0, fvu)
-    l0_mean, fvu_mean = _fit_stats(train({**cfg, "b_dec_init": "mean"}, x, progress=False), x)
-    assert fvu_mean > 0.5, (l0_mean, fvu_mean)  # the witness that this data shows the collapse
+    # the witness that this data shows the collapse, at the encoder start it was reported with (the
+    # decoder's transpose); the smaller default encoder start softens it (L0 24, FVU 0.38 here)
+    mean_start = {**cfg, "b_dec_init": "mean", "enc_init_norm": 1.0}
+    l0_mean, fvu_mean = _fit_stats(train(mean_start, x, progress=False), x)
+    assert fvu_mean > 0.5, (l0_mean, fvu_mean)
