@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas  # noqa: F401
 import pyarrow.compute  # noqa: F401
+import pyarrow.dataset  # noqa: F401 (read_table of a path goes through it)
 import pyarrow.parquet  # noqa: F401
 from streamlit.web import cli
 

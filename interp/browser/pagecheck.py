@@ -111,7 +111,15 @@ def _drawn_at(driver: Any, key: str, timeout: float) -> float:
         if t is not None:
             return float(t)
         time.sleep(0.05)
-    raise TimeoutError(f"page {key!r} was not drawn within {timeout} s")
+    from interp.errors import InterpError
+
+    shown = driver.execute_script(
+        'const e = document.querySelector(\'[data-testid="stException"], [data-testid="stAlert"]\');'
+        "return e ? e.innerText.slice(0, 300) : null"
+    )
+    raise InterpError(
+        f"page {key!r} was not drawn within {timeout} s" + (f"; the page shows: {shown}" if shown else "")
+    )
 
 
 def wait_drawn(driver: Any, key: str, timeout: float = 60) -> None:

@@ -16,6 +16,9 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+
+from interp.errors import InterpError
+
 APP = Path(__file__).resolve().parents[2] / "apps" / "browser.py"
 LAUNCH = APP.with_name("launch.py")  # imports the data layer before serving (what `make browse` runs)
 
@@ -42,13 +45,13 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     end = time.time() + timeout
     while time.time() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+            raise InterpError(f"streamlit exited early:\n{proc.stdout.read() if proc.stdout else ''}")
         try:
             if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
                 return
         except OSError:
             time.sleep(0.2)
-    raise TimeoutError(f"the app did not come up at {url}")
+    raise InterpError(f"the app did not come up at {url}")
 
 
 @contextlib.contextmanager
