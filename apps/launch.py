@@ -6,10 +6,12 @@ Same as ``streamlit run apps/browser.py ...``, except that pyarrow, pandas, the 
 the app's own modules are imported, and pyarrow's Parquet reader is initialised (a tiny table
 written and read back in memory: about 0.2 s of CPU on its first use), before the server starts
 listening, in the server's own process: the first page no longer pays for them (about a second on
-a 2-core machine, more under load).
+a 2-core machine, more under load). The first eight stores under the root (as many as the app's cache holds) are also opened, in a
+background thread while the server starts (about 0.1-0.2 s each, cold).
 """
 
 import sys
+import threading
 from pathlib import Path
 
 import pandas  # noqa: F401
@@ -39,7 +41,24 @@ def _warm_parquet() -> None:
     pyarrow.parquet.read_table(buf, page_checksum_verification=True).to_pylist()
 
 
+def _warm_stores(argv: list[str]) -> None:
+    """Open the first stores under the root into the app's store cache (``open_store`` is a
+    process-wide ``st.cache_resource``), so the first feature page finds its store open."""
+    import os
+
+    from interp.browser import find_stores
+
+    rest = argv[argv.index("--") + 1 :] if "--" in argv else []
+    root = rest[rest.index("--root") + 1] if "--root" in rest[:-1] else os.environ.get("INTERP_RUNS", "runs")
+    for path in find_stores(root)[:8]:  # the cache holds 8
+        try:
+            browser_views.store_at(Path(root).resolve() / path)
+        except Exception:  # a broken store is reported by the page that opens it, not here
+            pass
+
+
 if __name__ == "__main__":
     _warm_parquet()
+    threading.Thread(target=_warm_stores, args=(sys.argv[1:],), daemon=True).start()
     sys.argv = ["streamlit", "run", str(Path(__file__).with_name("browser.py")), *sys.argv[1:]]
     sys.exit(cli.main())

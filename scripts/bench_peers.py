@@ -1,7 +1,7 @@
 """Time to a good SAE: interp against sparsify, SAELens and dictionary_learning, in one run.
 
     python scripts/bench_peers.py [--epochs 1 5 20] [--contenders interp sparsify saelens dictionary_learning]
-                                  [--variants] [--fresh]
+                                  [--variants] [--fresh] [--threads N]
 
 Prepares the shared activations once (SmolLM2-135M layer 15 resid_post on the built-in corpus:
 44 batches of 4,096 training tokens and 16,384 held-out tokens, special tokens left out, shuffled
@@ -23,6 +23,7 @@ from those old defaults.
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,15 @@ def venv_python(root: Path, peer: str) -> str:
     return py
 
 
-def run(root: Path, data: Path, contender: str, epochs: int, fresh: bool, stored_only: bool = False) -> dict | None:
+def run(
+    root: Path,
+    data: Path,
+    contender: str,
+    epochs: int,
+    fresh: bool,
+    stored_only: bool = False,
+    threads: int | None = None,
+) -> dict | None:
     name, _, settings = contender.partition(":")
     out = root / "results" / f"{contender.replace(':', '_').replace(',', '_')}-{epochs}.json"
     if out.exists() and not fresh:
@@ -106,7 +115,8 @@ def run(root: Path, data: Path, contender: str, epochs: int, fresh: bool, stored
         cmd = [sys.executable, str(HERE / "run_interp.py")]
         kv = [f"{k}={json.dumps(v)}" for k, v in OLD.items()] * (name == "interp-old") + kv
     print(f"-- {contender}, {epochs} epoch(s)", flush=True)
-    subprocess.run([*cmd, str(data), str(out), str(epochs), *kv], check=True)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    subprocess.run([*cmd, str(data), str(out), str(epochs), *kv], check=True, env=env)
     result = json.loads(out.read_text())
     result["name"] = contender
     return result
@@ -144,12 +154,16 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/bench/smollm2-L15")
     ap.add_argument("--fresh", action="store_true", help="retrain contenders that have results")
     ap.add_argument("--table", action="store_true", help="print the table of stored results only")
+    ap.add_argument("--threads", type=int, help="torch threads of every contender (default: torch's own)")
     args = ap.parse_args()
     root = Path(args.root)
     data = prepare(root, Path(args.cache))
     contenders = args.contenders + VARIANTS * args.variants
     results = [
-        r for e in args.epochs for c in contenders if (r := run(root, data, c, e, args.fresh, args.table)) is not None
+        r
+        for e in args.epochs
+        for c in contenders
+        if (r := run(root, data, c, e, args.fresh, args.table, args.threads)) is not None
     ]
     one = [r for r in results if r["name"] == "sparsify" and r["epochs"] == min(args.epochs)]
     table(results, one[0]["curve"][-1][1] if one else max(r["curve"][-1][1] for r in results))

@@ -176,6 +176,17 @@ def gather_encode(
     return _GatherEncode.apply(x, b_dec, W_enc, b_enc, pattern.gather(pre), pattern)
 
 
+def dense_encode(
+    x: Float[torch.Tensor, "B D"],
+    b_dec: Float[torch.Tensor, "D"],
+    W_enc: Float[torch.Tensor, "D F"],
+    b_enc: Float[torch.Tensor, "F"],
+    pre: Float[torch.Tensor, "B F"],
+) -> Float[torch.Tensor, "B F"]:
+    """``pre`` (computed without grad) made differentiable in the encoder's parameters, dense."""
+    return _DenseEncode.apply(x, b_dec, W_enc, b_enc, pre)
+
+
 def sparse_decode(
     vals: Float[torch.Tensor, "B K"],
     idx: Int[torch.Tensor, "B K"] | Pattern,
@@ -231,7 +242,7 @@ class Active:
     def encode(self, x, b_dec, W_enc, b_enc, pre) -> torch.Tensor:
         """Differentiable pre-activations of the candidates: [N] sparse or [B, F] dense."""
         if self.dense:
-            return _DenseEncode.apply(x, b_dec, W_enc, b_enc, pre)
+            return dense_encode(x, b_dec, W_enc, b_enc, pre)
         return gather_encode(x, b_dec, W_enc, b_enc, pre, self.pattern)
 
     def per_latent(self, t: Float[torch.Tensor, "F"]) -> torch.Tensor:

@@ -16,7 +16,7 @@ from jaxtyping import Float
 from interp import distributed as _dist
 from interp.decomposers.base import doc_field, register
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
-from interp.decomposers.sae.ops import Pattern, gather_encode, sparse_decode
+from interp.decomposers.sae.ops import Pattern, dense_encode, gather_encode, sparse_decode
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,12 @@ class TopKConfig(SAEConfig):
     k: int = doc_field(32, "active latents per token")
     aux_k: int = doc_field(512, "dead latents used by the auxiliary loss (capped at the number dead)")
     aux_alpha: float = doc_field(1 / 32, "weight of the AuxK loss (dead latents reconstruct the residual)")
+
+
+# AuxK runs dense on the dead latents' block while they number at most this many times aux_k:
+# per selected entry a dense block costs about 4 * D flops of matmul, the sparse kernels several
+# hundred ns (measured on CPU at D 576, B 4096: 1,000 dead latents, aux_k 512, 2.8 s -> 0.4 s).
+AUX_DENSE_RATIO = 4
 
 
 def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -61,8 +67,26 @@ class TopKSAE(SAE):
         return pre.topk(self.cfg.k, dim=1, sorted=False)
 
     def _aux_loss(self, xn, pre, dead, err) -> torch.Tensor:
-        k_aux = min(self.cfg.aux_k, int(dead.sum()))
-        _, idx = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=1, sorted=False)
+        """AuxK: each token's top ``aux_k`` dead latents reconstruct the residual ``err``.
+
+        Worked on the dead latents' columns only. While the selection is a large share of them
+        (``aux_k`` of up to ``AUX_DENSE_RATIO`` times as many dead latents: in short runs the dead
+        set is often a few hundred to a thousand latents) the block is dense and plain matmuls
+        are several times faster than the sparse kernels; otherwise the sparse kernels run on the
+        selected entries. Both compute the same loss and gradients.
+        """
+        dead_ids = dead.nonzero().squeeze(1)
+        k_aux = min(self.cfg.aux_k, len(dead_ids))
+        sub = pre.index_select(1, dead_ids)  # [B, n_dead], no grad
+        if len(dead_ids) <= AUX_DENSE_RATIO * k_aux:
+            vals = dense_encode(xn, self.b_dec, self.W_enc[:, dead_ids], self.b_enc[dead_ids], sub)
+            if k_aux < len(dead_ids):
+                keep = torch.zeros_like(sub, dtype=torch.bool).scatter_(
+                    1, sub.topk(k_aux, dim=1, sorted=False)[1], True
+                )
+                vals = vals * keep
+            return normalized_mse(torch.relu(vals) @ self.W_dec[dead_ids], err)
+        idx = dead_ids[sub.topk(k_aux, dim=1, sorted=False)[1]]
         vals = torch.relu(gather_encode(xn, self.b_dec, self.W_enc, self.b_enc, pre, idx))
         return normalized_mse(sparse_decode(vals, idx, self.W_dec), err)
 

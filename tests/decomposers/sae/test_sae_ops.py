@@ -145,6 +145,45 @@ def test_topk_step_gradients_equal_dense_reference():
     assert sorted(fired.tolist()) == torch.nonzero(codes.sum(0) > 0).flatten().tolist()
 
 
+@pytest.mark.parametrize(
+    "n_dead, aux_k",
+    [(12, 12), (20, 8), (40, 4), (60, 64)],
+    ids=["dense-all-dead-selected", "dense-top-of-dead", "sparse-few-of-many", "aux_k-capped"],
+)
+def test_topk_aux_loss_and_gradients_equal_dense_reference(n_dead, aux_k):
+    """The AuxK term (dense block or sparse kernels, by how many latents are dead) has the loss and
+    gradients of a plain autograd version: each token's top aux_k dead latents reconstruct the
+    detached residual."""
+    F_, K_ = 64, 4
+    cfg = TopKConfig(d_in=D, d_sae=F_, k=K_, aux_k=aux_k, aux_alpha=0.5)
+    sae = TopKSAE(cfg, TrainConfig(seed=1)).double()
+    with torch.no_grad():
+        sae.b_enc.normal_()
+        sae.b_dec.normal_()
+    xn = torch.randn(16, D, dtype=torch.float64)
+    dead = torch.zeros(F_, dtype=torch.bool)
+    dead[torch.randperm(F_, generator=torch.Generator().manual_seed(0))[:n_dead]] = True
+    out = sae.step(xn, dead=dead)
+    out.loss.backward()
+    ours = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+
+    pre = (xn - sae.b_dec) @ sae.W_enc + sae.b_enc
+    idx = pre.detach().topk(K_, dim=1).indices
+    codes = torch.zeros_like(pre).scatter(1, idx, torch.relu(pre.gather(1, idx)))
+    x_hat = codes @ sae.W_dec + sae.b_dec
+    var = ((xn - xn.mean(0)) ** 2).sum()
+    fvu = ((x_hat - xn) ** 2).sum() / var
+    aux_idx = pre.detach().masked_fill(~dead, float("-inf")).topk(min(aux_k, n_dead), dim=1).indices
+    aux_codes = torch.zeros_like(pre).scatter(1, aux_idx, torch.relu(pre.gather(1, aux_idx)))
+    err = (xn - x_hat).detach()
+    aux = ((aux_codes @ sae.W_dec - err) ** 2).sum() / ((err - err.mean(0)) ** 2).sum()
+    torch.testing.assert_close(out.terms["aux"], aux)
+    (fvu + 0.5 * aux).backward()
+    for n, p in sae.named_parameters():
+        torch.testing.assert_close(ours[n], p.grad, atol=1e-10, rtol=1e-8, msg=n)
+
+
 def test_normalized_mse_is_batch_fvu():
     x = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
     assert normalized_mse(x, x).item() == 0
