@@ -19,6 +19,7 @@ Scores: means over words, then over letters; ``mean_num_split_features`` = mean(
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -131,10 +132,15 @@ def word_absorption(
     probe: Float[torch.Tensor, "D"],
     main: list[int],
     cfg: AbsorptionConfig,
+    row_dot: Float[torch.Tensor, "F"] | None = None,
 ) -> tuple[float, bool]:
-    """(absorption fraction, full absorption) of one word, SAEBench's formulas."""
+    """(absorption fraction, full absorption) of one word, SAEBench's formulas.
+
+    Each feature's share of the probe projection is its code times its decoder row's dot product
+    with the probe, in the activation's units: ``row_dot`` (default ``cos``, right when the codes
+    times the unit directions rebuild the activation)."""
     act_proj = float(act @ probe)
-    proj = codes * cos
+    proj = codes * (cos if row_dot is None else row_dot)
     main_proj = float(proj[main].sum())
     cand = torch.ones_like(cos, dtype=torch.bool)
     cand[main] = False
@@ -165,8 +171,15 @@ def absorption(
     train: np.ndarray,
     cfg: AbsorptionConfig = AbsorptionConfig(),
     seed: int = 0,
+    row_dot: Callable[[torch.Tensor], Float[torch.Tensor, "N F"]] | None = None,
 ) -> dict[str, float | dict]:
-    """Absorption scores from word activations, their codes and the feature directions."""
+    """Absorption scores from word activations, their codes and the feature directions.
+
+    ``row_dot(probe)``: for each word, every feature's decoder row (what one unit of its code adds
+    to the activation) dotted with ``probe``; SAEBench's ``codes * (W_dec @ probe)``. Needed
+    whenever codes are not in the activation's units (an SAE's codes live on inputs scaled by its
+    ``norm_scale``; semi-NMF and LIB rows are not unit): see ``passes.row_dot``. Default: the unit
+    ``directions`` (codes in the activation's units)."""
     if len(acts) != len(codes) or len(acts) != len(letters):
         raise DataError(
             f"acts, codes and letters must have one row per word: {len(acts)}, {len(codes)}, {len(letters)}"
@@ -182,8 +195,18 @@ def absorption(
         if not main or not len(words):
             continue
         cos = unit @ probe
+        rows = row_dot(probe).double().cpu() if row_dot is not None else None
         scores = [
-            word_absorption(acts[w].double().cpu(), codes[w].double().cpu(), cos, probe, main, cfg) for w in words
+            word_absorption(
+                acts[w].double().cpu(),
+                codes[w].double().cpu(),
+                cos,
+                probe,
+                main,
+                cfg,
+                None if rows is None else rows[w],
+            )
+            for w in words
         ]
         per_letter[LETTERS[li]] = {
             "absorption_fraction": float(np.mean([s[0] for s in scores])),

@@ -28,7 +28,7 @@ from interp.evals.quality import absorption as absn
 from interp.evals.quality import autointerp as ai
 from interp.evals.quality import probing
 from interp.evals.quality.core import core_output, write_core
-from interp.evals.quality.passes import capture_texts, codes_of, token_pass
+from interp.evals.quality.passes import capture_texts, codes_of, row_dot, token_pass
 from interp.evals.quality.table import write_figure, write_tables
 
 
@@ -170,8 +170,9 @@ def _absorption(cfg, model, decs, names, sites, res) -> None:
     for i, dec in enumerate(decs):
         x = torch.stack([acts[sites[i]][j][absn.WORD_POS] for j in good])
         try:
+            codes = codes_of(dec, x)
             res[names[i]]["absorption"] = absn.absorption(
-                x, codes_of(dec, x), dec.directions().detach(), letters, train, seed=cfg.seed
+                x, codes, dec.directions().detach(), letters, train, seed=cfg.seed, row_dot=row_dot(dec, codes)
             )
         except InterpError as e:
             res[names[i]]["na"]["absorption"] = str(e)

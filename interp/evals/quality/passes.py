@@ -9,7 +9,7 @@ few sampled features per decomposer for automatic interpretability.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,24 @@ from interp.models import LoadedModel, run_to_sites
 def codes_of(dec: Any, x: Float[torch.Tensor, "N D"]) -> Float[torch.Tensor, "N F"]:
     """Dense codes of ``x`` (``encode_dense``: ITDA's sparse pairs scattered), float32."""
     return dec.encode_dense(x.to(dec_dtype(dec))).detach().float()
+
+
+def row_dot(dec: Any, codes: Float[torch.Tensor, "N F"]) -> Callable[[torch.Tensor], Float[torch.Tensor, "N F"]]:
+    """``probe -> [N, F]``: each token's decoder row of every feature (what one unit of its code
+    adds to the reconstruction, in the activation's units) dotted with ``probe``, as the gradient
+    of ``decode(codes) @ probe`` with respect to the codes. Exact for every decoder that is affine
+    in the codes token by token: an SAE's rows are its unit directions over ``norm_scale``, top-AFA
+    scales each token by its own standard deviation (``codes`` must come from the last ``encode``
+    of this decomposer, which top-AFA's decode reads), semi-NMF's and LIB's rows have their own norms.
+    """
+
+    def fn(probe: Float[torch.Tensor, "D"]) -> Float[torch.Tensor, "N F"]:
+        with torch.enable_grad():
+            c = codes.to(dec_dtype(dec)).detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad((dec.decode(c).to(probe.dtype) @ probe).sum(), c)
+        return grad
+
+    return fn
 
 
 def _kl(logp: torch.Tensor, logp_clean: torch.Tensor) -> float:

@@ -83,3 +83,55 @@ def test_prompts_and_word_position():
 def test_mismatched_rows_are_refused():
     with pytest.raises(DataError):
         absn.absorption(torch.zeros(5, 3), torch.zeros(4, 2), torch.zeros(2, 3), np.zeros(5, int), np.ones(5, bool))
+
+
+def test_absorption_reads_codes_in_the_activation_units():
+    """An SAE's codes live on inputs scaled by its norm_scale (SmolLM2 layer 15: about 0.1). The
+    same planted case, with codes 10x smaller and decoder rows 10x longer (unit directions over the
+    scale), must score the same when the rows are given; read as unit rows it scores no absorption
+    at all (what every SAE showed before the rows were used)."""
+    x, codes, dirs, letters, train, absorbed = _planted()
+    want = absn.absorption(x, codes, dirs, letters, train)
+    scaled = codes * 0.1
+
+    def row_dot(probe):
+        return (dirs / 0.1 @ probe).expand(len(x), -1)
+
+    got = absn.absorption(x, scaled, dirs, letters, train, row_dot=row_dot)
+    for key in ("mean_absorption_fraction_score", "mean_full_absorption_score"):
+        assert got[key] == pytest.approx(want[key], abs=1e-9)
+    assert got["per_letter"]["a"]["absorption_fraction"] > 0.2
+    assert absn.absorption(x, scaled, dirs, letters, train)["per_letter"]["a"]["absorption_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("method", ["topk", "topafa", "relu"])
+def test_row_dot_is_each_features_decoded_contribution(method):
+    """passes.row_dot against a direct computation: decoding one feature's code alone adds
+    code * row, so codes * row_dot(probe) sums to (decode(codes) - decode(0)) @ probe per token, and
+    where rows do not depend on the token they equal one-hot decodes."""
+    from interp.decomposers.sae import TopKConfig, TopKSAE, TopAFAConfig, TopAFASAE, ReLUConfig, ReLUSAE
+    from interp.evals.quality.passes import codes_of, row_dot
+
+    torch.manual_seed(0)
+    make = {
+        "topk": lambda: TopKSAE(TopKConfig(d_in=16, d_sae=40, k=4)),
+        "topafa": lambda: TopAFASAE(TopAFAConfig(d_in=16, d_sae=40)),
+        "relu": lambda: ReLUSAE(ReLUConfig(d_in=16, d_sae=40)),
+    }
+    sae = make[method]()
+    with torch.no_grad():
+        sae.norm_scale.fill_(0.1)
+        sae.b_dec.normal_()
+        sae.W_dec.mul_(torch.rand(40, 1) + 0.5)  # rows of different norms (ReLU keeps them)
+    x = torch.randn(12, 16) * 5
+    codes = codes_of(sae, x)
+    probe = torch.nn.functional.normalize(torch.randn(16), dim=0)
+    rows = row_dot(sae, codes)(probe)
+    assert rows.shape == (12, 40)
+    total = (sae.decode(codes) - sae.decode(torch.zeros_like(codes))).detach() @ probe
+    torch.testing.assert_close((codes * rows).sum(1), total, rtol=1e-4, atol=1e-4)
+    if method != "topafa":  # token-independent rows: one-hot decodes (top-AFA scales each token by its spread)
+        eye = torch.eye(40)
+        one_hot = ((sae.decode(eye) - sae.decode(torch.zeros_like(eye))).detach() @ probe).expand(12, -1)
+        torch.testing.assert_close(rows, one_hot, rtol=1e-4, atol=1e-4)
+        assert rows.abs().mean() > 5 * (sae.directions() @ probe).abs().mean()  # not the unit directions
