@@ -38,8 +38,8 @@ test-all: install
 # Lint and format check (ruff), type check (mypy, settings in pyproject.toml) and the import layers.
 # `ruff format interp tests apps scripts` fixes what the format check finds.
 lint: install
-	$(VENV)/bin/ruff check interp tests apps
-	$(VENV)/bin/ruff format --check interp tests apps
+	$(VENV)/bin/ruff check interp tests apps scripts
+	$(VENV)/bin/ruff format --check interp tests apps scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -9,7 +9,8 @@ with seed 0) as ``runs/peers/data/{train,heldout}.npy``; creates each peer's own
 environment under ``runs/peers/<name>/.venv`` with pinned PyPI versions (they cannot install beside
 TransformerLens 4); then trains every contender, each in its own process and environment
 (adapters in ``scripts/peers/``), on the same batches in the same order, for each budget in
-epochs, and prints tokens/s (training steps only), held-out FVU, L0, dead fraction (latents that
+epochs, and prints tokens/s (training steps only), held-out FVU, the held-out FVU without
+massive-activation tokens ("bulk": one held-out token carries 20% of the variance), L0, dead fraction (latents that
 never fire on the held-out tokens) and the training time each needs to reach a common FVU (the
 one sparsify reaches in one epoch), read from the FVU on the first half of the held-out tokens,
 measured about 12 times per run with the clock stopped. Contenders run one after another, so their ratios come from one run of this
@@ -134,13 +135,17 @@ def table(results: list[dict], target: float) -> None:
         f"\ncommon FVU = {target:.3f} (sparsify's after one epoch, on the curve's half of the held-out tokens); "
         f"time = training seconds to reach it"
     )
-    print(f"{'contender':<34}{'epochs':>6}{'tok/s':>9}{'FVU':>8}{'L0':>7}{'dead':>7}{'time':>8}{'vs sparsify':>13}")
+    print(
+        f"{'contender':<34}{'epochs':>6}{'tok/s':>9}{'FVU':>8}{'bulk':>8}{'L0':>7}{'dead':>7}{'time':>8}"
+        f"{'vs sparsify':>13}"
+    )
     for r in results:
         t = reach(r, target)
         s = ref.get(r["epochs"])
         ratio = f"{reach(s, target) / t:.2f}x" if t and s and reach(s, target) else "-"
+        bulk = f"{r['fvu_bulk']:.3f}" if "fvu_bulk" in r else "-"
         print(
-            f"{r['name']:<34}{r['epochs']:>6}{r['tokens_per_s']:>9.0f}{r['fvu']:>8.3f}{r['l0']:>7.1f}"
+            f"{r['name']:<34}{r['epochs']:>6}{r['tokens_per_s']:>9.0f}{r['fvu']:>8.3f}{bulk:>8}{r['l0']:>7.1f}"
             f"{r['dead_frac']:>7.3f}{(f'{t:.0f}s' if t else 'never'):>8}{ratio:>13}"
         )
 

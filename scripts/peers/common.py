@@ -32,16 +32,30 @@ def batches(train: torch.Tensor, batch: int, epochs: int):
             yield train[a : a + batch]
 
 
+MASSIVE = 100.0  # a token whose squared deviation from the mean is over 100x the median's is "massive"
+
+
 @torch.no_grad()
 def score(held: torch.Tensor, reconstruct, encode) -> dict:
+    """Held-out FVU, L0 and dead fraction; also the FVU without massive-activation tokens
+    (``fvu_bulk``): on SmolLM2 layer 15 one held-out token of norm 7,364 (median 170) carries 20%
+    of the held-out variance, so the plain FVU moves with how that one token is reconstructed."""
     x_hat = torch.cat([reconstruct(c) for c in held.split(4096)])
-    fvu = ((held - x_hat).pow(2).sum() / (held - held.mean(0)).pow(2).sum()).item()
+    err, dev = (held - x_hat).pow(2).sum(1), (held - held.mean(0)).pow(2).sum(1)
+    fvu = (err.sum() / dev.sum()).item()
+    bulk = dev <= MASSIVE * dev.median()
     fired, l0 = None, 0.0
     for c in held.split(4096):
         active = encode(c) != 0
         l0 += active.sum().item()
         fired = active.any(0) if fired is None else fired | active.any(0)
-    return {"fvu": fvu, "l0": l0 / len(held), "dead_frac": 1 - fired.float().mean().item()}
+    return {
+        "fvu": fvu,
+        "fvu_bulk": (err[bulk].sum() / dev[bulk].sum()).item(),
+        "n_massive": int((~bulk).sum()),
+        "l0": l0 / len(held),
+        "dead_frac": 1 - fired.float().mean().item(),
+    }
 
 
 class Clock:

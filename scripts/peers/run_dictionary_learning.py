@@ -5,7 +5,6 @@ default 1,000-step warm-up refuses runs of 1,000 steps or fewer, so those warm u
 10% of steps instead."""
 
 import common
-import torch
 from dictionary_learning.trainers.top_k import TopKTrainer
 
 a = common.args()
