@@ -6,8 +6,9 @@ Same as ``streamlit run apps/browser.py ...``, except that pyarrow, pandas, the 
 the app's own modules are imported, and pyarrow's Parquet reader is initialised (a tiny table
 written and read back in memory: about 0.2 s of CPU on its first use), before the server starts
 listening, in the server's own process: the first page no longer pays for them (about a second on
-a 2-core machine, more under load). The first eight stores under the root (as many as the app's cache holds) are also opened, in a
-background thread while the server starts (about 0.1-0.2 s each, cold).
+a 2-core machine, more under load). The first eight stores under the root (as many as the app's
+cache holds) are also opened, in a background thread while the server starts (about 0.1-0.2 s
+each, cold).
 """
 
 import sys

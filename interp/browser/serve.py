@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-
 from interp.errors import InterpError
 
 APP = Path(__file__).resolve().parents[2] / "apps" / "browser.py"

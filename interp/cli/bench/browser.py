@@ -12,8 +12,8 @@
    model's forward pass to the site plus ``encode`` over the same tokens), as a ratio.
 2. Pages, timed in Chromium until the page is fully drawn (``interp.browser.pagecheck``):
    *first page* = the first feature page of a freshly started server in a fresh browser (three
-   times; cold store unless the launcher opened it while the server started); *warm page* = in-app navigation to a feature not seen before (a
-   similar-feature button, server and store warm); *warm reload* = a new browser session on an
+   times; cold store unless the launcher opened it while the server started); *warm page* =
+   in-app navigation to a feature not seen before (a similar-feature button, server and store warm); *warm reload* = a new browser session on an
    unseen feature's URL. Beside them: the CPU time a warm page costs the server process and the
    time the browser's renderer main thread is busy with it (wall time: inflated by load), the store read
    time of the same features (data layer, in-process) and a bare Streamlit page (one element) as
