@@ -13,11 +13,12 @@
 2. Pages, timed in Chromium until the page is fully drawn (``interp.browser.pagecheck``):
    *first page* = the first feature page of a freshly started server in a fresh browser (three
    times; cold store unless the launcher opened it while the server started); *warm page* =
-   in-app navigation to a feature not seen before (a similar-feature button, server and store warm); *warm reload* = a new browser session on an
-   unseen feature's URL. Beside them: the CPU time a warm page costs the server process and the
-   time the browser's renderer main thread is busy with it (wall time: inflated by load), the store read
-   time of the same features (data layer, in-process) and a bare Streamlit page (one element) as
-   the framework's floor (its first page on a fresh server and browser, a full load, a rerun).
+   in-app navigation to a feature not seen before (a similar-feature button, server and store
+   warm); *warm reload* = a new browser session on an unseen feature's URL. Beside them: the CPU
+   time a warm page costs the server process and the time the browser's renderer main thread is
+   busy with it (wall time: inflated by load), the store read time of the same features (data
+   layer, in-process) and a bare Streamlit page (one element) as the framework's floor (its first
+   page on a fresh server and browser, three times; a full load; a rerun).
    Then the steering panel of the SAE store: Generate on the fresh server (model load included)
    and on three more features (model warm). Each store gets its ``steering.json`` first, as
    ``interp browse`` writes it.
