@@ -117,22 +117,39 @@ def test_gather_encode_gradient_wrt_input():
     )
 
 
-def test_topk_step_gradients_equal_dense_reference():
-    """TopKSAE.step (FVU loss through the sparse kernels) has the gradients of a dense version."""
-    cfg = TopKConfig(d_in=D, d_sae=F, k=K, aux_alpha=0.0)
-    sae = TopKSAE(cfg, TrainConfig(seed=3)).double()
+def _random_sae(cfg: TopKConfig, seed: int) -> TopKSAE:
+    """A float64 TopK SAE with random encoder and decoder biases."""
+    sae = TopKSAE(cfg, TrainConfig(seed=seed)).double()
     with torch.no_grad():
         sae.b_enc.normal_()
         sae.b_dec.normal_()
-    xn = torch.randn(16, D, dtype=torch.float64)
-    out = sae.step(xn, dead=None)
+    return sae
+
+
+def _grads_of_step(sae: TopKSAE, xn: torch.Tensor, dead: torch.Tensor | None):
+    """(step output, gradients of its loss), the SAE's grads zeroed again for the reference."""
+    out = sae.step(xn, dead=dead)
     out.loss.backward()
-    sparse = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    grads = {n: p.grad.clone() for n, p in sae.named_parameters()}
     sae.zero_grad()
+    return out, grads
+
+
+def _dense_top(pre: torch.Tensor, k: int, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Plain-autograd codes: relu of each row's top k entries of ``pre`` (among ``allowed``)."""
+    ranked = pre.detach() if allowed is None else pre.detach().masked_fill(~allowed, float("-inf"))
+    idx = ranked.topk(k, dim=1).indices
+    return torch.zeros_like(pre).scatter(1, idx, torch.relu(pre.gather(1, idx)))
+
+
+def test_topk_step_gradients_equal_dense_reference():
+    """TopKSAE.step (FVU loss through the sparse kernels) has the gradients of a dense version."""
+    sae = _random_sae(TopKConfig(d_in=D, d_sae=F, k=K, aux_alpha=0.0), seed=3)
+    xn = torch.randn(16, D, dtype=torch.float64)
+    out, sparse = _grads_of_step(sae, xn, None)
 
     pre = (xn - sae.b_dec) @ sae.W_enc + sae.b_enc
-    idx = pre.detach().topk(K, dim=1).indices
-    codes = torch.zeros_like(pre).scatter(1, idx, torch.relu(pre.gather(1, idx)))
+    codes = _dense_top(pre, K)
     x_hat = codes @ sae.W_dec + sae.b_dec
     loss = ((x_hat - xn) ** 2).sum() / ((xn - xn.mean(0)) ** 2).sum()
     torch.testing.assert_close(out.loss, loss)
@@ -155,27 +172,16 @@ def test_topk_aux_loss_and_gradients_equal_dense_reference(n_dead, aux_k):
     gradients of a plain autograd version: each token's top aux_k dead latents reconstruct the
     detached residual."""
     F_, K_ = 64, 4
-    cfg = TopKConfig(d_in=D, d_sae=F_, k=K_, aux_k=aux_k, aux_alpha=0.5)
-    sae = TopKSAE(cfg, TrainConfig(seed=1)).double()
-    with torch.no_grad():
-        sae.b_enc.normal_()
-        sae.b_dec.normal_()
+    sae = _random_sae(TopKConfig(d_in=D, d_sae=F_, k=K_, aux_k=aux_k, aux_alpha=0.5), seed=1)
     xn = torch.randn(16, D, dtype=torch.float64)
     dead = torch.zeros(F_, dtype=torch.bool)
     dead[torch.randperm(F_, generator=torch.Generator().manual_seed(0))[:n_dead]] = True
-    out = sae.step(xn, dead=dead)
-    out.loss.backward()
-    ours = {n: p.grad.clone() for n, p in sae.named_parameters()}
-    sae.zero_grad()
+    out, ours = _grads_of_step(sae, xn, dead)
 
     pre = (xn - sae.b_dec) @ sae.W_enc + sae.b_enc
-    idx = pre.detach().topk(K_, dim=1).indices
-    codes = torch.zeros_like(pre).scatter(1, idx, torch.relu(pre.gather(1, idx)))
-    x_hat = codes @ sae.W_dec + sae.b_dec
-    var = ((xn - xn.mean(0)) ** 2).sum()
-    fvu = ((x_hat - xn) ** 2).sum() / var
-    aux_idx = pre.detach().masked_fill(~dead, float("-inf")).topk(min(aux_k, n_dead), dim=1).indices
-    aux_codes = torch.zeros_like(pre).scatter(1, aux_idx, torch.relu(pre.gather(1, aux_idx)))
+    x_hat = _dense_top(pre, K_) @ sae.W_dec + sae.b_dec
+    fvu = ((x_hat - xn) ** 2).sum() / ((xn - xn.mean(0)) ** 2).sum()
+    aux_codes = _dense_top(pre, min(aux_k, n_dead), allowed=dead)
     err = (xn - x_hat).detach()
     aux = ((aux_codes @ sae.W_dec - err) ** 2).sum() / ((err - err.mean(0)) ** 2).sum()
     torch.testing.assert_close(out.terms["aux"], aux)
