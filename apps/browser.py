@@ -53,6 +53,12 @@ def pick_run(root: Path) -> Path:
             "`interp browse artifact=<decomposer dir> out=<folder under the root>`"
         )
     labels = stores_under(str(root))
+    if asked in runs and st.query_params.get("feature") is not None:
+        # A feature page names its run in the sidebar and builds the picker only on demand: the
+        # select box is the costliest element of a first page (about 0.15-0.2 s, measured).
+        st.sidebar.caption(f"Run: {plain(labels.get(asked, asked))}")
+        if not st.sidebar.toggle("Change run", key="change_run"):
+            return resolve_under(root, asked)
     choice = st.sidebar.selectbox(
         "Run (model · site · method)",
         runs,

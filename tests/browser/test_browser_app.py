@@ -70,6 +70,22 @@ def test_default_run_is_picked(app):
     assert at.sidebar.selectbox[0].value == "stores/attn_svd/layer-00"  # first store, sorted
 
 
+def test_feature_page_builds_the_run_picker_on_demand(app):
+    """A feature page names its run and builds the select box only when asked; picking another
+    run there opens that run's list page (feature ids of one run mean nothing in another)."""
+    at = app(run="stores/topk", feature="3")
+    _ok(at)
+    assert not at.sidebar.selectbox
+    assert any(c.value.startswith("Run: ") and "topk" in c.value for c in at.sidebar.caption)
+    at.sidebar.toggle(key="change_run").set_value(True).run()
+    _ok(at)
+    assert at.sidebar.selectbox[0].value == "stores/topk"
+    at.sidebar.selectbox[0].set_value("stores/attn_svd/layer-00").run()
+    _ok(at)
+    assert at.query_params["run"] == "stores/attn_svd/layer-00" and "feature" not in at.query_params
+    assert len(at.dataframe) == 1  # the other run's list page
+
+
 def test_search_finds_planted_feature(app):
     at = app(run="stores/topk")
     at.text_input(key="q_token").input(PLANTED_TOKEN).run()
