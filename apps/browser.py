@@ -11,8 +11,6 @@ linked. This file and ``browser_views.py`` are the view layer; the data layer is
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -25,13 +23,6 @@ import browser_views as views  # noqa: E402
 from interp.browser import StoreError, find_stores, resolve_under  # noqa: E402
 from interp.browser.labels import basis_text, feature_label  # noqa: E402
 from interp.browser.store import describe, plain  # noqa: E402
-
-
-def root_folder() -> Path:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--root", default=None)
-    args, _ = parser.parse_known_args(sys.argv[1:])
-    return Path(args.root or os.environ.get("INTERP_RUNS") or "runs").resolve()
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -53,7 +44,7 @@ def pick_run(root: Path) -> Path:
             "`interp browse artifact=<decomposer dir> out=<folder under the root>`"
         )
     labels = stores_under(str(root))
-    if asked in runs and st.query_params.get("feature") is not None:
+    if asked is not None and st.query_params.get("feature") is not None:
         # A feature page names its run in the sidebar and builds the picker only on demand: the
         # select box is the costliest element of a first page (about 0.15-0.2 s, measured).
         st.sidebar.caption(f"Run: {plain(labels.get(asked, asked))}")
@@ -121,7 +112,7 @@ def feature_page(store, path: Path, i: int) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="interp feature browser", layout="wide")
-    root = root_folder()
+    root = views.root_folder(sys.argv[1:])
     st.sidebar.title("interp · features")
     st.sidebar.caption(f"root: {root}")
     try:

@@ -9,6 +9,8 @@ so a click costs one script run, not two.
 
 from __future__ import annotations
 
+import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,14 @@ PAGE_SIZE = 50
 
 if TYPE_CHECKING:
     import pandas as pd  # imported by the list page only: a feature page does not need it
+
+
+def root_folder(args: list[str]) -> Path:
+    """The browser's root: ``--root`` among the app's arguments, else ``$INTERP_RUNS``, else ``runs``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--root", default=None)
+    known, _ = parser.parse_known_args(args)
+    return Path(known.root or os.environ.get("INTERP_RUNS") or "runs").resolve()
 
 
 # -- cached reads --------------------------------------------------------------------------------

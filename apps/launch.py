@@ -45,16 +45,14 @@ def _warm_parquet() -> None:
 def _warm_stores(argv: list[str]) -> None:
     """Open the first stores under the root into the app's store cache (``open_store`` is a
     process-wide ``st.cache_resource``), so the first feature page finds its store open."""
-    import os
-
     from interp.browser import find_stores
+    from interp.errors import InterpError
 
-    rest = argv[argv.index("--") + 1 :] if "--" in argv else []
-    root = rest[rest.index("--root") + 1] if "--root" in rest[:-1] else os.environ.get("INTERP_RUNS", "runs")
+    root = browser_views.root_folder(argv[argv.index("--") + 1 :] if "--" in argv else [])  # the app's own args
     for path in find_stores(root)[:8]:  # the cache holds 8
         try:
-            browser_views.store_at(Path(root).resolve() / path)
-        except Exception:  # a broken store is reported by the page that opens it, not here
+            browser_views.store_at(root / path)
+        except (InterpError, OSError, ValueError):  # a broken store is reported by the page that opens it
             pass
 
 

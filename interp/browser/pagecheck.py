@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from interp.errors import InterpError
+
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 # Leaf blocks whose boxes must not intersect: text, tables, charts, buttons, context lines.
@@ -111,8 +113,6 @@ def _drawn_at(driver: Any, key: str, timeout: float) -> float:
         if t is not None:
             return float(t)
         time.sleep(0.05)
-    from interp.errors import InterpError
-
     shown = driver.execute_script(
         'const e = document.querySelector(\'[data-testid="stException"], [data-testid="stAlert"]\');'
         "return e ? e.innerText.slice(0, 300) : null"

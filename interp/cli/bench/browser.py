@@ -43,7 +43,7 @@ import torch
 
 from interp.browser import FeatureStore, build_store, pagecheck as pc
 from interp.browser.loadtest import load_test
-from interp.browser.serve import cpu_seconds, serve
+from interp.browser.serve import APP, cpu_seconds, serve
 from interp.cli import print_table
 from interp.evals.steering.store_strength import FILE as STEERING_FILE
 from interp.evals.steering.store_strength import calibrate_store
@@ -232,11 +232,11 @@ def page_timings(root: Path, stores: dict[str, Path], pages: int) -> dict:
     }
 
 
-def first_pages(root: Path, query: str, key: str, app: Path | None = None, n: int = 3) -> list[float]:
+def first_pages(root: Path, query: str, key: str, app: Path = APP, n: int = 3) -> list[float]:
     """Seconds to the first page of ``n`` freshly started servers, each in a fresh browser."""
     times = []
     for _ in range(n):
-        with serve(root, **({"app": app} if app else {})) as url:
+        with serve(root, app=app) as url:
             d = pc.chrome(1600)
             try:
                 times.append(pc.load_page(d, f"{url}/{query}", key, 180))
