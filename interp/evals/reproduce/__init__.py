@@ -14,6 +14,7 @@ evaluation code (synthetic recovery, reconstruction), and the pipeline's layerin
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 
 from interp.errors import ConfigError
@@ -27,7 +28,9 @@ def run(paper: str, quick: bool, out: Path) -> Path:
     if paper not in PAPERS:
         raise ConfigError(f"unknown paper {paper!r}; choose one of {sorted(PAPERS)}")
     module = importlib.import_module(f"interp.evals.reproduce.{PAPERS[paper]}")
-    report: Report = getattr(module, paper)(quick)
+    fn = getattr(module, paper)
+    extra = {"out": Path(out)} if "out" in inspect.signature(fn).parameters else {}  # where it caches models
+    report: Report = fn(quick, **extra)
     return report.write(Path(out) / f"{paper}.md")
 
 

@@ -11,6 +11,8 @@ p = 23 model with 60 % of the pairs for training, which groks in about 600 epoch
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from interp.decomposers.lib import LIB, graph, modadd
@@ -83,7 +85,9 @@ def _seed(params, mcfg, n_basis: int) -> dict:
     return out
 
 
-def lib(quick: bool) -> Report:
+def lib(quick: bool, out: Path | None = None) -> Report:
+    """``out``: the full variant keeps its trained models in ``out/lib-models/seed{S}`` and reuses
+    them on the next run (training them takes about an hour of CPU)."""
     mcfg, seeds = _model_cfg(quick), [0] if quick else [0, 1, 2]
     n_basis = 200 if quick else 600
     rep = Report(
@@ -92,7 +96,10 @@ def lib(quick: bool) -> Report:
         {"model": mcfg.__dict__, "n_basis": n_basis, "tolerance": TOLERANCE},
         seeds,
     )
-    params, metrics = modadd.train(mcfg, seeds, log_every=25, progress=not quick)
+    if quick or out is None:
+        params, metrics = modadd.train(mcfg, seeds, log_every=25, progress=not quick)
+    else:
+        params, metrics = map(list, zip(*modadd.train_or_load(mcfg, seeds, Path(out) / "lib-models")))
     grokked = [i for i, m in enumerate(metrics) if m["test_acc"] >= 0.999]
     rep.add(
         "seeds grokked (test acc >= 0.999)",
