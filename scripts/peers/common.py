@@ -13,9 +13,11 @@ import torch
 
 
 def args() -> dict:
-    """``python run_x.py DATA_DIR OUT_JSON EPOCHS [key=value ...]``."""
+    """``python run_x.py DATA_DIR OUT_JSON EPOCHS [seed=S] [key=value ...]`` (seed: of the weights'
+    initialisation, 0 by default; the batches are the same for every seed)."""
     data, out, epochs, *rest = sys.argv[1:]
-    return {"data": Path(data), "out": Path(out), "epochs": int(epochs), **dict(kv.split("=", 1) for kv in rest)}
+    kv = dict(s.split("=", 1) for s in rest)
+    return {"data": Path(data), "out": Path(out), "epochs": int(epochs), "seed": int(kv.pop("seed", 0)), **kv}
 
 
 def load(data: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -58,20 +60,25 @@ def score(held: torch.Tensor, reconstruct, encode) -> dict:
     }
 
 
-class Clock:
-    """Training time only: ``tick(step)`` after each step; every ``every`` steps (and at the end)
-    the clock stops while held-out FVU is measured, giving the (seconds, FVU) curve."""
+CURVE_EVERY = 4  # steps between points of the FVU curve, at every budget (time-to-FVU resolution)
 
-    def __init__(self, held: torch.Tensor, n_steps: int, reconstruct, encode, n_points: int = 12):
-        self.held, self.n_steps, self.rec, self.enc = held, n_steps, reconstruct, encode
-        self.every = max(1, n_steps // n_points)
+
+class Clock:
+    """Training time only: ``tick(step)`` after each step; every ``CURVE_EVERY`` steps (and at the
+    end) the clock stops while held-out FVU is measured, giving the (seconds, FVU) curve."""
+
+    def __init__(self, held: torch.Tensor, n_steps: int, reconstruct, encode, every: int = CURVE_EVERY):
+        self.held, self.n_steps, self.rec, self.enc, self.every = held, n_steps, reconstruct, encode, every
         self.seconds, self.curve, self.start = 0.0, [], time.perf_counter()
 
-    def tick(self, step: int, to_eval=None, to_train=None) -> None:
-        """``step`` counts from 1; ``to_eval``/``to_train`` swap schedule-free weights around scoring."""
+    def tick(self, step: int, to_eval=None, to_train=None, module: torch.nn.Module | None = None) -> None:
+        """``step`` counts from 1; ``to_eval``/``to_train`` swap schedule-free weights around scoring.
+        With ``module`` its parameters are restored bit for bit afterwards (the swap back rounds
+        differently), so scoring never changes the training run."""
         if step % self.every and step != self.n_steps:
             return
         self.seconds += time.perf_counter() - self.start
+        kept = [p.detach().clone() for p in module.parameters()] if module is not None else []
         if to_eval:
             to_eval()
         with torch.no_grad():
@@ -80,6 +87,9 @@ class Clock:
             fvu = ((h - x_hat).pow(2).sum() / (h - h.mean(0)).pow(2).sum()).item()
         if to_train:
             to_train()
+        with torch.no_grad():
+            for p, q in zip(module.parameters() if module is not None else [], kept):
+                p.copy_(q)
         self.curve.append((self.seconds, fvu))
         self.start = time.perf_counter()
 
@@ -88,6 +98,7 @@ def finish(a: dict, name: str, clock: Clock, n_tokens: int, final: dict) -> None
     result = {
         "name": name,
         "epochs": a["epochs"],
+        "seed": a["seed"],
         "train_seconds": clock.seconds,
         "tokens_per_s": n_tokens / clock.seconds,
         "curve": clock.curve,

@@ -18,7 +18,7 @@ trainer = TopKTrainer(
     k=k,
     layer=15,
     lm_name="smollm2-135m",
-    seed=0,
+    seed=a["seed"],
     device="cpu",
     warmup_steps=1000 if n_steps > 1000 else n_steps // 10,
 )

@@ -22,7 +22,7 @@ a = common.args()
 data, held, meta = common.load(a["data"])
 F, B = meta["d_sae"], meta["batch"]
 n_steps = a["epochs"] * (len(data) // B)
-given = {k: _value(v) for k, v in a.items() if k not in ("data", "out", "epochs")}
+given = {k: _value(v) for k, v in a.items() if k not in ("data", "out", "epochs", "seed")}
 cfg = (
     dict(
         method="topk",
@@ -32,7 +32,7 @@ cfg = (
         wandb="disabled",
         device="cpu",
         exclude_special=False,
-        seed=0,
+        seed=a["seed"],
     )
     | given
 )
@@ -49,7 +49,7 @@ clock = common.Clock(held, n_steps, lambda x: live["sae"].reconstruct(x), None)
 
 def after_step(sae, xn, out, step):
     real_after(sae, xn, out, step)
-    clock.tick(step, live["opt"].eval, live["opt"].train)
+    clock.tick(step, live["opt"].eval, live["opt"].train, sae)
 
 
 cls.after_step = after_step

@@ -9,7 +9,7 @@ from sae_lens.training.sae_trainer import SAETrainer
 
 a = common.args()
 train, held, meta = common.load(a["data"])
-torch.manual_seed(0)
+torch.manual_seed(a["seed"])
 F, k, B = meta["d_sae"], meta["k"], meta["batch"]
 n_steps = a["epochs"] * (len(train) // B)
 sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=train.shape[1], d_sae=F, k=k, device="cpu"))

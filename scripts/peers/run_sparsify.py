@@ -11,7 +11,7 @@ from sparsify.sign_sgd import SignSGD
 
 a = common.args()
 train, held, meta = common.load(a["data"])
-torch.manual_seed(0)
+torch.manual_seed(a["seed"])
 F, k, B = meta["d_sae"], meta["k"], meta["batch"]
 sae = SparseCoder(train.shape[1], SparseCoderConfig(num_latents=F, k=k), device="cpu", dtype=torch.float32)
 opt = ScheduleFreeWrapper(SignSGD([dict(params=sae.parameters(), lr=5e-3 / (F / 2**14) ** 0.5)]), momentum=0.95)
@@ -28,6 +28,6 @@ for step, x in enumerate(common.batches(train, B, a["epochs"]), 1):
     sae.remove_gradient_parallel_to_decoder_directions()
     opt.step()
     opt.zero_grad()
-    clock.tick(step, opt.eval, opt.train)
+    clock.tick(step, opt.eval, opt.train, sae)
 opt.eval()
 common.finish(a, "sparsify", clock, n_steps * B, common.score(held, lambda x: sae(x).sae_out, enc))
