@@ -36,6 +36,12 @@ def test_warmup_and_decay_follow_the_budget():
     long = TrainConfig(batch_size=4096, n_tokens=40_000 * 4096, optimizer="adam")
     assert (long.warmup(), long.decay()) == (1000, 8000)
     assert TrainConfig(n_tokens=44 * 4096, optimizer="signum").decay() == 0  # averaging, no decay
+    # schedule-free Signum: the same 2-step warm-up at every budget (never over half the run)
+    for n in (44, 880, 40_000):
+        sig = TrainConfig(n_tokens=n * 4096, optimizer="signum")
+        assert sig.warmup() == 2 and [lr_factor(s, sig.n_steps, 2, sig.decay()) for s in range(3)] == [0.5, 1, 1]
+    assert TrainConfig(n_tokens=3 * 4096, optimizer="signum").warmup() == 1
+    assert TrainConfig(n_tokens=880 * 4096, optimizer="signum", warmup_frac=0.05).warmup() == 44  # asked for
     assert TrainConfig(n_tokens=44 * 4096, warmup_steps=50).warmup() == 50  # explicit steps win
     assert TrainConfig(n_tokens=40_000 * 4096, optimizer="adam", decay_max=500).decay() == 500
 

@@ -11,7 +11,9 @@
   weights, with its learning rate matched to Adam's update RMS, and Adam for the rest.
 
 Warm-up and decay are fractions of the run's steps with floors and caps (``schedule_steps``), so
-a 40-step run spends 2 steps warming up rather than more than its whole budget. The default
+a 40-step run spends 2 steps warming up rather than more than its whole budget; schedule-free
+Signum does not decay and warms up over a fixed ``SIGNUM_WARMUP_STEPS``, so its start does not
+depend on the budget. The default
 learning rate (``default_lr``) is each optimiser's long-run rate (scaled by 1/sqrt(d_sae / 2**14),
 as in Gao et al.) times ``sqrt(REF_STEPS / n_steps)`` for runs shorter than ``REF_STEPS``,
 capped at ``MAX_BOOST``: short runs take larger steps, long runs keep the published rate.
@@ -32,6 +34,16 @@ BASE_LR = {"adam": 2e-4, "signum": 5e-3, "muon": 2e-4}
 REF_STEPS = {"adam": 5000, "signum": 0, "muon": 5000}
 MAX_BOOST = 16.0
 SF_MOMENTUM = 0.95  # schedule-free interpolation momentum (sparsify's)
+# Warm-up as a fraction of the run's steps (within TrainConfig's warmup_min / warmup_max).
+WARMUP_FRAC = 0.05
+# Schedule-free Signum warms up over a fixed SIGNUM_WARMUP_STEPS at every budget (sparsify's recipe
+# has none), so its first steps are the same at every budget: a 20-epoch run passes through the
+# 1-epoch run's weights at the same step and time, where a 5% warm-up would spend the 20-epoch
+# run's first epoch ramping up. Measured on the peer benchmark (SmolLM2 L15, 9216 latents, k 32,
+# 1 epoch = 44 steps, seed 0 / 1): 2 steps FVU 0.1635 / 0.1635 with 8-9% of latents dead on held-
+# out tokens; no warm-up 0.1637 / 0.1642 with 14% dead, whose AuxK made the steps ~15% slower
+# (full-size first sign steps move each encoder weight by half its initial scale).
+SIGNUM_WARMUP_STEPS = 2
 # Encoder init: the decoder's transpose scaled to this norm per latent. Sign and Adam steps move
 # every weight by about lr, so a smaller encoder takes larger relative steps early. Measured on the
 # peer benchmark (SmolLM2 L15, 9216 latents, k 32, Signum, 1 epoch = 44 steps), held-out FVU:

@@ -16,7 +16,14 @@ import dataclasses
 from dataclasses import dataclass
 
 from interp.decomposers.base import doc_field as _f
-from interp.decomposers.sae.optim import ENC_INIT_NORM, OPTIMIZERS, default_lr, schedule_steps
+from interp.decomposers.sae.optim import (
+    ENC_INIT_NORM,
+    OPTIMIZERS,
+    SIGNUM_WARMUP_STEPS,
+    WARMUP_FRAC,
+    default_lr,
+    schedule_steps,
+)
 from interp.errors import ConfigError
 
 
@@ -26,7 +33,9 @@ class TrainConfig:
 
     optimizer: str = _f("signum", "adam | signum (sign descent, schedule-free averaging) | muon")
     lr: float | None = _f(None, "learning rate; None: the optimiser's rate for this width and budget")
-    warmup_frac: float = _f(0.05, "linear warm-up over this fraction of the steps")
+    warmup_frac: float | None = _f(
+        None, "linear warm-up over this fraction of the steps; None: 0.05, or 2 steps at every budget for signum"
+    )
     warmup_min: int = _f(1, "warm-up floor in steps")
     warmup_max: int = _f(1000, "warm-up cap in steps")
     warmup_steps: int | None = _f(None, "fixed warm-up in steps, overriding the fraction")
@@ -62,7 +71,7 @@ class TrainConfig:
         check_ranges(self)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer {self.optimizer!r} is not one of {list(OPTIMIZERS)}")
-        if not (0 <= self.warmup_frac <= 1 and 0 <= (self.decay_frac or 0) <= 1):
+        if not (0 <= (self.warmup_frac or 0) <= 1 and 0 <= (self.decay_frac or 0) <= 1):
             raise ConfigError("warmup_frac and decay_frac must lie in [0, 1]")
 
     @property
@@ -70,10 +79,16 @@ class TrainConfig:
         return max(1, self.n_tokens // self.batch_size)
 
     def warmup(self) -> int:
-        """Warm-up steps: ``warmup_steps`` if set, else the fraction within its floor and cap."""
+        """Warm-up steps: ``warmup_steps`` if set, else the fraction within its floor and cap.
+
+        Schedule-free Signum, unless given a fraction, warms up over ``optim.SIGNUM_WARMUP_STEPS``
+        at every budget (never over half the run)."""
         if self.warmup_steps is not None:
             return self.warmup_steps
-        return schedule_steps(self.n_steps, self.warmup_frac, self.warmup_min, self.warmup_max)
+        if self.warmup_frac is None and self.optimizer == "signum":
+            return schedule_steps(self.n_steps, 0.0, SIGNUM_WARMUP_STEPS, None)
+        frac = WARMUP_FRAC if self.warmup_frac is None else self.warmup_frac
+        return schedule_steps(self.n_steps, frac, self.warmup_min, self.warmup_max)
 
     def decay(self) -> int:
         """Decay steps at the end of the run (0 for schedule-free Signum unless asked for)."""
