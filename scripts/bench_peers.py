@@ -19,7 +19,7 @@ ratios come from one run of this command; results are kept in ``runs/peers/resul
 retrains).
 
 ``--seeds`` repeats every contender with other initialisation seeds on the same batches and prints
-means over seeds: at 5 epochs one seed's plain FVU moves by about 0.006 with float rounding alone.
+means over seeds: at 5 epochs one seed's plain FVU moves by about 0.007 with float rounding alone.
 
 ``--variants`` adds interp's other SAE variants at their new defaults and at the defaults before
 this benchmark (Adam, lr 2e-4 / sqrt(d_sae / 2**14), 50 warm-up steps, decay over the last 20%).

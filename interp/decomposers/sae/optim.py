@@ -13,10 +13,10 @@
 Warm-up and decay are fractions of the run's steps with floors and caps (``schedule_steps``), so
 a 40-step run spends 2 steps warming up rather than more than its whole budget; schedule-free
 Signum does not decay and warms up over a fixed ``SIGNUM_WARMUP_STEPS``, so its start does not
-depend on the budget. The default
-learning rate (``default_lr``) is each optimiser's long-run rate (scaled by 1/sqrt(d_sae / 2**14),
-as in Gao et al.) times ``sqrt(REF_STEPS / n_steps)`` for runs shorter than ``REF_STEPS``,
-capped at ``MAX_BOOST``: short runs take larger steps, long runs keep the published rate.
+depend on the budget. The default learning rate (``default_lr``) is each optimiser's long-run
+rate (scaled by 1/sqrt(d_sae / 2**14), as in Gao et al.) times ``sqrt(REF_STEPS / n_steps)`` for
+runs shorter than ``REF_STEPS``, capped at ``MAX_BOOST``: short runs take larger steps, long runs
+keep the published rate.
 """
 
 from __future__ import annotations
