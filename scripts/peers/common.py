@@ -87,9 +87,10 @@ class Clock:
             fvu = ((h - x_hat).pow(2).sum() / (h - h.mean(0)).pow(2).sum()).item()
         if to_train:
             to_train()
-        with torch.no_grad():
-            for p, q in zip(module.parameters() if module is not None else [], kept):
-                p.copy_(q)
+        if module is not None:
+            with torch.no_grad():
+                for p, q in zip(module.parameters(), kept):
+                    p.copy_(q)
         self.curve.append((self.seconds, fvu))
         self.start = time.perf_counter()
 
