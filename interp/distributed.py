@@ -32,6 +32,14 @@ def init(backend: str | None = None) -> None:
     dist.init_process_group(backend or "gloo", timeout=timedelta(minutes=30))
 
 
+def shutdown() -> None:
+    """Destroy the process group this process created (the end of a ``torchrun`` job), as torch
+    asks of every rank before it exits; nothing when there is none. Call it only when every rank
+    finished: a rank left waiting in a collective would hold it up."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 _SOLO = False
 
 

@@ -47,6 +47,8 @@ def entry() -> None:
     """The console script."""
     try:
         code = main()
+        if code == 0 and "interp.distributed" in sys.modules:  # a torchrun job that ended well
+            sys.modules["interp.distributed"].shutdown()
         sys.stdout.flush()
     except BrokenPipeError:  # output piped into a reader that stopped early (| head)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -21,10 +21,20 @@ WORKER = Path(__file__).with_name("dist_worker.py")
 
 
 def _torchrun(*args: str, timeout: float = 300) -> str:
+    """Run ``dist_worker.py ARGS`` on 2 ranks; its stdout."""
+    return _torchrun_module(str(WORKER), *args, timeout=timeout)
+
+
+def _torchrun_module(*args: str, timeout: float = 300) -> str:
+    """``torchrun --standalone --nproc_per_node 2 ARGS`` (a script, or ``-m`` and a module); its stdout."""
     env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1"
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        WANDB_MODE="disabled",
     )
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
@@ -86,3 +96,29 @@ def test_a_second_job_into_held_folders_stops_every_rank_with_the_lock_message(t
             line = f"rank {rank}: LockedError: {what} {folder} is in use by another process (pid {os.getpid()})"
             assert line in said, said
     assert said.count("LockedError") == 4 and "finished" not in said, said
+
+
+def test_the_train_command_under_torchrun_trains_data_parallel_and_exits_cleanly(tmp_path, tiny_corpus):
+    """``torchrun -m interp train``, the command the README shows for several processes: exit 0
+    (the process group is destroyed at the end), one summary, and the SAE one process trains."""
+    from interp.cli.main import main
+
+    site = CACHE_ARGS["sites"][0]
+    cache = tmp_path / "cache"
+    args = ["model=tiny-llama", f"sites=[{site}]", "n_tokens=2048", "seq_len=32", f"text={tiny_corpus}"]
+    assert main(["cache", *args, f"out={cache}"]) == 0
+    keys = {k: v for k, v in sae_config().items() if k not in ("device", "log_every", "checkpoint_every")}
+    keys |= dict(batch_size=256, n_tokens=256 * 4)
+    said = _torchrun_module(
+        "-m",
+        "interp",
+        "train",
+        f"data={cache}",
+        f"out={tmp_path / 'ddp'}",
+        "progress=false",
+        *(f"{k}={v}" for k, v in keys.items()),
+    )
+    assert said.count("trained topk SAE") == 1, said
+    ddp, ref = decomposers.load(tmp_path / "ddp"), train(keys, ActivationCache(cache), progress=False)
+    for name, want in ref.state_dict().items():
+        torch.testing.assert_close(ddp.state_dict()[name], want, rtol=1e-4, atol=1e-5, msg=name)
