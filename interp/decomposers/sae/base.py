@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 
 from interp.decomposers.base import Decomposer, check_fields, config_from, doc_field
+from interp.decomposers.sae.checks import B_DEC_INITS
 from interp.decomposers.sae.train_config import TRAIN_FIELDS, TrainConfig
 from interp.decomposers.sae.ops import gather_encode, sparse_decode
 from interp.decomposers.sae.saelens import write_saelens
@@ -38,6 +39,9 @@ class SAEConfig:
     site: str | None = doc_field(None, "hook site (picks the site of a multi-site cache)")
     normalize: bool = doc_field(True, "scale inputs to mean squared norm d_in (factor kept in the weights)")
     exclude_special: bool = doc_field(True, "BOS/separator/pad tokens are left out of training and use")
+    b_dec_init: str = doc_field(
+        "mean", "b_dec's start on the first batch: mean | median (geometric, as sparsify starts) | zero"
+    )
     extra: dict = doc_field(
         {}, "free-form provenance kept with the artifact (e.g. where it was imported from)", runtime=True
     )
@@ -60,6 +64,30 @@ class SAEConfig:
         d_sae = self.d_sae or self.expansion_factor * d_in
         check_k(self, d_sae)
         return replace(self, d_in=d_in, d_sae=d_sae)
+
+
+def geometric_median(x: Float[torch.Tensor, "B D"], iters: int = 100, tol: float = 1e-6) -> Float[torch.Tensor, "D"]:
+    """The point minimising the summed Euclidean distance to the rows of ``x`` (Weiszfeld's
+    iteration from the mean, in float64; stops when a step moves it less than ``tol`` times its
+    norm). Unlike the mean, a few massive-norm rows barely move it."""
+    xd = x.double()
+    y = xd.mean(0)
+    for _ in range(iters):
+        w = 1 / (xd - y).norm(dim=1).clamp_min(1e-12)
+        new = (w[:, None] * xd).sum(0) / w.sum()
+        done = (new - y).norm() <= tol * new.norm().clamp_min(1e-12)
+        y = new
+        if done:
+            break
+    return y.to(x.dtype)
+
+
+def data_centre(x: Float[torch.Tensor, "B D"], how: str) -> Float[torch.Tensor, "D"]:
+    """``x``'s mean, geometric median or zero (``how``, one of ``B_DEC_INITS``)."""
+    assert how in B_DEC_INITS, how
+    if how == "median":
+        return geometric_median(x)
+    return x.mean(0) if how == "mean" else torch.zeros_like(x[0])
 
 
 @dataclass
@@ -145,8 +173,9 @@ class SAE(Decomposer):
     # -- training hooks -------------------------------------------------------------------------
     @torch.no_grad()
     def init_from_data(self, xn: Float[torch.Tensor, "B D"]) -> None:
-        """b_dec starts at the mean of the (normalised) data."""
-        self.b_dec.copy_(xn.mean(0))
+        """b_dec starts at the mean, the geometric median or zero of the (normalised) first batch
+        (``b_dec_init``)."""
+        self.b_dec.copy_(data_centre(xn, self.cfg.b_dec_init))
 
     def step(self, xn: Float[torch.Tensor, "B D"], dead: torch.Tensor | None) -> StepOutput:
         raise NotImplementedError

@@ -16,6 +16,7 @@ from interp.errors import ConfigError, DataError, TrainingError
 MAX_PASSES = 100  # a budget over this many passes through a cache is refused (almost surely a typo)
 DIVERGED = 100.0  # the loss this many times its first value: the run has diverged
 LEARNED = 0.95  # a final loss above this fraction of the first: the run did not learn
+B_DEC_INITS = ("mean", "median", "zero")  # b_dec's possible starts (``SAEConfig.b_dec_init``)
 
 
 def check_ranges(cfg: Any) -> None:
@@ -46,6 +47,9 @@ def check_ranges(cfg: Any) -> None:
         raise ConfigError(
             f"n_tokens {n_tokens} is less than one batch ({batch} tokens): raise n_tokens or lower batch_size"
         )
+    b_dec_init = getattr(cfg, "b_dec_init", None)
+    if b_dec_init is not None and b_dec_init not in B_DEC_INITS:
+        raise ConfigError(f"b_dec_init must be one of {', '.join(B_DEC_INITS)}; got {b_dec_init!r}")
     decay = getattr(cfg, "decay_frac", None)
     if decay is not None and not 0 <= decay <= 1:
         raise ConfigError(f"decay_frac must be in [0, 1], got {decay}")

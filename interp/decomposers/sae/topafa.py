@@ -13,7 +13,8 @@ The authors' options, with their code's choices as defaults:
 - ``k_target`` "centred" (||x - b_dec||, used by their k selection) or "uncentred" (||x||);
 - ``afa_target`` "uncentred" (||x||, used by their AFA loss) or "centred" -- the authors' code mixes
   the two on purpose or not; the theory treats b_dec as one more feature;
-- ``b_dec_init`` "zero" (theirs) or "mean" (the data mean, as this package's other SAEs start).
+- ``b_dec_init`` "zero" (theirs), "mean" (the data mean, as this package's other SAEs start) or
+  "median" (the geometric median).
   The start decides whether the mixed targets train where a few massive dimensions dominate x:
   from the mean, k is chosen against ||x - b_dec|| while the AFA loss pulls ||f|| toward the much
   larger ||x||, and training can collapse to one latent (SmolLM2-135M layer 15, massive dimensions
@@ -41,7 +42,7 @@ from jaxtyping import Float, Int
 from interp.decomposers.base import doc_field, register
 from interp.decomposers.sae.train_config import TrainConfig
 from interp.errors import ConfigError
-from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
+from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput, data_centre
 from interp.decomposers.sae.ops import Active, gather_encode
 from interp.decomposers.sae.topk import TopKSAE
 
@@ -54,7 +55,7 @@ class TopAFAConfig(SAEConfig):
     k_target: str = doc_field("centred", "centred | uncentred")
     afa_target: str = doc_field("uncentred", "centred | uncentred")
     use_b_enc: bool = doc_field(False, "train and add the encoder bias (the authors' forward has none)")
-    b_dec_init: str = doc_field("zero", "zero (the authors') | mean (the standardised data's mean)")
+    b_dec_init: str = doc_field("zero", "zero (the authors') | mean | median, of the standardised first batch")
     k_max: int | None = doc_field(None, "None: min(d_sae - 1, 4 * d_in)")
     std_eps: float = doc_field(1e-5, "added to the per-token std when standardising")
     aux_k: int = doc_field(512, "dead latents used by the auxiliary loss (capped at the number dead)")
@@ -94,7 +95,6 @@ class TopAFASAE(SAE):
         for name, options in (
             ("k_target", ("centred", "uncentred")),
             ("afa_target", ("centred", "uncentred")),
-            ("b_dec_init", ("zero", "mean")),
         ):
             if getattr(cfg, name) not in options:
                 raise ConfigError(f"{name} must be one of {options}, got {getattr(cfg, name)!r}")
@@ -166,12 +166,9 @@ class TopAFASAE(SAE):
     # -- training -------------------------------------------------------------------------------
     @torch.no_grad()
     def init_from_data(self, xn):
-        """b_dec starts at zero (the authors' choice) or, with ``b_dec_init="mean"``, at the mean of
-        the SAE-space inputs."""
-        if self.cfg.b_dec_init == "mean":
-            self.b_dec.copy_(self.prepare_input(xn / self.norm_scale)[0].mean(0))
-        else:
-            self.b_dec.zero_()
+        """b_dec starts at zero (the authors' choice), or at the mean or geometric median of the
+        SAE-space inputs (``b_dec_init``)."""
+        self.b_dec.copy_(data_centre(self.prepare_input(xn / self.norm_scale)[0], self.cfg.b_dec_init))
 
     def step(self, xn: Float[torch.Tensor, "B D"], dead: torch.Tensor | None) -> StepOutput:
         xs = self.prepare_input(xn / self.norm_scale)[0] if self.cfg.standardize else xn

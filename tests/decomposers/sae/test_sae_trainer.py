@@ -12,6 +12,7 @@ import interp.decomposers.sae.trainer as trainer_mod
 from interp.activations import ActivationCache, ActivationStore
 from interp.decomposers.sae import TopKConfig, TopKSAE, train
 from interp.decomposers.sae.train_config import TrainConfig, split_config
+from interp.errors import ConfigError
 
 
 def _planted(seed, n=20_000, d=32, n_atoms=64, k=3, max_coherence=0.4):
@@ -95,6 +96,31 @@ def _assert_same_weights(a, b):
     assert sa.keys() == sb.keys()
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
+
+
+@pytest.mark.parametrize("how", ["mean", "median", "zero"])
+def test_b_dec_starts_where_b_dec_init_says(how):
+    """One batch holding all the data, one step at lr 1e-12: the trained b_dec is its start, which
+    is the data's mean, geometric median (against scipy minimising the summed distance) or zero;
+    four massive rows move the mean far more than the median."""
+    from scipy.optimize import minimize
+
+    x = _data(n=512).double()
+    x[:4] *= 200
+    sae = train(_small_cfg(b_dec_init=how, batch_size=512, n_tokens=512, lr=1e-12), x.float(), progress=False)
+    got = (sae.b_dec / sae.norm_scale).double()
+    if how == "median":
+        pts = x.numpy()
+        want = torch.from_numpy(minimize(lambda y: (((pts - y) ** 2).sum(1) ** 0.5).sum(), pts.mean(0), tol=1e-12).x)
+        assert (want - x.mean(0)).norm() > 10 * (want - x[4:].mean(0)).norm()
+    else:
+        want = x.mean(0) if how == "mean" else torch.zeros(x.shape[1], dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * float(want.norm()) + 1e-6)
+
+
+def test_a_bad_b_dec_init_is_refused_before_training():
+    with pytest.raises(ConfigError, match="b_dec_init must be one of mean, median, zero; got 'medain'"):
+        train(_small_cfg(b_dec_init="medain"), _data(), progress=False)
 
 
 def test_config_as_dict_or_dataclass():
