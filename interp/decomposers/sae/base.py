@@ -115,6 +115,12 @@ class SAE(Decomposer):
     # TrainConfig defaults this variant changes (e.g. JumpReLU's Adam betas)
     train_defaults: ClassVar[dict[str, Any]] = {}
 
+    @property
+    def first_loss_is_a_baseline(self) -> bool:
+        """Whether a run that ends near its first loss did not learn (the trainer then warns).
+        False where the start reconstructs with a dense code that training makes sparse."""
+        return True
+
     def __init__(self, cfg: SAEConfig, run: TrainConfig | None = None):
         super().__init__(cfg)
         self.run = run or TrainConfig()  # the training run's settings (seed, budget, batch)

@@ -286,7 +286,8 @@ def _train(
         "dead_frac": logged.get("dead_frac", 0.0),
         "data": data_id,
     }
-    if (warning := ckpt.watch.verdict(recon_loss(logged) if logged else None, step, run_cfg.warmup())) is not None:
+    last = recon_loss(logged) if logged and sae.first_loss_is_a_baseline else None
+    if (warning := ckpt.watch.verdict(last, step, run_cfg.warmup())) is not None:
         meta["warning"] = warning
         warnings.warn(warning, stacklevel=3)
     if out and _dist.is_main():
