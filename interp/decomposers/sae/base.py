@@ -131,6 +131,9 @@ class SAE(Decomposer):
         self.W_dec = torch.nn.Parameter(W_dec)
         # encoder = decoder^T at init, scaled to ``enc_init_norm`` (see ``optim.ENC_INIT_NORM``)
         self.W_enc = torch.nn.Parameter((W_dec.T * self.run.enc_init_norm).contiguous())
+        if getattr(cfg, "tied", False):
+            self.W_enc.requires_grad_(False)
+            self.normalize_decoder()  # W_enc = W_dec^T
         self.b_enc = torch.nn.Parameter(torch.zeros(f))
         self.b_dec = torch.nn.Parameter(torch.zeros(d))
         self.register_buffer("norm_scale", torch.ones(()))
@@ -139,6 +142,12 @@ class SAE(Decomposer):
     def select(self, pre: Float[torch.Tensor, "B F"]) -> tuple[Float[torch.Tensor, "B K"], Int[torch.Tensor, "B K"]]:
         """Active latents per token: (pre-activation values, latent ids)."""
         raise NotImplementedError
+
+    def _W(self) -> Float[torch.Tensor, "D F"]:
+        """The encoder weights a training step differentiates: ``W_enc``, or ``W_dec^T`` for a
+        variant with ``tied`` set (its ``W_enc`` is then an untrained copy, kept equal to
+        ``W_dec^T`` by ``normalize_decoder`` for the shared API)."""
+        return self.W_dec.t() if getattr(self.cfg, "tied", False) else self.W_enc
 
     def activation(self, vals: Float[torch.Tensor, "B K"]) -> Float[torch.Tensor, "B K"]:
         return torch.relu(vals)
@@ -242,7 +251,11 @@ class SAE(Decomposer):
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
+        """Decoder rows back to unit norm (after every step and at the end); a tied variant's
+        ``W_enc`` then follows as ``W_dec^T``."""
         self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        if getattr(self.cfg, "tied", False):
+            self.W_enc.copy_(self.W_dec.t())
 
 
 def ramp(steps_done: torch.Tensor, frac: float, run: TrainConfig) -> torch.Tensor:

@@ -115,7 +115,7 @@ class BatchTopKSAE(TopKSAE):
         with torch.no_grad():
             pre = self.pre_acts(xn)
             act = self._select(pre)
-        f = act.keep(torch.relu(act.encode(xn, self.b_dec, self.W_enc, self.b_enc, pre)))
+        f = act.keep(torch.relu(act.encode(xn, self.b_dec, self._W(), self.b_enc, pre)))
         x_hat = act.decode(f, self.W_dec) + self.b_dec
         fvu = normalized_mse(x_hat, xn)
         with torch.no_grad():  # the smallest kept activation (0: fewer than k * B were positive)

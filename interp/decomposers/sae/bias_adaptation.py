@@ -138,7 +138,6 @@ class BiasAdaptationSAE(SAE):
             raise ValueError(f"need update_every >= 1 and scale_init > 0, got {cfg.update_every}, {cfg.scale_init}")
         f = cfg.d_sae
         self.b_enc.requires_grad_(False)  # set by adaptation, never by the gradient
-        self.W_enc.requires_grad_(not cfg.tied)
         self.b_dec.requires_grad_(cfg.train_b_dec)
         self.scale = torch.nn.Parameter(
             torch.full((f,), 1.0 if cfg.scale_init is None else float(cfg.scale_init)),
@@ -171,9 +170,6 @@ class BiasAdaptationSAE(SAE):
     @property
     def bias_min(self) -> float:
         return self.cfg.bias_min if self.cfg.bias_min is not None else -math.sqrt(self.cfg.d_in)
-
-    def _W(self) -> Float[torch.Tensor, "D F"]:
-        return self.W_dec.t() if self.cfg.tied else self.W_enc
 
     def _code(self, y: torch.Tensor, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Code values from pre-activations y (with bias b) and output scales a."""
@@ -235,8 +231,6 @@ class BiasAdaptationSAE(SAE):
     # -- bias adaptation ------------------------------------------------------------------------
     @torch.no_grad()
     def after_step(self, xn, out, step: int) -> None:
-        if self.cfg.tied:
-            self.W_enc.copy_(self.W_dec.t())  # keep the shared API's encoder in step
         if self._pending is None:
             return
         count, peak, n = self._pending

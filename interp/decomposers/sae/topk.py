@@ -4,6 +4,10 @@ Each token keeps its k largest pre-activations (ReLU after the selection), the d
 norm rows, and an auxiliary loss (AuxK) lets the top ``aux_k`` dead latents reconstruct the
 residual error, scaled by ``aux_alpha``. As in the paper, the residual target is detached and
 both losses are normalised by the variance of the target (so MSE terms read as FVU).
+
+``tied`` (default False, as in the paper) makes the encoder the decoder transposed: one unit
+vector per latent is both its detector and its direction, as in the tied SAEs of the GBA paper's
+theory; it is an axis of the synthetic benchmark's data-model grid (issue 21).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class TopKConfig(SAEConfig):
     k: int = doc_field(32, "active latents per token")
     aux_k: int = doc_field(512, "dead latents used by the auxiliary loss (capped at the number dead)")
     aux_alpha: float = doc_field(1 / 32, "weight of the AuxK loss (dead latents reconstruct the residual)")
+    tied: bool = doc_field(False, "encoder = decoder transposed (one trained matrix)")
 
 
 # AuxK runs dense on the dead latents' block while they number at most this many times aux_k:
@@ -80,7 +85,7 @@ class TopKSAE(SAE):
         k_aux = min(self.cfg.aux_k, len(dead_ids))
         sub = pre.index_select(1, dead_ids)  # [B, n_dead], no grad
         if len(dead_ids) <= AUX_DENSE_RATIO * k_aux:
-            vals = dense_encode(xn, self.b_dec, self.W_enc[:, dead_ids], self.b_enc[dead_ids], sub)
+            vals = dense_encode(xn, self.b_dec, self._W()[:, dead_ids], self.b_enc[dead_ids], sub)
             if k_aux < len(dead_ids):
                 keep = torch.zeros_like(sub, dtype=torch.bool).scatter_(
                     1, sub.topk(k_aux, dim=1, sorted=False)[1], True
@@ -88,7 +93,7 @@ class TopKSAE(SAE):
                 vals = vals * keep
             return normalized_mse(torch.relu(vals) @ self.W_dec[dead_ids], err)
         idx = dead_ids[sub.topk(k_aux, dim=1, sorted=False)[1]]
-        vals = torch.relu(gather_encode(xn, self.b_dec, self.W_enc, self.b_enc, pre, idx))
+        vals = torch.relu(gather_encode(xn, self.b_dec, self._W(), self.b_enc, pre, idx))
         return normalized_mse(sparse_decode(vals, idx, self.W_dec), err)
 
     def step(self, xn: Float[torch.Tensor, "B D"], dead: torch.Tensor | None) -> StepOutput:
@@ -96,7 +101,7 @@ class TopKSAE(SAE):
             pre = self.pre_acts(xn)
             _, idx = self.select(pre)
         pattern = Pattern(idx, self.cfg.d_sae)  # sorted once, shared by both backward passes
-        vals = torch.relu(gather_encode(xn, self.b_dec, self.W_enc, self.b_enc, pre, pattern))
+        vals = torch.relu(gather_encode(xn, self.b_dec, self._W(), self.b_enc, pre, pattern))
         x_hat = self.decode_sparse(vals, pattern)
         fvu = normalized_mse(x_hat, xn)
         terms = {"fvu": fvu}

@@ -4,7 +4,7 @@ from interp.decomposers.sae.train_config import TrainConfig
 import pytest
 import torch
 
-from interp.decomposers.sae import TopKConfig, TopKSAE
+from interp.decomposers.sae import TopKConfig, TopKSAE, train
 from interp.decomposers.sae.ops import Pattern, gather_encode, sparse_decode
 from interp.decomposers.sae.topk import normalized_mse
 
@@ -233,3 +233,43 @@ def test_ragged_decode_gradcheck():
     pattern = Pattern.ragged(tok, lat, B, F)
     vals = torch.randn(len(lat), dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v, w: sparse_decode(v, pattern, w), (vals, W_dec))
+
+
+@pytest.mark.parametrize("n_dead", [0, 20])
+def test_tied_topk_step_gradients_equal_dense_reference(n_dead):
+    """``tied=True``: the encoder is W_dec^T, so the loss (FVU and AuxK) sends the encoder path's
+    gradient into W_dec, as a plain autograd version with one matrix does; W_enc is an untrained
+    copy, kept equal to W_dec^T after ``normalize_decoder`` and after training."""
+    F_, K_ = 64, 4
+    sae = _random_sae(TopKConfig(d_in=D, d_sae=F_, k=K_, aux_k=8, aux_alpha=0.5, tied=True), seed=1)
+    assert torch.equal(sae.W_enc, sae.W_dec.t()) and not sae.W_enc.requires_grad
+    xn = torch.randn(16, D, dtype=torch.float64)
+    dead = torch.zeros(F_, dtype=torch.bool)
+    dead[:n_dead] = True
+    out = sae.step(xn, dead=dead if n_dead else None)
+    out.loss.backward()
+    ours = {n: p.grad.clone() for n, p in sae.named_parameters() if p.requires_grad}
+    sae.zero_grad()
+
+    W = sae.W_dec
+    pre = (xn - sae.b_dec) @ W.t() + sae.b_enc
+    x_hat = _dense_top(pre, K_) @ W + sae.b_dec
+    loss = ((x_hat - xn) ** 2).sum() / ((xn - xn.mean(0)) ** 2).sum()
+    if n_dead:
+        err = (xn - x_hat).detach()
+        aux_codes = _dense_top(pre, 8, allowed=dead)
+        loss = loss + 0.5 * ((aux_codes @ W - err) ** 2).sum() / ((err - err.mean(0)) ** 2).sum()
+    loss.backward()
+    assert set(ours) == {"W_dec", "b_enc", "b_dec"}
+    for n, g in ours.items():
+        torch.testing.assert_close(g, getattr(sae, n).grad, atol=1e-10, rtol=1e-8, msg=n)
+
+    with torch.no_grad():
+        sae.W_dec.add_(0.1)
+    sae.normalize_decoder()
+    assert torch.equal(sae.W_enc, sae.W_dec.t())
+    x = torch.randn(512, D)
+    trained = train(
+        dict(method="topk", k=K_, d_sae=F_, tied=True, batch_size=64, n_tokens=512, wandb="disabled"), x, progress=False
+    )
+    assert torch.equal(trained.W_enc, trained.W_dec.t())
