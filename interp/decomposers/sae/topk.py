@@ -9,7 +9,7 @@ both losses are normalised by the variance of the target (so MSE terms read as F
 not the mean that the package's other SAEs start from: a few massive-activation tokens pull the
 mean (on SmolLM2-135M layer 15 the ten largest of 180k training tokens hold 31% of the summed
 squared norm) but barely move the median. Measured on the peer benchmark (scripts/bench_peers.py,
-seeds 0-2): held-out FVU at 5 epochs 0.1327 (0.1337 / 0.1319 / 0.1326) from the median against
+seeds 0-2): held-out FVU at 5 epochs 0.1328 (0.1337 / 0.1319 / 0.1326) from the median against
 0.1371 (0.1385 / 0.1361 / 0.1366) from the mean, 0.1636 against 0.1637 at one epoch, and the same
 bulk FVU (0.134 at 5 epochs, without the two massive held-out tokens): the gain is in how the
 massive tokens are reconstructed. BatchTopK shares the default (one epoch: 0.2024 against 0.2032).
