@@ -199,7 +199,7 @@ def topafa(quick: bool) -> Report:
         rep.add(
             f"{r['label']}: L0 / FVU",
             "GPT-2 L6: top-AFA 2037 / 1.64e-4 (lambda 1/32); TopK k=1024 1023 / 1.74e-4",
-            f"{r['l0']:.1f} / {r['fvu']:.4f}",
+            f"{r['l0']:.1f} / {r['fvu']:.3g}",
             note,
         )
     known = [g for g in gaps if g is not None]
