@@ -194,7 +194,7 @@ def topafa(quick: bool) -> Report:
         note = ""
         if r["label"].startswith("top-AFA"):
             gap = _frontier_gap(topk, r["l0"], r["fvu"])
-            note = "outside TopK's L0 range" if gap is None else f"FVU - TopK's at this L0: {gap:+.4f}"
+            note = "outside TopK's L0 range" if gap is None else f"FVU - TopK's at this L0: {gap:+.3g}"
             gaps.append(gap)
         rep.add(
             f"{r['label']}: L0 / FVU",
