@@ -129,11 +129,11 @@ class SAE(Decomposer):
         W_dec = torch.randn(f, d, generator=gen)
         W_dec /= W_dec.norm(dim=1, keepdim=True)
         self.W_dec = torch.nn.Parameter(W_dec)
-        # encoder = decoder^T at init, scaled to ``enc_init_norm`` (see ``optim.ENC_INIT_NORM``)
-        self.W_enc = torch.nn.Parameter((W_dec.T * self.run.enc_init_norm).contiguous())
-        if getattr(cfg, "tied", False):
-            self.W_enc.requires_grad_(False)
-            self.normalize_decoder()  # W_enc = W_dec^T
+        # encoder = decoder^T at init, scaled to ``enc_init_norm`` (see ``optim.ENC_INIT_NORM``);
+        # tied: exactly W_dec^T, an untrained copy (see ``_W``)
+        tied = getattr(cfg, "tied", False)
+        scale = 1.0 if tied else self.run.enc_init_norm
+        self.W_enc = torch.nn.Parameter((W_dec.T * scale).contiguous(), requires_grad=not tied)
         self.b_enc = torch.nn.Parameter(torch.zeros(f))
         self.b_dec = torch.nn.Parameter(torch.zeros(d))
         self.register_buffer("norm_scale", torch.ones(()))
