@@ -2,10 +2,10 @@
 
 The optimiser (Adam, schedule-free Signum or Muon) and its budget-sized schedule come from
 ``optim.py``; the run's settings are a ``TrainConfig``, saved as ``train_config.json`` beside the
-artifact, apart from the SAE's own ``config.json``. Decoder rows
-kept at unit norm with the parallel gradient component removed; ``b_dec`` initialised from the
-first batch (its mean, geometric median or zero: the variant's ``b_dec_init``); inputs scaled by a norm-scaling factor estimated up front; dead latents tracked in
-tokens since last activation and handed to the variant (for AuxK). Checkpoints (weights, Adam
+artifact, apart from the SAE's own ``config.json``. Decoder rows kept at unit norm with the
+parallel gradient component removed; ``b_dec`` initialised from the first batch (its mean,
+geometric median or zero: the variant's ``b_dec_init``); inputs scaled by a norm-scaling factor
+estimated up front; dead latents tracked in tokens since last activation and handed to the variant (for AuxK). Checkpoints (weights, Adam
 state, step, dead statistics) are written atomically to ``out/checkpoint`` every
 ``checkpoint_every`` steps and on Ctrl-C; calling ``train`` again with the same ``out`` resumes
 exactly, because the data order is a pure function of (seed, step). wandb logs offline by default.
