@@ -11,15 +11,15 @@ CACHE_ARGS = dict(
 )
 
 
-DP_METHODS = ["topk", "batchtopk"]  # batch-level selection must be global across ranks
+DP_METHODS = ["topk", "batchtopk", "gba"]  # batch-level selection and bias adaptation are global across ranks
 
 
 def sae_config(method: str = "topk") -> dict:
+    sparsity = dict(update_every=2) if method == "gba" else dict(k=6, aux_k=16)
     return dict(
         method=method,
         d_sae=96,
-        k=6,
-        aux_k=16,
+        **sparsity,
         batch_size=64,
         n_tokens=64 * 24,
         lr=3e-3,

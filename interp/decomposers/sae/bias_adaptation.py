@@ -74,6 +74,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 
+from interp import distributed as _dist
 from interp.decomposers.base import doc_field, register
 from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput
@@ -235,6 +236,9 @@ class BiasAdaptationSAE(SAE):
             return
         count, peak, n = self._pending
         self._pending = None
+        # data-parallel: the buffer holds the global batch's statistics, the same on every rank
+        counted = _dist.all_reduce(torch.cat([count.to(peak.dtype), peak.new_tensor([n])]))
+        count, n, peak = counted[:-1], counted[-1], _dist.all_reduce(peak, "max")
         slot = (step - 1) % self.ring_tokens.numel()
         self.ring_fired[slot], self.ring_peak[slot], self.ring_tokens[slot] = count, peak, n
         if step % self.update_every == 0:
