@@ -106,8 +106,8 @@ def test_statistics_from_steps_and_no_bias_gradient(activation, tied):
     p, r = (pre > 0).float().mean(0), pre.max(0).values.clamp_min(0)
     group_mean = r[r > 0].mean()
     b = torch.full((32,), -0.2)
-    expect = torch.where(p > 0.2, (b - 0.01 * r).clamp_min(-math.sqrt(8)), b)
-    expect = torch.where(p < 1e-6, (b + 0.01 * group_mean).clamp_max(0), expect)
+    expect = torch.where(p > 0.2, (b - cfg.gamma_down * r).clamp_min(-math.sqrt(8)), b)
+    expect = torch.where(p < 1e-6, (b + cfg.gamma_up * group_mean).clamp_max(0), expect)
     assert torch.allclose(sae.b_enc, expect, atol=1e-6)
 
 
