@@ -25,9 +25,10 @@ What the sources leave open (see the method notes) and the defaults chosen here:
 - BA: one target, ``htf`` 0.03 (the sources give BA's target only as a band: the theory needs
   n^-1 <~ p <~ n^-(1+1/s)/2 for n features active s at a time, [0.016, 0.063] on the sparse planted
   setting of issue 21 and [0.031, 0.074] on the small one). At 0.1, above both bands, BA's neurons
-  fire on several features: at lr 3e-4 / 1e-3 on the sparse setting (seeds 0 and 1) BA recovered
-  0.8 / 95% at tau 0.9 against 100 / 100% at 0.03; on the small one (seeds 0-3, lr 1e-3 / 3e-3 /
-  1e-2) 34 / 87 / 95% against 91 / 100 / 100%. 0.03 is also the top of the LLM sweep's BA range.
+  fire on several features: with gamma 0.01, at lr 3e-4 / 1e-3 on the sparse setting (seeds 0, 1)
+  BA recovered 0.8 / 95% at tau 0.9 against 100 / 100% at 0.03; on the small one (seeds 0-3,
+  lr 1e-3 / 3e-3 / 1e-2) 34 / 87 / 95% against 91 / 100 / 100%. 0.03 is also the top of the LLM
+  sweep's BA range.
 - ``bias_min`` (default None: -sqrt(d_in)): the paper clamps b to [-1, 0] for unit-scale inputs;
   the trainer scales inputs to mean squared norm d_in, so -1 in unit-norm units is -sqrt(d_in).
 - The buffer is kept as per-batch firing counts and peaks in a ring of
@@ -55,7 +56,8 @@ What the sources leave open (see the method notes) and the defaults chosen here:
   least-squares one (the theory's small a) helps at low learning rates, where a stays small and
   each firing neuron moves towards its inputs (sparse setting, lr 3e-4, gamma 0.01, seeds 0 and 1:
   97% recovered from a = 0.01 against 83%), but it costs reconstruction everywhere (SmolLM2-135M
-  layer 15, 5 epochs: FVU 0.282 at L0 141 against 0.207 at L0 160), so it is not the default.
+  layer 15, 5 epochs, gamma 0.01: FVU 0.282 at L0 141 against 0.207 at L0 160), so it is not the
+  default.
 - ``update_every`` (default None): the bias update period T. The sources give T = 50 for the LLM
   runs (tens of thousands of steps) and nothing for the synthetic ones. With the sources' step
   (gamma = 0.01) each update moves a bias by 1% of a peak, so the rule needs hundreds of updates
