@@ -28,7 +28,9 @@ What the sources leave open (see the method notes) and the defaults chosen here:
   fire on several features: at lr 3e-4 / 1e-3 on the sparse setting (seeds 0 and 1) BA
   recovered 0.8 / 95% at tau 0.9 against 100 / 100% at 0.03; on the small one (seeds 0-3,
   lr 1e-3 / 3e-3 / 1e-2) 34 / 87 / 95% against 91 / 100 / 100%. 0.03 is also the top of the LLM
-  sweep's BA range.
+  sweep's BA range. Where features are more frequent the single target is too low: on the GBA
+  paper's mixture (n = 128, half s = 3 / half s = 20, frequency 0.09; 781 steps, seed 0) BA
+  recovered 22 / 27% at lr 3e-3 / 1e-2 with 0.03, 25 / 53% with 0.1.
 - ``bias_min`` (default None: -sqrt(d_in)): the paper clamps b to [-1, 0] for unit-scale inputs;
   the trainer scales inputs to mean squared norm d_in, so -1 in unit-norm units is -sqrt(d_in).
 - The buffer is kept as per-batch firing counts and peaks in a ring of
