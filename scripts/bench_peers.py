@@ -192,7 +192,11 @@ def main() -> None:
         if (r := run(root, data, c, e, args.fresh, args.table, args.threads, seed)) is not None
     ]
     # the common FVU: the worst sparsify seed's after one epoch (stored), which every sparsify seed reaches
-    one = [r for seed in args.seeds if (r := run(root, data, "sparsify", 1, False, stored_only=True, seed=seed))]
+    one = [
+        r
+        for seed in args.seeds
+        if (r := run(root, data, "sparsify", 1, False, stored_only=True, seed=seed)) is not None
+    ]
     if one:
         table(results, max(r["curve"][-1][1] for r in one), "sparsify's after one epoch")
     else:

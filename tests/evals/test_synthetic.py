@@ -178,8 +178,8 @@ def test_bias_adaptation_defaults_recover_where_topk_does(method, lr):
     planted frequency 1/16 the neurons fire on more than one feature). With the quantile bias
     start (the default before) GBA recovered 72% at 3e-3: each neuron fired on its target fraction
     of tokens from the first step, took gradient from those alone and aligned ~3x more slowly in lr
-    terms. With the defaults before that (b = 0 and
-    a = 1 at the start, an update every 50 steps) GBA recovered 0% at 1e-4, 1e-3 and 1e-2."""
+    terms. With the defaults before that (b = 0 and a = 1 at the start, an update every 50 steps)
+    GBA recovered 0% at 1e-4, 1e-3 and 1e-2."""
     assert _small_recovery({"method": method}, lr) >= 0.9
 
 

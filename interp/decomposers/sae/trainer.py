@@ -2,19 +2,22 @@
 
 The optimiser (Adam, schedule-free Signum or Muon) and its budget-sized schedule come from
 ``optim.py``; the run's settings are a ``TrainConfig``, saved as ``train_config.json`` beside the
-artifact, apart from the SAE's own ``config.json``. Decoder rows kept at unit norm with the
-parallel gradient component removed; ``b_dec`` initialised from the first batch (its mean,
-geometric median or zero: the variant's ``b_dec_init``); inputs scaled by a norm-scaling factor
-estimated up front; dead latents tracked in tokens since last activation and handed to the variant (for AuxK). Checkpoints (weights, Adam
-state, step, dead statistics) are written atomically to ``out/checkpoint`` every
-``checkpoint_every`` steps and on Ctrl-C; calling ``train`` again with the same ``out`` resumes
-exactly, because the data order is a pure function of (seed, step). wandb logs offline by default.
+artifact, apart from the SAE's own ``config.json``. Decoder rows kept at unit norm with the parallel
+gradient component removed; ``b_dec`` initialised from the first batch (its mean, geometric median
+or zero: the variant's ``b_dec_init``); inputs scaled by a norm-scaling factor estimated up front;
+dead latents tracked in tokens since last activation and handed to the variant (for AuxK).
+Checkpoints (weights, Adam state, step, dead statistics) are written atomically to
+``out/checkpoint`` every ``checkpoint_every`` steps and on Ctrl-C; calling ``train`` again with the
+same ``out`` resumes exactly, because the data order is a pure function of (seed, step). wandb logs
+offline by default.
 
-Under ``torchrun`` the same loop is data-parallel: every rank draws the same global batch, trains
-on its slice, and gradients are averaged; batch-level loss normalisers are global
-(``distributed.batch_sq_dev``) and the fired-latent masks are OR-ed, so weights, decoder normalisation
-and dead-latent statistics stay identical on every rank and equal single-process training on the
-same global batches (up to float summation order). Rank 0 alone logs, checkpoints and saves.
+Under ``torchrun`` the same loop is data-parallel: every rank draws the same global batch, trains on
+its slice, and gradients are averaged; batch-level loss normalisers are global
+(``distributed.batch_sq_dev``) and the fired-latent masks are OR-ed, and what a variant takes from
+the batch outside the gradient is taken over the global batch (BatchTopK's selection, bias
+adaptation's statistics), so weights, decoder normalisation and dead-latent statistics stay
+identical on every rank and equal single-process training on the same global batches (up to float
+summation order). Rank 0 alone logs, checkpoints and saves.
 """
 
 from __future__ import annotations
