@@ -18,10 +18,11 @@ SAELENS_ARCHS = {"standard", "topk", "jumprelu"}
 
 
 def planted(n=4096, seed=0, n_atoms=64, active=2):
-    """Sparse non-negative combinations of random unit atoms (a tiny problem SAEs can learn)."""
-    g = torch.Generator().manual_seed(seed)
-    atoms = torch.randn(n_atoms, D, generator=g)
+    """Sparse non-negative combinations of random unit atoms (a tiny problem SAEs can learn): the
+    atoms are the same for every ``seed``, which draws only the combinations."""
+    atoms = torch.randn(n_atoms, D, generator=torch.Generator().manual_seed(1234))
     atoms /= atoms.norm(dim=1, keepdim=True)
+    g = torch.Generator().manual_seed(seed)
     idx = torch.rand(n, n_atoms, generator=g).argsort(1)[:, :active]
     codes = torch.zeros(n, n_atoms).scatter_(1, idx, torch.rand(n, active, generator=g) + 0.5)
     return 3.0 * codes @ atoms + 0.5
@@ -77,11 +78,15 @@ def test_directions_are_normalised_decoder_rows_and_codes_are_float32(method, x)
 
 @pytest.mark.parametrize("method", SAE_METHODS)
 def test_training_reduces_loss(method):
-    """The variant's own loss after 40 steps is below its loss at the first step (same seed)."""
+    """Learning lowers the variant's own loss: after 40 steps it is below 0.7 x that of the same run
+    with the weights all but frozen (lr 1e-9), which keeps everything else the run does. (A bias-
+    adaptation variant's thresholds come down to their targets in both runs: its first loss, of a
+    dense code, is no baseline, as its ``first_loss_is_a_baseline`` says.) The trained SAE also
+    reconstructs held-out combinations of the same atoms."""
     data = planted(8192, seed=3)
-    first = train(train_cfg(method, 1), data, progress=False).meta["final"]["loss"]
+    frozen = train(train_cfg(method, 40) | {"lr": 1e-9}, data, progress=False).meta["final"]["loss"]
     trained = train(train_cfg(method, 40), data, progress=False)
-    assert trained.meta["final"]["loss"] < 0.7 * first, (first, trained.meta["final"])
+    assert trained.meta["final"]["loss"] < 0.7 * frozen, (frozen, trained.meta["final"])
     with torch.no_grad():
         held = planted(1000, seed=11)
         fvu = ((trained.reconstruct(held) - held).pow(2).sum() / (held - held.mean(0)).pow(2).sum()).item()
