@@ -9,7 +9,8 @@ probabilities from a frequency spectrum (uniform or Zipf), and gives each a magn
 d = 42, half the samples with 3 active features and half with 20 (mean frequency ~0.09). The
 secondary sources confirm only n, d, the s mixture, Gaussian features and non-negative
 coefficients; the coefficient distribution (``coef_dist``, ``coef_range``), the feature norms
-(``feature_norm``) and the noise (``noise``) are guesses, made parameters so they can be varied.
+(``feature_norm``), the noise (``noise``) and whether samples are scaled to unit norm
+(``sample_norm``) are guesses, made parameters so they can be varied.
 
 ``recovery`` scores a learned dictionary: for every true direction, the best cosine over the
 learned directions; the recovery rate at tau is the fraction of true directions whose best cosine
@@ -58,6 +59,7 @@ def make_dataset(
     feature_seed: int | None = None,
     coef_dist: str = "uniform",
     feature_norm: str = "unit",
+    sample_norm: bool = False,
 ) -> SyntheticData:
     """Planted-feature data (see the module docstring).
 
@@ -67,8 +69,9 @@ def make_dataset(
     noise added per coordinate. ``coef_dist``: "uniform" (on ``coef_range``), "constant" (every
     active coefficient is ``coef_range[1]``) or "exponential" (``low`` + Exp with mean ``high - low``).
     ``feature_norm``: "unit" (normalised Gaussian directions) or "gaussian" (rows of N(0, I/d),
-    norms spread around 1; ``directions`` are still returned normalised). Everything comes from one
-    seeded generator.
+    norms spread around 1; ``directions`` are still returned normalised). ``sample_norm``: True
+    scales every sample to unit norm (its coefficients alike, so x = h V still holds), the input
+    scale the paper's [-1, 0] bias clamp assumes. Everything comes from one seeded generator.
     """
     if coef_dist not in COEF_DISTS or feature_norm not in ("unit", "gaussian"):
         raise ConfigError(
@@ -98,6 +101,9 @@ def make_dataset(
     x = h @ V
     if noise > 0:
         x += noise * torch.randn(x.shape, generator=g)
+    if sample_norm:
+        scale = 1 / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        x, h = x * scale, h * scale
     active = torch.zeros(n_samples, n_features, dtype=torch.bool).scatter_(1, idx, keep)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"

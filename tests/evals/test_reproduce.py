@@ -25,3 +25,17 @@ def test_unknown_paper_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="unknown paper"):
         run("nope", True, tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_gba_sensitivity_compares_each_variant_with_topk_at_its_own_l0():
+    """The table's "TopK at GBA's L0" row is TopK trained at k = GBA's L0 (rounded) at that rate."""
+    import re
+
+    from interp.evals.reproduce.sae import _sensitivity
+
+    table, gaps = _sensitivity(True)
+    cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[1] for line in table.splitlines() if "%" in line}
+    for name in ("BA", "GBA"):
+        l0 = re.search(r"L0 (\d+)", cells[name]).group(1)
+        assert re.search(r"k (\d+)", cells[f"TopK at {name}'s L0"]).group(1) == l0
+    assert set(gaps) == {"k = s", "k = their own L0"}

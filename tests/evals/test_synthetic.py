@@ -54,6 +54,14 @@ def test_coefficient_distributions_and_feature_norms():
         make_dataset(**base, coef_dist="gamma")
 
 
+def test_unit_norm_samples_keep_their_codes():
+    data = make_dataset(n_samples=2000, n_features=32, d=16, sparsity=((0.5, 2), (0.5, 8)), sample_norm=True, seed=2)
+    assert torch.allclose(data.x.norm(dim=1), torch.ones(2000), atol=1e-5)
+    assert torch.allclose(data.codes.to_dense() @ data.directions, data.x, atol=1e-5)
+    plain = make_dataset(n_samples=2000, n_features=32, d=16, sparsity=((0.5, 2), (0.5, 8)), seed=2)
+    assert torch.allclose(plain.x / plain.x.norm(dim=1, keepdim=True), data.x, atol=1e-5)
+
+
 def test_benchmark_scores_fitted_methods():
     """Semi-NMF and ITDA rows are the direct fits of the same data, scored by ``recovery``."""
     from interp.decomposers.itda import ITDA
