@@ -103,13 +103,16 @@ def user_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
 
 
-def check_keys(raw: dict[str, Any], known: set[str], command: str) -> None:
-    """Raise for the first key of ``raw`` not in ``known``, naming the closest known key."""
+def check_keys(raw: dict[str, Any], known: set[str], command: str, listing: str | None = None) -> None:
+    """Raise for the first key of ``raw`` not in ``known``, naming the closest known key and where
+    the keys are listed (default: the command's --help)."""
     for key in raw:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"unknown key {key!r} for {command}; {hint}(`{command} --help` lists the keys)")
+            raise ConfigError(
+                f"unknown key {key!r} for {command}; {hint}({listing or f'`{command} --help` lists the keys'})"
+            )
 
 
 def coerce_fields(cls: type, raw: dict[str, Any]) -> dict[str, Any]:

@@ -110,3 +110,13 @@ def test_reproduce_paper_refuses_an_unknown_paper(tmp_path):
     done = interp("reproduce", "paper", "paper=nope", f"out={tmp_path}")
     assert_short_error(done, "unknown paper")
     assert not list(tmp_path.iterdir())
+
+
+def test_synthetic_bench_data_keys_and_types_are_checked_before_compute(tmp_path):
+    """``data`` is free-form in the YAML; its keys are make_dataset's and are refused before training."""
+    cfg = "configs/experiments/bench_synthetic_grid.yaml"
+    out = f"out={tmp_path / 'b'}"
+    assert_short_error(interp("bench", "synthetic", cfg, "data.sample_nrom=true", out), "did you mean 'sample_norm'")
+    assert_short_error(interp("bench", "synthetic", cfg, "data.sample_norm=maybe", out), "data.sample_norm: expected")
+    assert_short_error(interp("bench", "synthetic", cfg, "data.noise=abc", out), "data.noise: expected a number")
+    assert not (tmp_path / "b").exists()

@@ -13,6 +13,8 @@ Methods not registered in this build are listed as such.
 """
 
 import dataclasses
+import inspect
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import torch
 
 import interp.decomposers  # noqa: F401  (registers every method)
 from interp._io import write_atomic, write_json_atomic
+from interp.cli.config import check_keys, coerce
 from interp.evals.synthetic import benchmark, format_table
 
 
@@ -43,12 +46,24 @@ class Config:
     """Output folder (results.json, table.md)."""
 
 
+def _data(raw: dict) -> dict:
+    """``make_dataset``'s keyword arguments from the config's ``data``, refused before any compute
+    when a key is unknown or a value has the wrong type."""
+    from interp.evals.synthetic import make_dataset
+
+    hints = typing.get_type_hints(make_dataset)
+    known = set(inspect.signature(make_dataset).parameters) - {"seed", "feature_seed"}
+    check_keys(raw, known, "bench synthetic's data", "the keys: " + ", ".join(sorted(known)))
+    data = {k: coerce(v, hints[k], f"data.{k}") for k, v in raw.items()}
+    return {k: tuple(tuple(v) for v in val) if k == "sparsity" else val for k, val in data.items()}
+
+
 def run(cfg: Config) -> None:
     out = Path(cfg.out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     thresholds = cfg.thresholds
-    data = {k: tuple(tuple(v) for v in val) if k == "sparsity" else val for k, val in cfg.data.items()}
+    data = _data(cfg.data)
     methods = list(cfg.methods)
     if cfg.lr_sweep:
         from interp.evals.synthetic import FITTED
