@@ -78,6 +78,8 @@ def make_dataset(
             f"coef_dist must be one of {COEF_DISTS} (got {coef_dist!r}) and feature_norm "
             f"'unit' or 'gaussian' (got {feature_norm!r})"
         )
+    if not isinstance(sample_norm, bool):
+        raise ConfigError(f"sample_norm must be True or False, got {sample_norm!r}")
     if not sparsity or any(s < 1 or s > n_features for _, s in sparsity):
         raise ValueError(f"sparsity counts must lie in [1, n_features={n_features}], got {sparsity}")
     lo, hi = coef_range

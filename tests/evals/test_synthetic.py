@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from interp.decomposers.sae import TopKConfig, TopKSAE, train
+from interp.errors import ConfigError
 from interp.evals.synthetic import make_dataset, recovery
 
 
@@ -60,6 +61,8 @@ def test_unit_norm_samples_keep_their_codes():
     assert torch.allclose(data.codes.to_dense() @ data.directions, data.x, atol=1e-5)
     plain = make_dataset(n_samples=2000, n_features=32, d=16, sparsity=((0.5, 2), (0.5, 8)), seed=2)
     assert torch.allclose(plain.x / plain.x.norm(dim=1, keepdim=True), data.x, atol=1e-5)
+    with pytest.raises(ConfigError, match="sample_norm"):
+        make_dataset(n_samples=10, sample_norm="yes")
 
 
 def test_benchmark_scores_fitted_methods():
