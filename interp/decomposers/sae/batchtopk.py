@@ -31,7 +31,7 @@ from interp.decomposers.sae.train_config import TrainConfig
 from interp.decomposers.sae.base import StepOutput
 from interp import distributed as _dist
 from interp.decomposers.sae.ops import Active
-from interp.decomposers.sae.topk import TopKConfig, TopKSAE, normalized_mse
+from interp.decomposers.sae.topk import TopKConfig, TopKSAE, aux_on, normalized_mse
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class BatchTopKSAE(TopKSAE):
             kept_min = torch.where(torch.isfinite(kept_min), kept_min, torch.zeros_like(kept_min))
         terms = {"fvu": fvu, "batch_threshold": kept_min, "l0": (f > 0).sum() / len(xn)}
         loss = fvu
-        if dead is not None and dead.any() and self.cfg.aux_alpha > 0:
+        if aux_on(self.cfg, dead):
             aux = self._aux_loss(xn, pre, dead, (xn - x_hat).detach())
             terms["aux"] = aux
             loss = loss + self.cfg.aux_alpha * aux

@@ -39,6 +39,10 @@ def check_ranges(cfg: Any) -> None:
         value = getattr(cfg, name, None)
         if value is not None and value <= 0:
             raise ConfigError(f"{name} must be > 0, got {value}")
+    for name in ("aux_k", "aux_alpha"):  # 0 turns AuxK off
+        value = getattr(cfg, name, None)
+        if value is not None and value < 0:
+            raise ConfigError(f"{name} must be >= 0 (0 turns AuxK off), got {value}")
     lr = getattr(cfg, "lr", None)
     if lr is not None and not (lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"lr must be a positive finite number (or None for the default), got {lr}")

@@ -44,7 +44,7 @@ from interp.decomposers.sae.train_config import TrainConfig
 from interp.errors import ConfigError
 from interp.decomposers.sae.base import SAE, SAEConfig, StepOutput, data_centre
 from interp.decomposers.sae.ops import Active, gather_encode
-from interp.decomposers.sae.topk import TopKSAE
+from interp.decomposers.sae.topk import TopKSAE, aux_on
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ class TopAFAConfig(SAEConfig):
     b_dec_init: str = doc_field("zero", "zero (the authors') | mean | median, of the standardised first batch")
     k_max: int | None = doc_field(None, "None: min(d_sae - 1, 4 * d_in)")
     std_eps: float = doc_field(1e-5, "added to the per-token std when standardising")
-    aux_k: int = doc_field(512, "dead latents used by the auxiliary loss (capped at the number dead)")
-    aux_alpha: float = doc_field(1 / 32, "weight of the AuxK loss (dead latents reconstruct the residual)")
+    aux_k: int = doc_field(512, "dead latents used by the auxiliary loss (capped at the number dead; 0: no AuxK)")
+    aux_alpha: float = doc_field(1 / 32, "weight of the AuxK loss (dead latents reconstruct the residual; 0: none)")
     sparse_frac: float = doc_field(0.125, "sparse kernels while the batch's mean k is below this * d_sae")
 
 
@@ -182,7 +182,7 @@ class TopAFASAE(SAE):
         afa = (act.row_norm(vals) - self._target(xs, self.cfg.afa_target)).pow(2).mean()
         loss = mse + self.cfg.lambda_afa * afa
         terms = {"mse": mse, "afa": afa, "l0": (vals > 0).sum() / len(xs), "k_capped": (k >= self.k_max).float().mean()}
-        if dead is not None and dead.any() and self.cfg.aux_alpha > 0:
+        if aux_on(self.cfg, dead):
             terms["aux"] = TopKSAE._aux_loss(self, xs, pre, dead, (xs - x_hat).detach())  # type: ignore[arg-type]
             loss = loss + self.cfg.aux_alpha * terms["aux"]
         self._k = k

@@ -36,12 +36,17 @@ from interp.decomposers.sae.ops import Pattern, dense_encode, gather_encode, spa
 class TopKConfig(SAEConfig):
     method: str = doc_field("topk", "the SAE variant (a registered method name)")
     k: int = doc_field(32, "active latents per token")
-    aux_k: int = doc_field(512, "dead latents used by the auxiliary loss (capped at the number dead)")
-    aux_alpha: float = doc_field(1 / 32, "weight of the AuxK loss (dead latents reconstruct the residual)")
+    aux_k: int = doc_field(512, "dead latents used by the auxiliary loss (capped at the number dead; 0: no AuxK)")
+    aux_alpha: float = doc_field(1 / 32, "weight of the AuxK loss (dead latents reconstruct the residual; 0: none)")
     tied: bool = doc_field(False, "encoder = decoder transposed (one trained matrix)")
     b_dec_init: str = doc_field(
         "median", "b_dec's start on the first batch: median (geometric; default, as sparsify starts) | mean | zero"
     )
+
+
+def aux_on(cfg, dead: torch.Tensor | None) -> bool:
+    """Whether a step adds the AuxK loss: some latent is dead and ``aux_k`` and ``aux_alpha`` are > 0."""
+    return dead is not None and cfg.aux_k > 0 and cfg.aux_alpha > 0 and bool(dead.any())
 
 
 # AuxK runs dense on the dead latents' block while they number at most this many times aux_k:
@@ -118,7 +123,7 @@ class TopKSAE(SAE):
         fvu = normalized_mse(x_hat, xn)
         terms = {"fvu": fvu}
         loss = fvu
-        if dead is not None and dead.any() and self.cfg.aux_alpha > 0:
+        if aux_on(self.cfg, dead):
             aux = self._aux_loss(xn, pre, dead, (xn - x_hat).detach())
             terms["aux"] = aux
             loss = loss + self.cfg.aux_alpha * aux

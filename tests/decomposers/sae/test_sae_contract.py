@@ -164,3 +164,16 @@ def test_saelens_export_then_load_is_identical(method, x, tmp_path):
     back.save(tmp_path / "ours")  # and it is a normal artifact of ours from then on
     with torch.no_grad():
         torch.testing.assert_close(load(tmp_path / "ours").reconstruct(x), back.reconstruct(x))
+
+
+@pytest.mark.parametrize("method", ["topk", "batchtopk", "topafa"])
+def test_aux_k_zero_turns_auxk_off_and_a_negative_one_is_refused(method):
+    """aux_k = 0 trains without AuxK once latents die (it crashed in the sparse decode at the first
+    dead latent); a negative aux_k is a ConfigError before any compute."""
+    from interp.errors import ConfigError
+
+    cfg = train_cfg(method, 30) | {"d_sae": 512, "dead_tokens": 512, "aux_k": 0}
+    sae = train(cfg, planted(4096, seed=3), progress=False)
+    assert "aux" not in sae.meta["final"] and sae.meta["final"]["loss"] < 1
+    with pytest.raises(ConfigError, match="aux_k must be >= 0"):
+        train(cfg | {"aux_k": -1}, planted(512), progress=False)
