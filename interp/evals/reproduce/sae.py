@@ -4,12 +4,13 @@
   paper's FRR table (TopK K = 20/30/50, GBA with the full and a wrong frequency range) on two data
   models: samples scaled to unit norm (``sample_norm``: the input scale the paper's [-1, 0] bias
   clamp assumes, and the closest found to the paper's TopK column) and unnormalised samples (the
-  closer to its wrong-range GBA row); the sanity setting d = 84 (TopK K = 20 should recover
-  every feature), and the paper's claim that bias
-  adaptation removes the learning-rate sensitivity: recovery against Adam's learning rate for
-  TopK at matched sparsity, BA and GBA (each at its defaults) on the sparser planted setting of
-  ``configs/experiments/bench_synthetic_lr_sparse.yaml`` (n = 64, d = 42, s = 3, 20 passes over
-  20,000 samples; the full table of every method is ``interp bench synthetic`` on that config).
+  closer to its wrong-range GBA row); the sanity setting d = 84 (TopK K = 20 should recover every
+  feature); and the paper's claim that bias adaptation removes the learning-rate sensitivity:
+  recovery against Adam's learning rate for BA and GBA (each at its defaults) and for TopK at
+  matched sparsity, read two ways (k = the data's s; k = BA's or GBA's own L0), on the sparser
+  planted setting of ``configs/experiments/bench_synthetic_lr_sparse.yaml`` (n = 64, d = 42,
+  s = 3, 20 passes over 20,000 samples; the full table of every method is ``interp bench
+  synthetic`` on that config).
 - ``topafa``: Lee et al. 2025 (top-AFA): the headline claim is the lowest NMSE on GPT-2 small's
   FVU-L0 frontier without tuning k. GPT-2 is not available here, so this measures the same
   comparison (top-AFA's lambda sweep against TopK's k sweep, same budget) on planted data.
