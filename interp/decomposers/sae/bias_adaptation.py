@@ -31,8 +31,8 @@ What the sources leave open (see the method notes) and the defaults chosen here:
   sweep's BA range. Where features are more frequent the single target is too low: on the GBA
   paper's mixture (n = 128, half s = 3 / half s = 20, frequency 0.09; 781 steps, seed 0) BA
   recovered 22 / 27% at lr 3e-3 / 1e-2 with 0.03, 25 / 53% with 0.1. Between them, 0.05 recovers
-  39 / 41% there at L0 26 (TopK at the sparser k = 20: 4.7 / 0%), but 62% against 100% at lr 3e-4
-  on the sparse setting (seeds 0 and 1), so 0.03 stays.
+  39 / 41% there at L0 26 (TopK at k = 26: 0.8 / 0%), but 62% against 100% at lr 3e-4 on the
+  sparse setting (seeds 0 and 1), so 0.03 stays.
 - ``bias_min`` (default None: -sqrt(d_in)): the paper clamps b to [-1, 0] for unit-scale inputs;
   the trainer scales inputs to mean squared norm d_in, so -1 in unit-norm units is -sqrt(d_in).
 - The buffer is kept as per-batch firing counts and peaks in a ring of
