@@ -23,7 +23,7 @@ import torch
 import interp.decomposers  # noqa: F401  (registers every method)
 from interp._io import write_atomic, write_json_atomic
 from interp.cli.config import check_keys, coerce
-from interp.evals.synthetic import benchmark, format_table
+from interp.evals.synthetic import benchmark, format_table, make_dataset
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,10 @@ class Config:
 def _data(raw: dict) -> dict:
     """``make_dataset``'s keyword arguments from the config's ``data``, refused before any compute
     when a key is unknown or a value has the wrong type."""
-    from interp.evals.synthetic import make_dataset
-
     hints = typing.get_type_hints(make_dataset)
     known = set(inspect.signature(make_dataset).parameters) - {"seed", "feature_seed"}
     check_keys(raw, known, "bench synthetic's data", "the keys: " + ", ".join(sorted(known)))
-    data = {k: coerce(v, hints[k], f"data.{k}") for k, v in raw.items()}
-    return {k: tuple(tuple(v) for v in val) if k == "sparsity" else val for k, val in data.items()}
+    return {k: coerce(v, hints[k], f"data.{k}") for k, v in raw.items()}  # sparsity: tuples, as typed
 
 
 def run(cfg: Config) -> None:
