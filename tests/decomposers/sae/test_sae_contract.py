@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from interp.decomposers import REGISTRY, load
 from interp.decomposers.sae import SAE, TrainConfig, load_saelens, train
+from interp.errors import ConfigError
 
 D, F = 32, 64
 SAE_METHODS = sorted(m for m, cls in REGISTRY.items() if issubclass(cls, SAE))
@@ -170,8 +171,6 @@ def test_saelens_export_then_load_is_identical(method, x, tmp_path):
 def test_aux_k_zero_turns_auxk_off_and_a_negative_one_is_refused(method):
     """aux_k = 0 trains without AuxK once latents die (it crashed in the sparse decode at the first
     dead latent); a negative aux_k is a ConfigError before any compute."""
-    from interp.errors import ConfigError
-
     cfg = train_cfg(method, 30) | {"d_sae": 512, "dead_tokens": 512, "aux_k": 0}
     sae = train(cfg, planted(4096, seed=3), progress=False)
     assert "aux" not in sae.meta["final"] and sae.meta["final"]["loss"] < 1
