@@ -88,11 +88,14 @@ What the sources leave open (see the method notes) and the defaults chosen here:
   with 0.03, 0.207 at L0 160 with 0.01, and 0.276 at L0 84 with 0.01 and halved targets (so ~0.257
   at L0 100 in log-L0 interpolation). It is not the default because on the GBA paper's mixture
   (n = 128, half s = 3 / half s = 20; 781 steps, seed 0, lr 1e-3 / 3e-3 / 1e-2) it recovers less:
-  GBA 1.6 / 21.9 / 50.0% with 0.1 against 5.5 / 47.7 / 66.4% with 0.01, BA 0 / 3.1 / 7.8% against
-  3.9 / 21.9 / 27.3%. On a narrow SAE (width = the number of planted atoms, each sample with 2;
-  tests/decomposers/sae/test_sae_contract.py's problem) 0.1 takes the code to L0 ~1 within 40
-  steps, under the atoms' 2, since the stable band leaves each neuron below its target: loss 0.65,
-  against 0.22 with 0.01, whose biases are still coming down (L0 9.5).
+  GBA 1.6 / 21.9 / 50.0% with 0.1 against 5.5 / 47.7 / 66.4% with 0.01, BA 3.9 / 13.3 / 7.8%
+  against 7.0 / 39.8 / 38.3%. 0.03 sits between: GBA recovers 92% on the sparse setting at lr 3e-4
+  (seeds 0 and 1; TopK k = 3: 92%), but on the mixture (seeds 0 and 1, lr 1e-3 / 3e-3 / 1e-2) 2.0
+  / 33.2 / 69.5% at L0 13 / 11 / 12, below TopK at its L0 at 3e-3 (k = 11: 2.7 / 39.5 / 69.5%),
+  where 0.01's 45.0% is above TopK k = 14's 21.9%. On a narrow SAE (width = the number of planted
+  atoms, each sample with 2; tests/decomposers/sae/test_sae_contract.py's problem) 0.1 takes the
+  code to L0 ~1 within 40 steps, under the atoms' 2, since the stable band leaves each neuron below
+  its target: loss 0.65, against 0.22 with 0.01, whose biases are still coming down (L0 9.5).
 - ``train_b_dec`` (default False): b_dec stays at the data mean it is initialised to. Trained,
   it drifted so as to raise every pre-activation against the adapted thresholds (measured on the
   synthetic benchmark: L0 grew from 28 to 46 while the biases fell, and recovery stalled); the
