@@ -115,10 +115,11 @@ def check_keys(raw: dict[str, Any], known: set[str], command: str, listing: str 
             )
 
 
-def coerce_fields(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` (keys of ``cls``) with every value coerced to its field's declared type."""
+def coerce_fields(cls: Any, raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``raw`` (keys of ``cls``: a dataclass's fields or a function's parameters) with every value
+    coerced to its declared type; errors name the key as ``prefix + key``."""
     hints = typing.get_type_hints(cls)
-    return {k: coerce(v, hints[k], k) for k, v in raw.items()}
+    return {k: coerce(v, hints[k], prefix + k) for k, v in raw.items()}
 
 
 def build(cls: type, raw: dict[str, Any], command: str) -> Any:

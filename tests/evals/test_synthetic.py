@@ -219,8 +219,7 @@ def test_bias_adaptation_defaults_recover_as_much_as_topk_at_their_l0(method):
     against TopK k=20's 0.8%. With BA's target at 0.03 (its default before) BA recovered 27.3% at
     L0 14-15, against 46.9% / 35.2% for TopK k=14 / k=15."""
     data = make_dataset(n_samples=20_000, seed=1)
-    run = dict(d_sae=1024, batch_size=512, n_tokens=400_000, lr=1e-2, seed=1, optimizer="adam")
-    run = {**_SMALL_TRAIN, **run}  # wandb off, on the CPU
+    run = _SMALL_TRAIN | dict(d_sae=1024, batch_size=512, n_tokens=400_000, lr=1e-2, seed=1)
     sae = train({**run, "method": method}, data.x, progress=False)
     l0 = (sae.encode(data.x[:4096]) != 0).sum(1).float().mean().item()
     topk = train({**run, "method": "topk", "k": round(l0)}, data.x, progress=False)

@@ -14,7 +14,6 @@ Methods not registered in this build are listed as such.
 
 import dataclasses
 import inspect
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 
 import interp.decomposers  # noqa: F401  (registers every method)
 from interp._io import write_atomic, write_json_atomic
-from interp.cli.config import check_keys, coerce
+from interp.cli.config import check_keys, coerce_fields
 from interp.evals.synthetic import benchmark, format_table, make_dataset
 
 
@@ -49,10 +48,9 @@ class Config:
 def _data(raw: dict) -> dict:
     """``make_dataset``'s keyword arguments from the config's ``data``, refused before any compute
     when a key is unknown or a value has the wrong type."""
-    hints = typing.get_type_hints(make_dataset)
     known = set(inspect.signature(make_dataset).parameters) - {"seed", "feature_seed"}
     check_keys(raw, known, "bench synthetic's data", "the keys: " + ", ".join(sorted(known)))
-    return {k: coerce(v, hints[k], f"data.{k}") for k, v in raw.items()}  # sparsity: tuples, as typed
+    return coerce_fields(make_dataset, raw, "data.")  # sparsity: tuples, as typed
 
 
 def run(cfg: Config) -> None:
