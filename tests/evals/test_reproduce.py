@@ -38,4 +38,24 @@ def test_gba_sensitivity_compares_each_variant_with_topk_at_its_own_l0():
     for name in ("BA", "GBA"):
         l0 = re.search(r"L0 (\d+)", cells[name]).group(1)
         assert re.search(r"k (\d+)", cells[f"TopK at {name}'s L0"]).group(1) == l0
-    assert set(gaps) == {"k = s", "k = their own L0"}
+    assert set(gaps) == {"k = the data's mean L0", "k = the smallest s", "k = their own L0"}
+    assert "TopK k=2 (the data's s)" in table  # one s: the two data readings are one row
+
+
+def test_gba_sensitivity_on_a_mixture_compares_with_topk_at_its_mean_and_smallest_s():
+    """On a mixture of sparsities the mean L0 (0.75 * 1 + 0.25 * 5 = 2) and the smallest s (1) are
+    two different TopK rows, and each is a reading with its own list of gaps."""
+    from interp.evals.reproduce.sae import _sensitivity_on
+
+    data = {"n_features": 16, "d": 8, "sparsity": ((0.75, 1), (0.25, 5)), "n_samples": 500}
+    train = {
+        "d_sae": 32,
+        "batch_size": 100,
+        "n_tokens": 1000,
+        "optimizer": "adam",
+        "wandb": "disabled",
+        "device": "cpu",
+    }
+    table, gaps = _sensitivity_on("M", data, train, (1e-2,))
+    assert "TopK k=2 (the data's mean L0)" in table and "TopK k=1 (the smallest s)" in table
+    assert set(gaps) == {"k = the data's mean L0", "k = the smallest s", "k = their own L0"}

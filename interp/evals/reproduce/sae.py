@@ -7,8 +7,9 @@
   clamp assumes, and the closest found to the paper's TopK column) and unnormalised samples; the
   sanity setting d = 84 (TopK K = 20 should recover every feature); and the paper's claim that
   bias adaptation removes the learning-rate sensitivity: recovery against Adam's learning rate for
-  BA and GBA (each at its defaults) and for TopK at matched sparsity, read two ways (k = the
-  data's smaller s; k = BA's or GBA's own L0), on the two planted settings of
+  BA and GBA (each at its defaults) and for TopK at matched sparsity, read three ways (k = the
+  data's mean number of active features; k = the smallest s of a mixture; k = BA's or GBA's own
+  L0), on the two planted settings of
   ``configs/experiments/bench_synthetic_lr{_sparse,}.yaml`` (B: n = 64, d = 42, s = 3; A: the
   paper's mixture; 20 passes over 20,000 samples; the full table of every method is ``interp
   bench synthetic`` on those configs).
@@ -77,9 +78,10 @@ SENSITIVITY_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 def _sensitivity(quick: bool) -> tuple[str, dict[str, list[str]]]:
     """Recovery at tau 0.9 against the learning rate on each planted setting (quick: a small one;
     full: B, the sparser setting, and A, the GBA paper's mixture): markdown tables, and for each
-    reading of "TopK at matched sparsity" (k = the data's smaller s; k = BA's or GBA's own L0 at
-    that learning rate) the settings and learning rates where that TopK recovers >= 90% and BA or
-    GBA does not."""
+    reading of "TopK at matched sparsity" the settings and learning rates where that TopK recovers
+    >= 90% and BA or GBA does not. The readings: k = the data's mean number of active features
+    (rounded; on A, 11.5 -> 12); k = the smallest s of a mixture (A: 3; on a single-s setting the
+    same TopK as the first); k = BA's or GBA's own L0 at that learning rate."""
     if quick:
         small = {"n_features": 32, "d": 16, "sparsity": ((1.0, 2),), "n_samples": 2000}
         train = {"d_sae": 128, "batch_size": 256, "n_tokens": 10_000, "optimizer": "adam"}
@@ -89,7 +91,7 @@ def _sensitivity(quick: bool) -> tuple[str, dict[str, list[str]]]:
         settings = {"B": {**SPARSE_DATA, "n_samples": 20_000}, "A": {**PAPER_DATA, "n_samples": 20_000}}
         lrs = SENSITIVITY_LRS
     train |= {"wandb": "disabled", "device": "cpu"}
-    tables, gaps = [], {"k = s": [], "k = their own L0": []}
+    tables, gaps = [], {reading: [] for reading in READINGS}
     for name, data in settings.items():
         table, missed = _sensitivity_on(name, data, train, lrs)
         tables.append(table)
@@ -98,9 +100,18 @@ def _sensitivity(quick: bool) -> tuple[str, dict[str, list[str]]]:
     return "\n\n".join(tables), gaps
 
 
+# each reading of "TopK at matched sparsity" -> the row of _sensitivity_on's results it compares with
+READINGS = {
+    "k = the data's mean L0": "TopK k=mean",
+    "k = the smallest s": "TopK k=min",
+    "k = their own L0": "TopK at {name}'s L0",
+}
+
+
 def _sensitivity_on(setting: str, data: dict, train: dict, lrs: tuple[float, ...]) -> tuple[str, dict[str, list[str]]]:
     """One setting's table and gaps (see ``_sensitivity``)."""
-    s = min(count for _, count in data["sparsity"])
+    k_min = min(count for _, count in data["sparsity"])
+    k_mean = max(1, round(sum(frac * count for frac, count in data["sparsity"])))
 
     def run(specs: dict[tuple[str, float], dict]) -> dict[tuple[str, float], dict]:
         rows = benchmark(
@@ -108,19 +119,33 @@ def _sensitivity_on(setting: str, data: dict, train: dict, lrs: tuple[float, ...
         )
         return {key: row for key, row in zip(specs, rows)}
 
-    base = {"TopK k=s": {"method": "topk", "k": s}, "BA": {"method": "ba"}, "GBA": {"method": "gba"}}
+    base = {"TopK k=mean": {"method": "topk", "k": k_mean}, "BA": {"method": "ba"}, "GBA": {"method": "gba"}}
+    if k_min != k_mean:
+        base["TopK k=min"] = {"method": "topk", "k": k_min}
     res = run({(label, lr): spec for label, spec in base.items() for lr in lrs})
     # TopK at each variant's own L0 at that learning rate (one run per distinct k)
     ks = {(name, lr): max(1, round(res[name, lr]["l0"])) for name in ("BA", "GBA") for lr in lrs}
     by_k = run({(f"TopK k={k}", lr): {"method": "topk", "k": k} for (_, lr), k in ks.items()})
     for (name, lr), k in ks.items():
         res[f"TopK at {name}'s L0", lr] = by_k[f"TopK k={k}", lr] | {"k": k}
+    for lr in lrs:
+        res.setdefault(("TopK k=min", lr), res["TopK k=mean", lr])
 
     def cell(label: str, lr: float) -> str:
         r = res[label, lr]
         return _pct(r["frr@0.9"]) + (f" (k {r['k']})" if "k" in r else f" (L0 {r['l0']:.0f})")
 
-    labels = ["TopK k=s", "TopK at BA's L0", "TopK at GBA's L0", "BA", "GBA"]
+    names = {
+        "TopK k=mean": f"TopK k={k_mean} (the data's mean L0)",
+        "TopK k=min": f"TopK k={k_min} (the smallest s)",
+        "TopK at BA's L0": "TopK at BA's L0",
+        "TopK at GBA's L0": "TopK at GBA's L0",
+        "BA": "BA",
+        "GBA": "GBA",
+    }
+    if k_min == k_mean:
+        del names["TopK k=min"]
+        names["TopK k=mean"] = f"TopK k={k_mean} (the data's s)"
     mix = " or ".join(str(count) for _, count in data["sparsity"])
     lines = [
         f"Setting {setting}: recovery at tau 0.9 against Adam's learning rate (n = {data['n_features']}, "
@@ -130,9 +155,7 @@ def _sensitivity_on(setting: str, data: dict, train: dict, lrs: tuple[float, ...
         "| method | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
         "|---|" + "---|" * len(lrs),
     ]
-    lines += [
-        f"| {label.replace('k=s', f'k={s}')} | " + " | ".join(cell(label, lr) for lr in lrs) + " |" for label in labels
-    ]
+    lines += [f"| {name} | " + " | ".join(cell(label, lr) for lr in lrs) + " |" for label, name in names.items()]
     gaps = {
         reading: [
             f"{name} at lr {lr:g} on {setting}"
@@ -140,7 +163,7 @@ def _sensitivity_on(setting: str, data: dict, train: dict, lrs: tuple[float, ...
             for lr in lrs
             if res[ref.format(name=name), lr]["frr@0.9"] >= 0.9 and res[name, lr]["frr@0.9"] < 0.9
         ]
-        for reading, ref in (("k = s", "TopK k=s"), ("k = their own L0", "TopK at {name}'s L0"))
+        for reading, ref in READINGS.items()
     }
     return "\n".join(lines), gaps
 
