@@ -93,6 +93,18 @@ def test_benchmark_scores_fitted_methods():
     assert itda["l0"] <= 4 and "not registered" in missing["missing"]
 
 
+def test_benchmark_warns_about_repeated_samples_once():
+    """The trainer warns when n_tokens is several passes over the samples; the benchmark's configs
+    do that on purpose, so it warns for the first fit only, not once per method, seed and rate."""
+    from interp.evals.synthetic import benchmark
+
+    data = dict(n_samples=200, n_features=8, d=8, sparsity=((1.0, 1),))
+    train = {"d_sae": 16, "batch_size": 100, "n_tokens": 1000, "optimizer": "adam", "wandb": "disabled"}
+    with pytest.warns(UserWarning) as got:
+        benchmark([{"method": "topk", "k": 1}, {"method": "relu"}], [0, 1], data, train, progress=False)
+    assert sum("passes over" in str(w.message) for w in got) == 1
+
+
 def test_recovery_matches_brute_force():
     g = torch.Generator().manual_seed(0)
     true = torch.randn(20, 10, generator=g)
