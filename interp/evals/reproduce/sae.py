@@ -119,9 +119,12 @@ def _sensitivity_on(setting: str, data: dict, train: dict, lrs: tuple[float, ...
         )
         return {key: row for key, row in zip(specs, rows)}
 
-    base = {"TopK k=mean": {"method": "topk", "k": k_mean}, "BA": {"method": "ba"}, "GBA": {"method": "gba"}}
+    # TopK at the data's sparsity: one row where the setting has one s, two on a mixture
+    topk = {"TopK k=mean": (k_mean, "the data's s" if k_min == k_mean else "the data's mean L0")}
     if k_min != k_mean:
-        base["TopK k=min"] = {"method": "topk", "k": k_min}
+        topk["TopK k=min"] = (k_min, "the smallest s")
+    base = {label: {"method": "topk", "k": k} for label, (k, _) in topk.items()}
+    base |= {"BA": {"method": "ba"}, "GBA": {"method": "gba"}}
     res = run({(label, lr): spec for label, spec in base.items() for lr in lrs})
     # TopK at each variant's own L0 at that learning rate (one run per distinct k)
     ks = {(name, lr): max(1, round(res[name, lr]["l0"])) for name in ("BA", "GBA") for lr in lrs}
@@ -135,17 +138,8 @@ def _sensitivity_on(setting: str, data: dict, train: dict, lrs: tuple[float, ...
         r = res[label, lr]
         return _pct(r["frr@0.9"]) + (f" (k {r['k']})" if "k" in r else f" (L0 {r['l0']:.0f})")
 
-    names = {
-        "TopK k=mean": f"TopK k={k_mean} (the data's mean L0)",
-        "TopK k=min": f"TopK k={k_min} (the smallest s)",
-        "TopK at BA's L0": "TopK at BA's L0",
-        "TopK at GBA's L0": "TopK at GBA's L0",
-        "BA": "BA",
-        "GBA": "GBA",
-    }
-    if k_min == k_mean:
-        del names["TopK k=min"]
-        names["TopK k=mean"] = f"TopK k={k_mean} (the data's s)"
+    names = {label: f"TopK k={k} ({why})" for label, (k, why) in topk.items()}
+    names |= {label: label for label in ("TopK at BA's L0", "TopK at GBA's L0", "BA", "GBA")}
     mix = " or ".join(str(count) for _, count in data["sparsity"])
     lines = [
         f"Setting {setting}: recovery at tau 0.9 against Adam's learning rate (n = {data['n_features']}, "
